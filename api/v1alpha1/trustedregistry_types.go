@@ -51,16 +51,15 @@ const (
 // +kubebuilder:validation:MaxLength=255
 // +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9*._:/@-]+$')",message="image pattern may contain only lowercase letters, digits and . _ - : / @ * characters"
 // +kubebuilder:validation:XValidation:rule="!self.startsWith('*')",message="image pattern must start with a registry host or repository name, not a wildcard: a leading '*' would match every image"
-// +kubebuilder:validation:XValidation:rule="!self.split('/')[0].contains('*') || !self.contains('/')",message="the registry host of an image pattern must not contain a wildcard"
+// +kubebuilder:validation:XValidation:rule="self.startsWith('*') || !self.contains('/') || !self.split('/')[0].contains('*')",message="the registry host of an image pattern must not contain a wildcard"
 // +kubebuilder:validation:XValidation:rule="!self.contains('**')",message="image pattern must not contain '**': a single '*' already matches across '/'"
 // +kubebuilder:validation:XValidation:rule="!self.contains('//') && !self.endsWith('/') && !self.startsWith('/')",message="image pattern must not have empty path segments"
 // +kubebuilder:validation:XValidation:rule="!self.contains('@') || self.matches('^[^@]+@sha256:[a-f0-9]{64}$')",message="a digest in an image pattern must be '@sha256:' followed by 64 lowercase hex characters"
-// +kubebuilder:validation:XValidation:rule="self.split('/')[0].contains('.') || self.split('/')[0].contains(':') || self.split('/')[0] == 'localhost' || !self.split('/')[0].contains('*')",message="image pattern must name a repository, not only a wildcard"
 type ImagePattern string
 
 // TrustedRegistrySpec declares which images must be signed, where, and by whom.
 // +kubebuilder:validation:XValidation:rule="(has(self.keys) ? size(self.keys) : 0) + (has(self.keyless) ? size(self.keyless) : 0) >= 1",message="at least one key or keyless identity is required"
-// +kubebuilder:validation:XValidation:rule="!has(self.requiredSignatures) || self.requiredSignatures <= (has(self.keys) ? size(self.keys) : 0) + (has(self.keyless) ? size(self.keyless) : 0)",message="requiredSignatures cannot exceed the number of keys plus keyless identities"
+// +kubebuilder:validation:XValidation:rule="!has(self.requiredSignatures) || (has(self.keys) ? size(self.keys) : 0) + (has(self.keyless) ? size(self.keyless) : 0) == 0 || self.requiredSignatures <= (has(self.keys) ? size(self.keys) : 0) + (has(self.keyless) ? size(self.keyless) : 0)",message="requiredSignatures cannot exceed the number of keys plus keyless identities"
 // +kubebuilder:validation:XValidation:rule="!(has(self.digest) && has(self.digest.mutate) && self.digest.mutate && has(self.action) && self.action == 'Audit')",message="digest.mutate cannot be used with action Audit: Kyverno only rewrites tags to digests when it enforces"
 type TrustedRegistrySpec struct {
 	// Images lists the image reference patterns whose images must carry a valid signature.
