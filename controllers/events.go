@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+)
+
+// emitEvents records Events for transitions only: Ready flipping, a policy written, a key
+// starting to retire or retired. Messages name keys by name and fingerprint, never by
+// material.
+func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRegistry,
+	before, after *trustv1alpha1.TrustedRegistryStatus, p plan, outcome applyOutcome) {
+	if r.Recorder == nil {
+		return
+	}
+	emit := func(eventType, reason, action, note string) {
+		r.Recorder.Eventf(registry, nil, eventType, reason, action, "%s", note)
+	}
+	if outcome.applied && p.policy != nil {
+		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
+	}
+	if outcome.deletedOld != "" {
+		emit(corev1.EventTypeNormal, "EngineSwitched", "Delete", fmt.Sprintf("deleted the previous %s after applying %s", outcome.deletedOld, p.policy.GetKind()))
+	}
+
+	oldReady := meta.FindStatusCondition(before.Conditions, trustv1alpha1.ConditionReady)
+	newReady := meta.FindStatusCondition(after.Conditions, trustv1alpha1.ConditionReady)
+	if newReady != nil && (oldReady == nil || oldReady.Status != newReady.Status || oldReady.Reason != newReady.Reason) {
+		eventType := corev1.EventTypeNormal
+		if newReady.Status != "True" {
+			eventType = corev1.EventTypeWarning
+		}
+		emit(eventType, newReady.Reason, "Reconcile", newReady.Message)
+	}
+
+	type id struct{ name, fp string }
+	was := map[id]trustv1alpha1.KeyStatus{}
+	for _, k := range before.Keys {
+		was[id{k.Name, k.Fingerprint}] = k
+	}
+	now := map[id]bool{}
+	for _, k := range after.Keys {
+		now[id{k.Name, k.Fingerprint}] = true
+		prev, existed := was[id{k.Name, k.Fingerprint}]
+		if k.State == trustv1alpha1.KeyRetiring && (!existed || prev.State != trustv1alpha1.KeyRetiring) && k.RetiresAt != nil {
+			emit(corev1.EventTypeNormal, "KeyRetiring", "Rotate", fmt.Sprintf("key %s (%s) is retiring: still accepted until %s",
+				k.Name, k.Fingerprint, k.RetiresAt.UTC().Format(time.RFC3339)))
+		}
+	}
+	for key, k := range was {
+		if !now[key] && k.State == trustv1alpha1.KeyRetiring {
+			emit(corev1.EventTypeNormal, "KeyRetired", "Rotate", fmt.Sprintf("key %s (%s) retired: no longer accepted", k.Name, k.Fingerprint))
+		}
+	}
+}

@@ -1,0 +1,370 @@
+// Package controllers holds the TrustedRegistry reconciler.
+//
+// Each reconcile follows one shape: get → observe (every read, from the cache, into one
+// struct) → compute (pure: key ring, desired policy, status) → apply (server-side apply under
+// one field owner, only when the desired object differs from what is there) → one status
+// write, skipped when nothing changed. Security policy fails closed: on any error the last
+// applied policy stays as it is.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+// DefaultTrustNamespace is where key Secrets live when neither --trust-namespace nor the
+// operator's own namespace is known.
+const DefaultTrustNamespace = "signet-system"
+
+// TrustedRegistryReconciler keeps the Kyverno policy, the key ring and the status of each
+// TrustedRegistry in sync.
+type TrustedRegistryReconciler struct {
+	// Client reads from the manager's cache and writes to the apiserver.
+	Client client.Client
+	// TrustNamespace holds the key Secrets and the persisted key rings.
+	TrustNamespace string
+	// Clock is the time source of key rotation (a fake clock in tests).
+	Clock clock.PassiveClock
+	// Discovery tells which Kyverno kinds are served.
+	Discovery *kyverno.Discovery
+	// Recorder emits Events on state transitions; may be nil.
+	Recorder recorder.EventRecorder
+
+	controller   controller.Controller
+	watchPolicy  func(gvk schema.GroupVersionKind) error
+	watchedMu    sync.Mutex
+	watchedKinds map[schema.GroupVersionKind]bool
+}
+
+// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=policies.kyverno.io,resources=imagevalidatingpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=core,namespace=signet-system,resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,namespace=signet-system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+
+// observed is everything one reconcile reads, gathered before anything is computed.
+type observed struct {
+	registry *trustv1alpha1.TrustedRegistry
+	served   kyverno.Served
+	// resolved keys in spec order; keyErrs holds the failures, by key name.
+	resolved []keys.Desired
+	keyErrs  []keyError
+	// ring is the persisted key ring (empty when none was stored yet).
+	ring       keys.Ring
+	ringStored *corev1.ConfigMap
+	// live holds the existing generated policy of each served engine kind.
+	live map[trustv1alpha1.Engine]*unstructured.Unstructured
+}
+
+type keyError struct {
+	name string
+	err  error
+}
+
+// Reconcile brings one TrustedRegistry to its desired state.
+func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	registry := &trustv1alpha1.TrustedRegistry{}
+	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
+		// Deleted: owner references let the garbage collector remove the policy and ring.
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !registry.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	obs, err := r.observe(ctx, registry)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	plan := compute(obs, r.TrustNamespace, now)
+
+	var applyErr error
+	outcome := applyOutcome{}
+	if plan.persistRing != nil {
+		if err := r.applyObject(ctx, plan.persistRing); err != nil {
+			applyErr = fmt.Errorf("persisting key ring: %w", err)
+		}
+	}
+	if applyErr == nil && plan.policy != nil {
+		if err := r.ensurePolicyWatch(plan.engine); err != nil {
+			return ctrl.Result{}, err
+		}
+		changed, err := r.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
+		switch {
+		case err != nil:
+			applyErr = err
+		case changed:
+			outcome.applied = true
+		}
+		if err == nil {
+			for engine, live := range obs.live {
+				if engine == plan.engine || live == nil {
+					continue
+				}
+				// Engine switched: the new policy is in place, so the old one can go.
+				if err := r.Client.Delete(ctx, live); client.IgnoreNotFound(err) != nil {
+					applyErr = fmt.Errorf("deleting the %s left over from the previous engine: %w", live.GetKind(), err)
+				} else {
+					outcome.deletedOld = live.GetKind()
+				}
+			}
+		}
+	}
+
+	if apierrors.IsConflict(applyErr) {
+		// Someone wrote the object between our read and write: read again, quietly.
+		return ctrl.Result{Requeue: true}, nil
+	}
+	status := computeStatus(obs, plan, applyErr)
+	r.emitEvents(registry, &registry.Status, &status, plan, outcome)
+	if !equality.Semantic.DeepEqual(registry.Status, status) {
+		updated := registry.DeepCopy()
+		updated.Status = status
+		if err := r.Client.Status().Update(ctx, updated); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("updating status: %w", err)
+		}
+	}
+
+	switch {
+	case applyErr != nil:
+		return ctrl.Result{}, applyErr
+	case plan.terminal != nil:
+		logger.V(1).Info("spec cannot be rendered", "reason", plan.terminal.Error())
+		return ctrl.Result{}, reconcile.TerminalError(plan.terminal)
+	}
+	return ctrl.Result{RequeueAfter: plan.requeueAfter}, nil
+}
+
+// observe performs every read of one reconcile.
+func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*observed, error) {
+	obs := &observed{registry: registry, live: map[trustv1alpha1.Engine]*unstructured.Unstructured{}}
+
+	served, err := r.Discovery.Served()
+	if err != nil {
+		return nil, fmt.Errorf("discovering Kyverno kinds: %w", err)
+	}
+	obs.served = served
+
+	for _, k := range registry.Spec.Keys {
+		secret := &corev1.Secret{}
+		key := types.NamespacedName{Namespace: r.TrustNamespace, Name: k.SecretRef.Name}
+		switch err := r.Client.Get(ctx, key, secret); {
+		case apierrors.IsNotFound(err):
+			obs.keyErrs = append(obs.keyErrs, keyError{name: k.Name, err: &keys.Error{
+				Reason: trustv1alpha1.ReasonSecretNotFound,
+				Msg:    fmt.Sprintf("Secret %s/%s not found", r.TrustNamespace, k.SecretRef.Name),
+			}})
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading Secret %s: %w", key, err)
+		}
+		pk, err := keys.PublicKeyFromSecretData(secret.Data, k.SecretRef.Key)
+		if err != nil {
+			obs.keyErrs = append(obs.keyErrs, keyError{name: k.Name, err: fmt.Errorf("Secret %s/%s: %w", r.TrustNamespace, k.SecretRef.Name, err)})
+			continue
+		}
+		obs.resolved = append(obs.resolved, keys.Desired{Name: k.Name, Key: pk})
+	}
+
+	cm := &corev1.ConfigMap{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: ringConfigMapName(registry.Name)}, cm); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("reading the key ring: %w", err)
+	default:
+		ring, err := keys.UnmarshalRing([]byte(cm.Data[ringDataKey]))
+		if err != nil {
+			// A damaged record must not silently drop retiring keys: stop and say so.
+			return nil, reconcile.TerminalError(fmt.Errorf("key ring ConfigMap %s/%s is unreadable (%w); delete it to start a new ring", cm.Namespace, cm.Name, err))
+		}
+		obs.ring, obs.ringStored = ring, cm
+	}
+
+	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
+		gvk := render.GVK(engine)
+		if !served.Has(gvk) {
+			continue
+		}
+		if err := r.ensurePolicyWatch(engine); err != nil {
+			return nil, err
+		}
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(gvk)
+		switch err := r.Client.Get(ctx, types.NamespacedName{Name: render.PolicyName(registry.Name)}, live); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, render.PolicyName(registry.Name), err)
+		default:
+			if live.GetLabels()[render.LabelRegistry] == registry.Name {
+				obs.live[engine] = live
+			}
+		}
+	}
+	return obs, nil
+}
+
+// plan is the pure outcome of compute: what to write and what to report.
+type plan struct {
+	ring         keys.Ring
+	persistRing  *unstructured.Unstructured // nil: stored ring is up to date
+	engine       trustv1alpha1.Engine       // "" when no engine is usable
+	policy       *unstructured.Unstructured // nil: apply nothing (keep what is there)
+	requeueAfter time.Duration
+
+	// Why no policy is applied, for status.
+	blocked      string // condition reason
+	blockedMsg   string
+	terminal     error // spec can't be rendered: do not retry until it changes
+	kyvernoReady bool
+}
+
+type applyOutcome struct {
+	applied    bool
+	deletedOld string
+}
+
+// resolveEngine picks the policy kind from spec.policy.engine and what is served.
+func resolveEngine(want trustv1alpha1.Engine, served kyverno.Served) (trustv1alpha1.Engine, string, string) {
+	ivp := served.Has(kyverno.ImageValidatingPolicy)
+	cp := served.Has(kyverno.ClusterPolicy)
+	if !ivp && !cp {
+		return "", trustv1alpha1.ReasonKyvernoNotInstalled,
+			"Kyverno is not installed: neither ImageValidatingPolicy (policies.kyverno.io/v1) nor ClusterPolicy (kyverno.io/v1) is served; the policy is applied as soon as Kyverno's CRDs appear"
+	}
+	switch want {
+	case trustv1alpha1.EngineImageValidatingPolicy:
+		if !ivp {
+			return "", trustv1alpha1.ReasonEngineNotServed,
+				"spec.policy.engine is ImageValidatingPolicy but policies.kyverno.io/v1 is not served (Kyverno >= 1.18 is needed); set engine Auto or ClusterPolicy, or upgrade Kyverno"
+		}
+		return want, "", ""
+	case trustv1alpha1.EngineClusterPolicy:
+		if !cp {
+			return "", trustv1alpha1.ReasonEngineNotServed,
+				"spec.policy.engine is ClusterPolicy but kyverno.io/v1 ClusterPolicy is not served"
+		}
+		return want, "", ""
+	}
+	if ivp {
+		return trustv1alpha1.EngineImageValidatingPolicy, "", ""
+	}
+	return trustv1alpha1.EngineClusterPolicy, "", ""
+}
+
+// compute is pure: from what was observed and the time, it decides the key ring, the
+// policy to apply (if any) and when to come back.
+func compute(obs *observed, trustNamespace string, now time.Time) plan {
+	p := plan{ring: obs.ring}
+	registry := obs.registry
+
+	if len(obs.keyErrs) > 0 {
+		// Fail closed: the ring stays as stored (no key starts retiring because its Secret
+		// is unreadable) and the last applied policy stays in force.
+		p.blocked, p.blockedMsg = keyErrorsSummary(obs.keyErrs)
+		if engine, live := anyLive(obs); live != nil {
+			p.engine = engine
+		}
+		return p
+	}
+
+	overlap := 168 * time.Hour
+	if o := registry.Spec.Rotation.Overlap; o != nil {
+		overlap = o.Duration
+	}
+	p.ring, p.requeueAfter = keys.Next(obs.ring, obs.resolved, overlap, now)
+	if obs.ringStored == nil || !ringEqual(obs.ring, p.ring) {
+		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring)
+	}
+
+	engine, reason, msg := resolveEngine(registry.Spec.Policy.Engine, obs.served)
+	if engine == "" {
+		p.blocked, p.blockedMsg = reason, msg
+		if e, live := anyLive(obs); live != nil {
+			p.engine = e // keep the last good policy, whatever its kind
+		}
+		return p
+	}
+	p.engine = engine
+	p.kyvernoReady = true
+
+	policy, err := render.Render(render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine})
+	if err != nil {
+		// Either an InvalidError (the spec asks for something no policy can enforce) or a
+		// bug; both are terminal until the spec changes, and both keep the last policy.
+		p.blocked, p.blockedMsg = trustv1alpha1.ReasonInvalidSpec, err.Error()
+		p.terminal = err
+		if live := obs.live[engine]; live == nil {
+			if e, l := anyLive(obs); l != nil {
+				p.engine = e
+			}
+		}
+		return p
+	}
+	p.policy = policy
+	return p
+}
+
+func anyLive(obs *observed) (trustv1alpha1.Engine, *unstructured.Unstructured) {
+	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
+		if live := obs.live[engine]; live != nil {
+			return engine, live
+		}
+	}
+	return "", nil
+}
+
+func renderKeys(ring keys.Ring) []render.Key {
+	out := make([]render.Key, 0, len(ring.Entries))
+	for _, e := range ring.Entries {
+		out = append(out, render.Key{Name: e.Name, Fingerprint: e.Fingerprint, PEM: e.PEM, State: e.State})
+	}
+	return out
+}
+
+// keyErrorsSummary turns key failures into one condition reason and a deterministic
+// message naming every failing key.
+func keyErrorsSummary(errs []keyError) (string, string) {
+	sorted := append([]keyError(nil), errs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	reason := keys.ReasonOf(sorted[0].err)
+	if reason == "" {
+		reason = trustv1alpha1.ReasonInvalidPublicKey
+	}
+	parts := make([]string, 0, len(sorted))
+	for _, e := range sorted {
+		parts = append(parts, fmt.Sprintf("key %q: %s", e.name, e.err.Error()))
+	}
+	return reason, strings.Join(parts, "; ")
+}

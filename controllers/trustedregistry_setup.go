@@ -1,0 +1,189 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+// secretNameIndex indexes TrustedRegistries by the names of the key Secrets they reference.
+const secretNameIndex = "spec.keys.secretRef.name"
+
+// CacheOptions restricts what the manager caches to what Signet needs:
+//   - Secrets and ConfigMaps only in the trust namespace (no cluster-wide Secret
+//     list/watch), ConfigMaps only Signet's own key rings;
+//   - Kyverno policies only those labelled as Signet's (by the default label selector, since
+//     their kinds may not be served yet when the manager starts);
+//   - CustomResourceDefinitions as metadata only, to notice Kyverno being installed.
+//
+// Private key material and cosign passwords are dropped from cached Secrets.
+func CacheOptions(trustNamespace string) cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: managedByValue})
+	crdMeta := &metav1.PartialObjectMetadata{}
+	crdMeta.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	return cache.Options{
+		DefaultLabelSelector: managed,
+		DefaultTransform:     cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&trustv1alpha1.TrustedRegistry{}: {Label: labels.Everything()},
+			&corev1.Secret{}: {
+				Namespaces: map[string]cache.Config{trustNamespace: {}},
+				Label:      labels.Everything(),
+				Transform:  stripPrivateSecretData,
+			},
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{trustNamespace: {}},
+				Label:      managed,
+			},
+			crdMeta: {Label: labels.Everything()},
+		},
+	}
+}
+
+// redactedPrivateKey replaces private key material in cached Secrets: an empty PEM block
+// whose type still says "PRIVATE KEY", so a Secret that holds only a private key is still
+// reported as PrivateKeyOnly, and the data key names stay visible for messages.
+const redactedPrivateKey = "-----BEGIN REDACTED PRIVATE KEY-----\n-----END REDACTED PRIVATE KEY-----\n"
+
+// stripPrivateSecretData keeps cosign private keys and passwords out of the cache: Signet
+// never needs them, so it never holds them longer than the decode of a watch event.
+func stripPrivateSecretData(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	s.ManagedFields = nil
+	s.StringData = nil
+	for k, v := range s.Data {
+		switch {
+		case k == "cosign.password":
+			s.Data[k] = nil
+		case k == "cosign.key" || strings.Contains(string(v), "PRIVATE KEY"):
+			s.Data[k] = []byte(redactedPrivateKey)
+		}
+	}
+	return s, nil
+}
+
+// SetupWithManager registers the controller, its index and its watches.
+func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.watchedKinds == nil {
+		r.watchedKinds = map[schema.GroupVersionKind]bool{}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trustv1alpha1.TrustedRegistry{}, secretNameIndex,
+		func(o client.Object) []string {
+			tr := o.(*trustv1alpha1.TrustedRegistry)
+			names := make([]string, 0, len(tr.Spec.Keys))
+			for _, k := range tr.Spec.Keys {
+				names = append(names, k.SecretRef.Name)
+			}
+			return names
+		}); err != nil {
+		return fmt.Errorf("indexing TrustedRegistries by Secret: %w", err)
+	}
+
+	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		Named("trustedregistry").
+		WithOptions(opts).
+		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel)).
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
+			builder.WithPredicates(relevantCRD)).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	r.watchPolicy = func(gvk schema.GroupVersionKind) error {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), u, handler.EnqueueRequestsFromMapFunc(registryFromLabel)))
+	}
+	return nil
+}
+
+// ensurePolicyWatch starts watching a policy kind the first time it is found served, so
+// that drift and Kyverno's status updates reach the reconciler. Kinds that are not served
+// at start-up (Kyverno installed later) are picked up without a restart.
+func (r *TrustedRegistryReconciler) ensurePolicyWatch(engine trustv1alpha1.Engine) error {
+	if r.watchPolicy == nil {
+		return nil
+	}
+	gvk := render.GVK(engine)
+	r.watchedMu.Lock()
+	defer r.watchedMu.Unlock()
+	if r.watchedKinds[gvk] {
+		return nil
+	}
+	if err := r.watchPolicy(gvk); err != nil {
+		return fmt.Errorf("watching %s: %w", gvk.Kind, err)
+	}
+	r.watchedKinds[gvk] = true
+	return nil
+}
+
+// registriesForSecret maps a key Secret to the TrustedRegistries that reference it.
+func (r *TrustedRegistryReconciler) registriesForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() != r.TrustNamespace {
+		return nil
+	}
+	list := &trustv1alpha1.TrustedRegistryList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{secretNameIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing TrustedRegistries for a Secret", "secret", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, tr := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+	}
+	return reqs
+}
+
+// registryFromLabel maps a generated object (policy or key ring) to its TrustedRegistry.
+func registryFromLabel(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[render.LabelRegistry]
+	if name == "" || o.GetLabels()[render.LabelManagedBy] != managedByValue {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+}
+
+// onKyvernoCRD reacts to Kyverno being installed, upgraded or removed: the served kinds
+// are discovered again and every TrustedRegistry is reconciled.
+func (r *TrustedRegistryReconciler) onKyvernoCRD(ctx context.Context, _ client.Object) []reconcile.Request {
+	r.Discovery.Invalidate()
+	list := &trustv1alpha1.TrustedRegistryList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "listing TrustedRegistries after a Kyverno CRD change")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, tr := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+	}
+	return reqs
+}

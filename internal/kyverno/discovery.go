@@ -1,0 +1,123 @@
+// Package kyverno finds out which Kyverno policy and report kinds the apiserver serves.
+//
+// Kyverno may be installed, upgraded or removed while Signet runs, so the answer is cached
+// and invalidated when a Kyverno-related CustomResourceDefinition changes (the controller
+// watches CRD metadata and calls Invalidate), and refreshed at most every MaxAge otherwise.
+package kyverno
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/utils/clock"
+)
+
+// The kinds Signet can generate or read.
+var (
+	ImageValidatingPolicy = schema.GroupVersionKind{Group: "policies.kyverno.io", Version: "v1", Kind: "ImageValidatingPolicy"}
+	ClusterPolicy         = schema.GroupVersionKind{Group: "kyverno.io", Version: "v1", Kind: "ClusterPolicy"}
+	PolicyReport          = schema.GroupVersionKind{Group: "wgpolicyk8s.io", Version: "v1alpha2", Kind: "PolicyReport"}
+	ClusterPolicyReport   = schema.GroupVersionKind{Group: "wgpolicyk8s.io", Version: "v1alpha2", Kind: "ClusterPolicyReport"}
+	OpenReport            = schema.GroupVersionKind{Group: "openreports.io", Version: "v1alpha1", Kind: "Report"}
+	OpenClusterReport     = schema.GroupVersionKind{Group: "openreports.io", Version: "v1alpha1", Kind: "ClusterReport"}
+)
+
+var known = []schema.GroupVersionKind{
+	ImageValidatingPolicy, ClusterPolicy, PolicyReport, ClusterPolicyReport, OpenReport, OpenClusterReport,
+}
+
+// IsRelevantCRD tells whether a CRD name belongs to one of the groups above, so that a
+// change to it should invalidate the cached answer.
+func IsRelevantCRD(name string) bool {
+	for _, gvk := range known {
+		if strings.HasSuffix(name, "."+gvk.Group) {
+			return true
+		}
+	}
+	return false
+}
+
+// Served is the set of kinds the apiserver serves.
+type Served map[schema.GroupVersionKind]bool
+
+// Has reports whether gvk is served.
+func (s Served) Has(gvk schema.GroupVersionKind) bool { return s[gvk] }
+
+// Discovery answers which kinds are served, caching the answer.
+type Discovery struct {
+	client discovery.DiscoveryInterface
+	clock  clock.PassiveClock
+	maxAge time.Duration
+
+	mu      sync.Mutex
+	served  Served
+	fetched time.Time
+	valid   bool
+}
+
+// DefaultMaxAge bounds how stale the cached answer can be when no CRD event arrives.
+const DefaultMaxAge = 5 * time.Minute
+
+// NewDiscovery returns a Discovery over the given client.
+func NewDiscovery(c discovery.DiscoveryInterface, clk clock.PassiveClock, maxAge time.Duration) *Discovery {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	return &Discovery{client: c, clock: clk, maxAge: maxAge}
+}
+
+// Invalidate forgets the cached answer; the next Served call asks the apiserver.
+func (d *Discovery) Invalidate() {
+	d.mu.Lock()
+	d.valid = false
+	d.mu.Unlock()
+}
+
+// Served returns the kinds served, from cache when fresh.
+func (d *Discovery) Served() (Served, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.valid && d.clock.Since(d.fetched) < d.maxAge {
+		return d.served, nil
+	}
+	served := Served{}
+	groupVersions := map[schema.GroupVersion][]schema.GroupVersionKind{}
+	for _, gvk := range known {
+		groupVersions[gvk.GroupVersion()] = append(groupVersions[gvk.GroupVersion()], gvk)
+	}
+	var errs []error
+	for gv, kinds := range groupVersions {
+		list, err := d.client.ServerResourcesForGroupVersion(gv.String())
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // group/version not served: Kyverno (or that part of it) is absent
+			}
+			errs = append(errs, fmt.Errorf("discovering %s: %w", gv, err))
+			continue
+		}
+		for _, r := range list.APIResources {
+			if strings.Contains(r.Name, "/") {
+				continue // subresource
+			}
+			for _, gvk := range kinds {
+				if r.Kind == gvk.Kind {
+					served[gvk] = true
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	d.served, d.fetched, d.valid = served, d.clock.Now(), true
+	return served, nil
+}

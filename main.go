@@ -1,0 +1,121 @@
+// Command signet is the Signet operator: it keeps Kyverno image-verification policies, key
+// rotation state and report summaries in sync with TrustedRegistry resources.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers"
+	"github.com/signet-operator/signet/internal/kyverno"
+)
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(trustv1alpha1.AddToScheme(s))
+	return s
+}
+
+// defaultTrustNamespace is the operator's own namespace (downward API env POD_NAMESPACE),
+// else signet-system.
+func defaultTrustNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return controllers.DefaultTrustNamespace
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "signet:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("signet", flag.ContinueOnError)
+	var (
+		trustNamespace   = fs.String("trust-namespace", defaultTrustNamespace(), "namespace holding the key Secrets (and Signet's key-ring records); Secrets elsewhere are never read")
+		metricsAddr      = fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+		probeAddr        = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+		leaderElect      = fs.Bool("leader-elect", false, "use leader election so that only one replica reconciles")
+		leaderNamespace  = fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the trust namespace)")
+		workers          = fs.Int("workers", 4, "TrustedRegistries reconciled in parallel")
+		discoveryMaxAge  = fs.Duration("kyverno-discovery-max-age", kyverno.DefaultMaxAge, "how long the list of served Kyverno kinds is trusted without a CRD event")
+		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver (requests/s)")
+		kubeAPIBurst     = fs.Int("kube-api-burst", 100, "client-side burst towards the apiserver")
+		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
+	)
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	setupLog := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(*kubeAPIQPS), *kubeAPIBurst
+	if *leaderNamespace == "" {
+		*leaderNamespace = *trustNamespace
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  newScheme(),
+		Cache:                   controllers.CacheOptions(*trustNamespace),
+		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "signet.trust.signet.dev",
+		LeaderElectionNamespace: *leaderNamespace,
+		GracefulShutdownTimeout: gracefulShutdown,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	r := &controllers.TrustedRegistryReconciler{
+		Client:         mgr.GetClient(),
+		TrustNamespace: *trustNamespace,
+		Clock:          clock.RealClock{},
+		Discovery:      kyverno.NewDiscovery(dc, clock.RealClock{}, *discoveryMaxAge),
+		Recorder:       mgr.GetEventRecorder("signet"),
+	}
+	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: *workers}); err != nil {
+		return fmt.Errorf("setting up the controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	setupLog.Info("starting Signet", "trustNamespace", *trustNamespace, "workers", *workers)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
