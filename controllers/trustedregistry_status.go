@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/render"
 )
 
 // computeStatus is pure: it derives the whole status from what was observed, the plan and
@@ -214,9 +213,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
-}
-
-// policyNameFor is the name of the generated policy, for messages.
-func policyNameFor(registry *trustv1alpha1.TrustedRegistry) string {
-	return render.PolicyName(registry.Name)
 }
