@@ -166,8 +166,6 @@ func (p *process) stop(grace time.Duration) {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-p.done
 	}
-	// Children that ignored SIGTERM but outlived the leader.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
 // waitUntil polls check every interval until it returns true, an error, ctx ends or one

@@ -345,13 +345,19 @@ func (s *Stack) Timings() Timings {
 	return s.timings
 }
 
-// LogFiles maps each process name (Proc* constants) to its log file, in start order.
-func (s *Stack) LogFiles() [][2]string {
+// LogFile is the log of one process of the stack (stdout and stderr).
+type LogFile struct {
+	Process string // one of the Proc* constants
+	Path    string
+}
+
+// LogFiles lists the log files of the processes started so far, in start order.
+func (s *Stack) LogFiles() []LogFile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([][2]string, 0, len(s.order))
+	out := make([]LogFile, 0, len(s.order))
 	for _, name := range s.order {
-		out = append(out, [2]string{name, filepath.Join(s.dir, name+".log")})
+		out = append(out, LogFile{Process: name, Path: filepath.Join(s.dir, name+".log")})
 	}
 	return out
 }
@@ -360,7 +366,7 @@ func (s *Stack) LogFiles() [][2]string {
 func (s *Stack) LogTails(n int) string {
 	var b strings.Builder
 	for _, f := range s.LogFiles() {
-		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", f[0], f[1], tailFile(f[1], n))
+		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", f.Process, f.Path, tailFile(f.Path, n))
 	}
 	return b.String()
 }
@@ -375,7 +381,16 @@ func (s *Stack) Stop() error {
 func (s *Stack) stop(removeDirOK bool) error {
 	s.stopOnce.Do(func() {
 		var errs []error
-		if s.kube != nil && (s.proc(ProcKyverno) != nil) {
+		// Deleting Kyverno's webhooks only matters (and only works) while the apiserver runs.
+		apiserverUp := func() bool {
+			p := s.proc(ProcAPIServer)
+			if p == nil || s.kube == nil {
+				return false
+			}
+			exited, _ := p.exited()
+			return !exited
+		}
+		if s.proc(ProcKyverno) != nil && apiserverUp() {
 			if err := s.deleteKyvernoWebhooks(); err != nil {
 				errs = append(errs, err)
 			}
@@ -389,7 +404,7 @@ func (s *Stack) stop(removeDirOK bool) error {
 				continue
 			}
 			p.stop(s.opts.StopTimeout)
-			if order[i] == ProcKyverno && s.kube != nil {
+			if order[i] == ProcKyverno && apiserverUp() {
 				// Kyverno's webhook controller may have re-created them while it was
 				// shutting down; nobody will do so now.
 				if err := s.deleteKyvernoWebhooks(); err != nil {
