@@ -1,0 +1,215 @@
+package render
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Minimal typed model of a kyverno.io/v1 ClusterPolicy: only the fields Signet sets, with
+// omitempty everywhere except on the verifyImages booleans that Kyverno's CRD defaults to
+// true (mutateDigest, verifyDigest, required), which are always written explicitly. Field
+// names follow github.com/kyverno/kyverno/api/kyverno/v1 (v1.19.1), which is not imported
+// because it drags in cosign, OPA and cloud KMS SDKs.
+
+type cpSpec struct {
+	Background    *bool    `json:"background,omitempty"`
+	FailurePolicy string   `json:"failurePolicy,omitempty"`
+	Rules         []cpRule `json:"rules"`
+}
+
+type cpRule struct {
+	Name         string                `json:"name"`
+	Match        cpMatch               `json:"match"`
+	VerifyImages []cpImageVerification `json:"verifyImages,omitempty"`
+	Validate     *cpValidation         `json:"validate,omitempty"`
+}
+
+type cpMatch struct {
+	Any []cpResourceFilter `json:"any,omitempty"`
+}
+
+type cpResourceFilter struct {
+	Resources cpResources `json:"resources"`
+}
+
+type cpResources struct {
+	Kinds             []string              `json:"kinds,omitempty"`
+	Namespaces        []string              `json:"namespaces,omitempty"`
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	Operations        []string              `json:"operations,omitempty"`
+}
+
+type cpImageVerification struct {
+	FailureAction   string          `json:"failureAction,omitempty"`
+	ImageReferences []string        `json:"imageReferences,omitempty"`
+	Attestors       []cpAttestorSet `json:"attestors,omitempty"`
+	MutateDigest    *bool           `json:"mutateDigest"`
+	VerifyDigest    *bool           `json:"verifyDigest"`
+	Required        *bool           `json:"required"`
+}
+
+type cpAttestorSet struct {
+	Count   *int         `json:"count,omitempty"`
+	Entries []cpAttestor `json:"entries,omitempty"`
+}
+
+type cpAttestor struct {
+	Keys     *cpStaticKey   `json:"keys,omitempty"`
+	Keyless  *cpKeyless     `json:"keyless,omitempty"`
+	Attestor *cpAttestorSet `json:"attestor,omitempty"`
+}
+
+type cpStaticKey struct {
+	PublicKeys string   `json:"publicKeys,omitempty"`
+	Rekor      *cpRekor `json:"rekor,omitempty"`
+	CTLog      *cpCTLog `json:"ctlog,omitempty"`
+}
+
+type cpKeyless struct {
+	Issuer        string   `json:"issuer,omitempty"`
+	IssuerRegExp  string   `json:"issuerRegExp,omitempty"`
+	Subject       string   `json:"subject,omitempty"`
+	SubjectRegExp string   `json:"subjectRegExp,omitempty"`
+	Rekor         *cpRekor `json:"rekor,omitempty"`
+	CTLog         *cpCTLog `json:"ctlog,omitempty"`
+}
+
+type cpRekor struct {
+	IgnoreTlog bool `json:"ignoreTlog,omitempty"`
+}
+
+type cpCTLog struct {
+	IgnoreSCT bool `json:"ignoreSCT,omitempty"`
+}
+
+type cpValidation struct {
+	FailureAction           string `json:"failureAction,omitempty"`
+	AllowExistingViolations *bool  `json:"allowExistingViolations,omitempty"`
+	Message                 string `json:"message,omitempty"`
+	CEL                     *cpCEL `json:"cel,omitempty"`
+}
+
+type cpCEL struct {
+	Variables   []admissionregistrationv1.Variable   `json:"variables,omitempty"`
+	Expressions []admissionregistrationv1.Validation `json:"expressions,omitempty"`
+}
+
+const (
+	cpRuleVerify   = "verify-signatures"
+	cpRuleRestrict = "restrict-registries"
+	cpVarImages    = "podImages"
+	cpVarDisallow  = "disallowedImages"
+)
+
+// buildClusterPolicy renders the ClusterPolicy spec: a verifyImages rule and, with
+// restrictRegistries, a validate rule with CEL, both matching Pods (Kyverno adds the
+// pods/ephemeralcontainers subresource to the webhook and to matching for kind Pod by
+// itself) in the named namespaces OR the selected ones (two match.any filters).
+//
+// Signatures: one attestor set with count = requiredSignatures and one entry per signer.
+// A signer with several public keys (a rotating key name) is a nested attestor set with
+// count 1, so it counts once however many of its keys signed. Keys are never put together
+// in one publicKeys value: Kyverno splits such a value into separate entries of the
+// enclosing set (ExpandStaticKeys), which would count a rotating name twice.
+//
+// imageReferences are Kyverno wildcards over Kyverno's normalised image string
+// (kyvernoGlobs); they cover every image the restriction admits. The restriction itself is
+// the same CEL matcher as the ImageValidatingPolicy's, over the raw Pod images.
+//
+// failureAction is set per rule (spec.validationFailureAction is deprecated and defaults
+// to Audit). webhookTimeoutSeconds is left to Kyverno's default. Autogen for pod
+// controllers is disabled (annotation), as it is for the ImageValidatingPolicy.
+func buildClusterPolicy(s *settings) cpSpec {
+	action := "Audit"
+	if s.enforce {
+		action = "Enforce"
+	}
+	match := cpMatchFor(s.ns)
+	spec := cpSpec{
+		Background:    ptr.To(true),
+		FailurePolicy: "Fail",
+	}
+	if s.restrict {
+		spec.Rules = append(spec.Rules, cpRule{
+			Name:  cpRuleRestrict,
+			Match: match,
+			Validate: &cpValidation{
+				FailureAction: action,
+				// also check UPDATEs of Pods that were already in violation (e.g. an
+				// ephemeral container added to a Pod admitted before the policy existed),
+				// as the ImageValidatingPolicy does
+				AllowExistingViolations: ptr.To(false),
+				Message:                 restrictionMessage(s, ""),
+				CEL: &cpCEL{
+					Variables: []admissionregistrationv1.Variable{
+						{Name: cpVarImages, Expression: celPodImages},
+						{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
+					},
+					Expressions: []admissionregistrationv1.Validation{{
+						Expression:        "size(variables." + cpVarDisallow + ") == 0",
+						MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
+					}},
+				},
+			},
+		})
+	}
+	spec.Rules = append(spec.Rules, cpRule{
+		Name:  cpRuleVerify,
+		Match: match,
+		VerifyImages: []cpImageVerification{{
+			FailureAction:   action,
+			ImageReferences: s.patterns.kyvernoGlobs(),
+			Attestors:       []cpAttestorSet{{Count: ptr.To(s.required), Entries: cpEntries(s)}},
+			MutateDigest:    ptr.To(s.mutateDig),
+			VerifyDigest:    ptr.To(s.verifyDig),
+			Required:        ptr.To(true),
+		}},
+	})
+	return spec
+}
+
+func cpMatchFor(ns namespaces) cpMatch {
+	ops := []string{"CREATE", "UPDATE"}
+	var m cpMatch
+	if len(ns.names) > 0 {
+		m.Any = append(m.Any, cpResourceFilter{Resources: cpResources{
+			Kinds: []string{"Pod"}, Namespaces: ns.names, Operations: ops,
+		}})
+	}
+	if ns.selector != nil {
+		m.Any = append(m.Any, cpResourceFilter{Resources: cpResources{
+			Kinds: []string{"Pod"}, NamespaceSelector: ns.selector.DeepCopy(), Operations: ops,
+		}})
+	}
+	return m
+}
+
+func cpEntries(s *settings) []cpAttestor {
+	var rekor *cpRekor
+	var ctlog *cpCTLog
+	if s.ignoreLog {
+		rekor, ctlog = &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
+	}
+	var out []cpAttestor
+	for _, sg := range s.signers {
+		if id := sg.keyless; id != nil {
+			out = append(out, cpAttestor{Keyless: &cpKeyless{
+				Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp,
+				Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
+				Rekor: rekor, CTLog: ctlog,
+			}})
+			continue
+		}
+		var keys []cpAttestor
+		for _, k := range sg.keys {
+			keys = append(keys, cpAttestor{Keys: &cpStaticKey{PublicKeys: k.pem, Rekor: rekor, CTLog: ctlog}})
+		}
+		if len(keys) == 1 {
+			out = append(out, keys[0])
+		} else {
+			out = append(out, cpAttestor{Attestor: &cpAttestorSet{Count: ptr.To(1), Entries: keys}})
+		}
+	}
+	return out
+}
