@@ -319,4 +319,3 @@ func assertNoEmptyValues(t testing.TB, path string, v any) {
 		}
 	}
 }
-
