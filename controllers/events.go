@@ -38,6 +38,11 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 		emit(eventType, newReady.Reason, "Reconcile", newReady.Message)
 	}
 
+	if after.Reports != nil && after.Reports.Fail > 0 && (before.Reports == nil || before.Reports.Fail == 0) {
+		emit(corev1.EventTypeWarning, trustv1alpha1.ReasonViolationsFound, "Report",
+			fmt.Sprintf("Kyverno reports %d failing results for %s", after.Reports.Fail, p.policyName()))
+	}
+
 	type id struct{ name, fp string }
 	was := map[id]trustv1alpha1.KeyStatus{}
 	for _, k := range before.Keys {

@@ -54,6 +54,7 @@ type TrustedRegistryReconciler struct {
 	Recorder recorder.EventRecorder
 
 	controller   controller.Controller
+	reports      *reportWatcher
 	watchPolicy  func(gvk schema.GroupVersionKind) error
 	watchedMu    sync.Mutex
 	watchedKinds map[schema.GroupVersionKind]bool
@@ -63,6 +64,8 @@ type TrustedRegistryReconciler struct {
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=policies.kyverno.io,resources=imagevalidatingpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -81,6 +84,8 @@ type observed struct {
 	ringStored *corev1.ConfigMap
 	// live holds the existing generated policy of each served engine kind.
 	live map[trustv1alpha1.Engine]*unstructured.Unstructured
+	// reports summarises Kyverno's report results for the policy (nil: no report API).
+	reports *trustv1alpha1.ReportSummary
 }
 
 type keyError struct {
@@ -94,6 +99,9 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
 		// Deleted: owner references let the garbage collector remove the policy and ring.
+		if apierrors.IsNotFound(err) && r.reports != nil {
+			r.reports.forget(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
@@ -145,8 +153,17 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{Requeue: true}, nil
 	}
 	status := computeStatus(obs, plan, applyErr)
+	if !equality.Semantic.DeepEqual(registry.Status, status) && r.reports != nil && onlyReportsChanged(registry.Status, status) {
+		// Report results churn with every Pod; coalesce such writes per registry.
+		if ok, wait := r.reports.coalesce(registry.Name, time.Now()); !ok {
+			return ctrl.Result{RequeueAfter: minPositive(plan.requeueAfter, wait)}, nil
+		}
+	}
 	r.emitEvents(registry, &registry.Status, &status, plan, outcome)
 	if !equality.Semantic.DeepEqual(registry.Status, status) {
+		if r.reports != nil {
+			r.reports.wrote(registry.Name, time.Now())
+		}
 		updated := registry.DeepCopy()
 		updated.Status = status
 		if err := r.Client.Status().Update(ctx, updated); err != nil {
@@ -231,6 +248,14 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 				obs.live[engine] = live
 			}
 		}
+	}
+
+	if r.reports != nil {
+		summary, err := r.reports.observeReports(ctx, served, render.PolicyName(registry.Name))
+		if err != nil {
+			return nil, err
+		}
+		obs.reports = summary
 	}
 	return obs, nil
 }
@@ -367,4 +392,27 @@ func keyErrorsSummary(errs []keyError) (string, string) {
 		parts = append(parts, fmt.Sprintf("key %q: %s", e.name, e.err.Error()))
 	}
 	return reason, strings.Join(parts, "; ")
+}
+
+// onlyReportsChanged tells whether two statuses differ only in their report summary.
+func onlyReportsChanged(before, after trustv1alpha1.TrustedRegistryStatus) bool {
+	a := after.DeepCopy()
+	a.Reports = before.Reports
+	a.Conditions = before.Conditions
+	return equality.Semantic.DeepEqual(before, *a) && conditionsEqualIgnoring(before.Conditions, after.Conditions, trustv1alpha1.ConditionAuditViolations)
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// policyName names the policy the plan applies or keeps, for messages.
+func (p plan) policyName() string {
+	if p.policy != nil {
+		return p.policy.GetKind() + " " + p.policy.GetName()
+	}
+	return "the policy"
 }

@@ -118,6 +118,7 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		return err
 	}
 	r.controller = c
+	r.reports = newReportWatcher(mgr, c.Watch)
 	r.watchPolicy = func(gvk schema.GroupVersionKind) error {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)

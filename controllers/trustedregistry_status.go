@@ -77,6 +77,23 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 	}
 	set(trustv1alpha1.ConditionPolicyReady, readyStatus, readyReason, readyMsg)
 
+	// Report summary, and whether Audit mode is letting violations through.
+	st.Reports = obs.reports
+	action := registry.Spec.Action
+	switch {
+	case action != trustv1alpha1.ActionAudit:
+		meta.RemoveStatusCondition(&st.Conditions, trustv1alpha1.ConditionAuditViolations)
+	case obs.reports == nil:
+		set(trustv1alpha1.ConditionAuditViolations, metav1.ConditionUnknown, trustv1alpha1.ReasonNoReportAPI,
+			"no Kyverno report API (wgpolicyk8s.io/v1alpha2 or openreports.io/v1alpha1) is served, so violations cannot be counted")
+	case obs.reports.Fail+obs.reports.Error > 0:
+		set(trustv1alpha1.ConditionAuditViolations, metav1.ConditionTrue, trustv1alpha1.ReasonViolationsFound,
+			fmt.Sprintf("%s fail the policy in Audit mode and would be blocked under Enforce", plural(int(obs.reports.Fail+obs.reports.Error), "result", "results")))
+	default:
+		set(trustv1alpha1.ConditionAuditViolations, metav1.ConditionFalse, trustv1alpha1.ReasonNoViolations,
+			"Kyverno reports no failing resources for the policy")
+	}
+
 	// Ready, Reconciling and Stalled summarise the rest.
 	switch {
 	case applyErr != nil:
@@ -213,4 +230,29 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
+}
+
+// conditionsEqualIgnoring compares condition lists (type, status, reason, message,
+// observedGeneration), leaving out one type.
+func conditionsEqualIgnoring(a, b []metav1.Condition, ignore string) bool {
+	strip := func(cs []metav1.Condition) map[string]metav1.Condition {
+		m := map[string]metav1.Condition{}
+		for _, c := range cs {
+			if c.Type != ignore {
+				c.LastTransitionTime = metav1.Time{}
+				m[c.Type] = c
+			}
+		}
+		return m
+	}
+	ma, mb := strip(a), strip(b)
+	if len(ma) != len(mb) {
+		return false
+	}
+	for k, v := range ma {
+		if mb[k] != v {
+			return false
+		}
+	}
+	return true
 }

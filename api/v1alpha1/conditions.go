@@ -73,4 +73,6 @@ const (
 	ReasonNoViolations = "NoViolations"
 	// ReasonViolationsFound: failing results exist in Audit mode.
 	ReasonViolationsFound = "ViolationsFound"
+	// ReasonNoReportAPI: no Kyverno report API is served, so results cannot be read.
+	ReasonNoReportAPI = "NoReportAPI"
 )

@@ -1,0 +1,216 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
+	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/reports"
+)
+
+// reportPolicyIndex indexes cached reports by the Signet policies their results name.
+const reportPolicyIndex = "signet.policies"
+
+// reportStatusInterval bounds how often a change of report results alone (nothing else in
+// the status changed) may cause a status write for one TrustedRegistry: bursts of report
+// updates are coalesced into one write.
+const reportStatusInterval = 5 * time.Second
+
+// reportKind is one report API Signet reads.
+type reportKind struct {
+	gvk     schema.GroupVersionKind
+	newObj  func() client.Object
+	newList func() client.ObjectList
+	items   func(client.ObjectList) []client.Object
+}
+
+var reportKinds = []reportKind{
+	{
+		gvk:     kyverno.PolicyReport,
+		newObj:  func() client.Object { return &policyreportv1alpha2.PolicyReport{} },
+		newList: func() client.ObjectList { return &policyreportv1alpha2.PolicyReportList{} },
+		items: func(l client.ObjectList) []client.Object {
+			list := l.(*policyreportv1alpha2.PolicyReportList)
+			out := make([]client.Object, 0, len(list.Items))
+			for i := range list.Items {
+				out = append(out, &list.Items[i])
+			}
+			return out
+		},
+	},
+	{
+		gvk:     kyverno.OpenReport,
+		newObj:  func() client.Object { return &openreportsv1alpha1.Report{} },
+		newList: func() client.ObjectList { return &openreportsv1alpha1.ReportList{} },
+		items: func(l client.ObjectList) []client.Object {
+			list := l.(*openreportsv1alpha1.ReportList)
+			out := make([]client.Object, 0, len(list.Items))
+			for i := range list.Items {
+				out = append(out, &list.Items[i])
+			}
+			return out
+		},
+	},
+}
+
+// reportScheme knows only the report kinds: the report caches use it.
+func reportScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{policyreportv1alpha2.AddToScheme, openreportsv1alpha1.Install} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}
+
+// reportWatcher owns one cache per report API, created the first time that API is found
+// served (Kyverno and its report CRDs may be installed after Signet starts). Each cache holds
+// reports shrunk to the results of Signet's policies, indexed by policy name.
+type reportWatcher struct {
+	mgr        ctrl.Manager
+	watch      func(src source.Source) error
+	mu         sync.Mutex
+	caches     map[schema.GroupVersionKind]cache.Cache
+	lastWrites map[string]time.Time
+}
+
+func newReportWatcher(mgr ctrl.Manager, watch func(source.Source) error) *reportWatcher {
+	return &reportWatcher{mgr: mgr, watch: watch, caches: map[schema.GroupVersionKind]cache.Cache{}, lastWrites: map[string]time.Time{}}
+}
+
+// ensure starts the caches and watches of the served report kinds; it returns the caches
+// that are running.
+func (w *reportWatcher) ensure(ctx context.Context, served kyverno.Served) (map[schema.GroupVersionKind]cache.Cache, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, kind := range reportKinds {
+		if !served.Has(kind.gvk) || w.caches[kind.gvk] != nil {
+			continue
+		}
+		c, err := cache.New(w.mgr.GetConfig(), cache.Options{
+			Scheme:           reportScheme(),
+			HTTPClient:       w.mgr.GetHTTPClient(),
+			DefaultTransform: reports.SignetTransform,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("creating the %s cache: %w", kind.gvk.Kind, err)
+		}
+		if err := c.IndexField(ctx, kind.newObj(), reportPolicyIndex, indexReportPolicies); err != nil {
+			return nil, fmt.Errorf("indexing %s: %w", kind.gvk.Kind, err)
+		}
+		if err := w.mgr.Add(c); err != nil {
+			return nil, fmt.Errorf("starting the %s cache: %w", kind.gvk.Kind, err)
+		}
+		if err := w.watch(source.Kind[client.Object](c, kind.newObj(), handler.EnqueueRequestsFromMapFunc(registriesInReport))); err != nil {
+			return nil, fmt.Errorf("watching %s: %w", kind.gvk.Kind, err)
+		}
+		w.caches[kind.gvk] = c
+	}
+	out := make(map[schema.GroupVersionKind]cache.Cache, len(w.caches))
+	for gvk, c := range w.caches {
+		if served.Has(gvk) {
+			out[gvk] = c
+		}
+	}
+	return out, nil
+}
+
+// indexReportPolicies lists the Signet policy names a (shrunk) report has results for.
+func indexReportPolicies(o client.Object) []string {
+	r, err := reports.FromObject(o, reports.IsSignetPolicy)
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, res := range r.Results {
+		if !seen[res.Policy] {
+			seen[res.Policy] = true
+			out = append(out, res.Policy)
+		}
+	}
+	return out
+}
+
+// registriesInReport maps a report to the TrustedRegistries whose policies it mentions.
+func registriesInReport(_ context.Context, o client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, policy := range indexReportPolicies(o) {
+		if name, ok := strings.CutPrefix(policy, reports.PolicyPrefix); ok && name != "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+		}
+	}
+	return reqs
+}
+
+// observeReports aggregates the results of one policy across the served report APIs.
+// It returns nil when no report API is served.
+func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Served, policy string) (*trustv1alpha1.ReportSummary, error) {
+	caches, err := w.ensure(ctx, served)
+	if err != nil {
+		return nil, err
+	}
+	if len(caches) == 0 {
+		return nil, nil
+	}
+	var all []reports.Report
+	for _, kind := range reportKinds {
+		c := caches[kind.gvk]
+		if c == nil {
+			continue
+		}
+		list := kind.newList()
+		if err := c.List(ctx, list, client.MatchingFields{reportPolicyIndex: policy}); err != nil {
+			return nil, fmt.Errorf("listing %s: %w", kind.gvk.Kind, err)
+		}
+		for _, o := range kind.items(list) {
+			r, err := reports.FromObject(o, reports.IsSignetPolicy)
+			if err != nil {
+				continue
+			}
+			all = append(all, r)
+		}
+	}
+	summary := reports.Aggregate(all, map[string]bool{policy: true}, reports.MaxFailing)
+	return &summary, nil
+}
+
+// coalesce decides whether a status change that only concerns report results may be
+// written now; if not, it says when to come back.
+func (w *reportWatcher) coalesce(registry string, now time.Time) (bool, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if last, ok := w.lastWrites[registry]; ok && now.Sub(last) < reportStatusInterval {
+		return false, reportStatusInterval - now.Sub(last)
+	}
+	return true, 0
+}
+
+func (w *reportWatcher) wrote(registry string, now time.Time) {
+	w.mu.Lock()
+	w.lastWrites[registry] = now
+	w.mu.Unlock()
+}
+
+func (w *reportWatcher) forget(registry string) {
+	w.mu.Lock()
+	delete(w.lastWrites, registry)
+	w.mu.Unlock()
+}
