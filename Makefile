@@ -56,8 +56,13 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (v2, pinned).
 ##@ Test
 
 .PHONY: test
-test: control-plane verify vet ## Run every test against a real kube-apiserver and etcd (first run builds them, ~12 min).
+test: control-plane kyverno-bins verify vet ## Every test: unit, envtest and the closed loop with the real Kyverno (first run builds them, ~20 min).
 	go test -count=1 -timeout 20m ./...
+	go test -tags e2e -count=1 -timeout 25m ./test/e2e/ ./internal/localstack/
+
+.PHONY: test-e2e
+test-e2e: control-plane kyverno-bins ## Only the closed-loop e2e (real Kyverno out-of-cluster, in-process OCI registry).
+	go test -tags e2e -count=1 -timeout 25m -v ./test/e2e/ ./internal/localstack/
 
 .PHONY: test-unit
 test-unit: ## Only the pure unit tests (no control plane).
@@ -74,6 +79,10 @@ run: manifests ## Run the operator against the cluster in the current kubeconfig
 	go run . --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
 
 ##@ Tools (built from the Go module proxy, cached in bin/)
+
+.PHONY: kyverno-bins
+kyverno-bins: ## Build Kyverno v1.19.1 (admission controller, reports-controller, CLI) into bin/kyverno (skipped when present).
+	@hack/build-kyverno.sh
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd into bin/k8s (skipped when present).
