@@ -72,7 +72,7 @@ var reportKinds = []reportKind{
 // reportScheme knows only the report kinds: the report caches use it.
 func reportScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{policyreportv1alpha2.AddToScheme, openreportsv1alpha1.Install} {
+	for _, add := range []func(*runtime.Scheme) error{policyreportv1alpha2.Install, openreportsv1alpha1.Install} {
 		if err := add(s); err != nil {
 			panic(err)
 		}

@@ -41,7 +41,7 @@ func result(policy, outcome, msg string) policyreportv1alpha2.PolicyReportResult
 
 func reportClient(t *testing.T) client.Client {
 	s := runtime.NewScheme()
-	if err := policyreportv1alpha2.AddToScheme(s); err != nil {
+	if err := policyreportv1alpha2.Install(s); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(sharedCfg, client.Options{Scheme: s})

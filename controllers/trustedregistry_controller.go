@@ -35,6 +35,9 @@ import (
 	"github.com/signet-operator/signet/internal/render"
 )
 
+// conflictRetry is how soon a reconcile that lost an optimistic-concurrency race reads again.
+const conflictRetry = 250 * time.Millisecond
+
 // DefaultTrustNamespace is where key Secrets live when neither --trust-namespace nor the
 // operator's own namespace is known.
 const DefaultTrustNamespace = "signet-system"
@@ -150,7 +153,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	if apierrors.IsConflict(applyErr) {
 		// Someone wrote the object between our read and write: read again, quietly.
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	status := computeStatus(obs, plan, applyErr)
 	if !equality.Semantic.DeepEqual(registry.Status, status) && r.reports != nil && onlyReportsChanged(registry.Status, status) {
@@ -168,7 +171,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		updated.Status = status
 		if err := r.Client.Status().Update(ctx, updated); err != nil {
 			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
 			}
 			return ctrl.Result{}, fmt.Errorf("updating status: %w", err)
 		}
@@ -209,7 +212,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 		pk, err := keys.PublicKeyFromSecretData(secret.Data, k.SecretRef.Key)
 		if err != nil {
-			obs.keyErrs = append(obs.keyErrs, keyError{name: k.Name, err: fmt.Errorf("Secret %s/%s: %w", r.TrustNamespace, k.SecretRef.Name, err)})
+			obs.keyErrs = append(obs.keyErrs, keyError{name: k.Name, err: fmt.Errorf("key Secret %s/%s: %w", r.TrustNamespace, k.SecretRef.Name, err)})
 			continue
 		}
 		obs.resolved = append(obs.resolved, keys.Desired{Name: k.Name, Key: pk})

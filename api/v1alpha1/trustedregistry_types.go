@@ -386,7 +386,3 @@ type TrustedRegistryList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TrustedRegistry `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TrustedRegistry{}, &TrustedRegistryList{})
-}

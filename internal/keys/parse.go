@@ -271,7 +271,8 @@ func describeType(t string) string {
 	const maxLen = 40
 	ok := len(t) > 0 && len(t) <= maxLen
 	for _, r := range t {
-		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '-' || r == '_') {
+		allowed := r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '-' || r == '_'
+		if !allowed {
 			ok = false
 			break
 		}

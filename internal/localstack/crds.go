@@ -139,7 +139,7 @@ func readCRDs(dir string) ([]*unstructured.Unstructured, error) {
 			return nil, err
 		}
 		docs, err := splitYAML(f)
-		f.Close()
+		_ = f.Close() // read-only: nothing to flush
 		if err != nil {
 			return nil, fmt.Errorf("localstack: %s: %w", path, err)
 		}

@@ -96,14 +96,14 @@ func startProcess(sp *spawner, logDir, name, bin string, args, env []string) (*p
 	cmd.Env = append(baseEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := sp.start(cmd); err != nil {
-		f.Close()
+		_ = f.Close() // the start error is what matters
 		return nil, fmt.Errorf("localstack: starting %s (%s): %w", name, bin, err)
 	}
 	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		fmt.Fprintf(f, "=== %s exited: %v\n", time.Now().Format(time.RFC3339Nano), exitStatus(p.waitErr))
-		f.Close()
+		_ = f.Close() // best effort: the process is gone
 		close(p.done)
 	}()
 	return p, nil

@@ -664,7 +664,7 @@ func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
-			l.Close()
+			_ = l.Close() // only reserving the port number
 		}
 	}()
 	for range n {

@@ -51,7 +51,7 @@ func waitHTTP(ctx context.Context, what, url string, cfg *rest.Config, procs []*
 			return false, err
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
+		_ = resp.Body.Close() // fully read above
 		if resp.StatusCode != http.StatusOK {
 			return false, fmt.Errorf("%s: %s: %s", url, resp.Status, body)
 		}

@@ -117,7 +117,7 @@ func clamp32(n int64) int32 {
 	if n > math.MaxInt32 {
 		return math.MaxInt32
 	}
-	return int32(n)
+	return int32(n) //nolint:gosec // n is a non-negative count, clamped to MaxInt32 above
 }
 
 // candidate is a fail or error result, ordered by rank (0 fail, 1 error), namespace,
