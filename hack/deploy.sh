@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs Signet into the cluster of the current kubeconfig, or removes it.
+#
+#   hack/deploy.sh install     # the CRD only (config/crd)
+#   hack/deploy.sh uninstall   # the CRD only; deletes every TrustedRegistry!
+#   IMG=... hack/deploy.sh deploy     # everything in config/default, with image IMG
+#   hack/deploy.sh undeploy    # everything in config/default, CRD included
+#
+# KUBECTL defaults to kubectl on PATH, else bin/k8s/kubectl. Apply is server-side under the
+# field manager signet-deploy; deletes ignore objects that are already gone unless
+# IGNORE_NOT_FOUND=false.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/packaging-lib.sh"
+root="$(repo_root)"
+ensure_kustomize
+if [[ -z "${KUBECTL:-}" ]]; then
+	if command -v kubectl >/dev/null 2>&1; then KUBECTL=kubectl; else KUBECTL="$root/bin/k8s/kubectl"; fi
+fi
+ignore="${IGNORE_NOT_FOUND:-true}"
+apply() { "$KUBECTL" apply --server-side --field-manager=signet-deploy -f -; }
+delete() { "$KUBECTL" delete --ignore-not-found="$ignore" --wait=false -f -; }
+
+case "${1:-}" in
+install) "$KUSTOMIZE" build "$root/config/crd" | apply ;;
+uninstall) "$KUSTOMIZE" build "$root/config/crd" | delete ;;
+deploy) render_default "${IMG:-}" | apply ;;
+undeploy) "$KUSTOMIZE" build "$root/config/default" | delete ;;
+*)
+	echo "usage: $0 install|uninstall|deploy|undeploy" >&2
+	exit 2
+	;;
+esac
