@@ -285,6 +285,9 @@ func build(o options, objs []obj, icon []byte) ([]file, error) {
 	if err := completeCSV(o, csv, deploy, examples, perms, clusterPerms, icon); err != nil {
 		return nil, err
 	}
+	if err := completeDescriptors(csv, crds); err != nil {
+		return nil, err
+	}
 	if err := add(filepath.Join("manifests", o.packageName+".clusterserviceversion.yaml"), csv); err != nil {
 		return nil, err
 	}
@@ -479,6 +482,94 @@ func completeCSV(o options, csv, deploy obj, examples []obj, perms, clusterPerms
 		delete(ispec, "clusterPermissions")
 	}
 	return nil
+}
+
+// completeDescriptors gives every top-level spec and status field of each owned CRD a
+// descriptor, so that the OLM console shows it: the hand-written descriptors of the CSV base
+// stay as they are, and a field without one gets a plain descriptor named after the field and
+// described by the first sentence of its schema description (reported on stderr: write a
+// better one in config/manifests/bases to replace it).
+func completeDescriptors(csv obj, crds []obj) error {
+	for _, o := range list(csv, "spec", "customresourcedefinitions", "owned") {
+		owned, ok := o.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := owned["name"].(string)
+		version, _ := owned["version"].(string)
+		var schema obj
+		for _, crd := range crds {
+			if str(crd, "metadata", "name") != name {
+				continue
+			}
+			for _, v := range list(crd, "spec", "versions") {
+				if vm, ok := v.(map[string]any); ok && vm["name"] == version {
+					schema, _ = get(vm, "schema", "openAPIV3Schema").(map[string]any)
+				}
+			}
+		}
+		if schema == nil {
+			return fmt.Errorf("owned CRD %s %s is not in the input", name, version)
+		}
+		for _, part := range []struct{ field, key string }{{"spec", "specDescriptors"}, {"status", "statusDescriptors"}} {
+			props, _ := get(schema, "properties", part.field, "properties").(map[string]any)
+			have := map[string]bool{}
+			descs, _ := owned[part.key].([]any)
+			for _, d := range descs {
+				if dm, ok := d.(map[string]any); ok {
+					p, _ := dm["path"].(string)
+					have[p] = true
+				}
+			}
+			var missing []string
+			for field := range props {
+				if !have[field] {
+					missing = append(missing, field)
+				}
+			}
+			sort.Strings(missing)
+			for _, field := range missing {
+				prop, _ := props[field].(map[string]any)
+				desc, _ := prop["description"].(string)
+				descs = append(descs, map[string]any{
+					"path":        field,
+					"displayName": displayName(field),
+					"description": firstSentence(desc),
+				})
+				fmt.Fprintf(os.Stderr, "bundle: %s.%s of %s has no descriptor in the CSV base; generated one from the CRD schema\n", part.field, field, name)
+			}
+			if len(descs) > 0 {
+				owned[part.key] = descs
+			}
+		}
+	}
+	return nil
+}
+
+// displayName turns a field name such as "uncoveredPods" into "Uncovered Pods".
+func displayName(field string) string {
+	var b strings.Builder
+	for i, r := range field {
+		switch {
+		case i == 0:
+			b.WriteString(strings.ToUpper(string(r)))
+		case r >= 'A' && r <= 'Z':
+			b.WriteByte(' ')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// firstSentence joins the lines of a schema description and keeps its first sentence.
+func firstSentence(desc string) string {
+	s := strings.Join(strings.Fields(desc), " ")
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i+1]
+	}
+	return s
 }
 
 // almExamples renders the samples as the CSV's alm-examples annotation: a JSON array,
