@@ -3,7 +3,8 @@
 #
 #   VERSION=0.1.0 hack/generate-bundle.sh
 #
-# Optional: IMG (default ghcr.io/signet-operator/signet:v$VERSION), CHANNELS and
+# Optional: OPERATOR_IMG (default ghcr.io/signet-operator/signet:v$VERSION; deliberately not
+# IMG, the development image of `make deploy`), CHANNELS and
 # DEFAULT_CHANNEL (default candidate), REPLACES (e.g. signet.v0.1.0), CREATED_AT (RFC 3339;
 # omitted by default so that regenerating gives identical bytes). Validate with
 # hack/validate-bundle.sh.
@@ -16,7 +17,7 @@ version="${VERSION#v}"
 args=(--version "$version" --output-dir "$root/bundle" --dockerfile "$root/bundle.Dockerfile"
 	--icon "$root/config/manifests/bases/signet-icon.svg"
 	--channels "${CHANNELS:-candidate}" --default-channel "${DEFAULT_CHANNEL:-candidate}")
-[[ -n "${IMG:-}" ]] && args+=(--image "$IMG")
+[[ -n "${OPERATOR_IMG:-}" ]] && args+=(--image "$OPERATOR_IMG")
 [[ -n "${REPLACES:-}" ]] && args+=(--replaces "$REPLACES")
 [[ -n "${CREATED_AT:-}" ]] && args+=(--created-at "$CREATED_AT")
 manifests="$(mktemp)"
