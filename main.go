@@ -64,6 +64,8 @@ func run(args []string) error {
 		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver (requests/s)")
 		kubeAPIBurst     = fs.Int("kube-api-burst", 100, "client-side burst towards the apiserver")
 		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
+		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")
+		podInsights      = fs.Bool("pod-insights", true, "watch Pods (images only) to report running images that no pattern matches in status.coverage")
 	)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
@@ -106,6 +108,8 @@ func run(args []string) error {
 		Clock:          clock.RealClock{},
 		Discovery:      kyverno.NewDiscovery(dc, clock.RealClock{}, *discoveryMaxAge),
 		Recorder:       mgr.GetEventRecorder("signet"),
+		CountBlocked:   *countBlocked,
+		PodInsights:    *podInsights,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: *workers}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)

@@ -118,6 +118,7 @@ type managerOpts struct {
 	cfg        *rest.Config
 	clock      *clocktesting.FakeClock
 	syncPeriod *time.Duration
+	insights   bool // blocked counts and Pod coverage
 }
 
 type runningManager struct {
@@ -159,6 +160,8 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 		Clock:          o.clock,
 		Discovery:      kyverno.NewDiscovery(dc, o.clock, time.Hour),
 		Recorder:       mgr.GetEventRecorder("signet"),
+		CountBlocked:   o.insights,
+		PodInsights:    o.insights,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 2}); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,12 @@ type TrustedRegistryReconciler struct {
 	Discovery *kyverno.Discovery
 	// Recorder emits Events on state transitions; may be nil.
 	Recorder recorder.EventRecorder
+	// CountBlocked counts Kyverno's denials of the generated policy (PolicyViolation events
+	// in namespace default) into status.reports.blocked.
+	CountBlocked bool
+	// PodInsights watches Pods (images only) to report, in status.coverage, running images
+	// that no pattern matches.
+	PodInsights bool
 
 	controller   controller.Controller
 	reports      *reportWatcher
@@ -69,6 +75,8 @@ type TrustedRegistryReconciler struct {
 // +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,resources=pods;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,namespace=default,resources=events,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -89,6 +97,12 @@ type observed struct {
 	live map[trustv1alpha1.Engine]*unstructured.Unstructured
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
+	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
+	// counted denial leaves the window.
+	blocked        *trustv1alpha1.BlockedSummary
+	blockedRequeue time.Duration
+	// coverage lists running images outside the patterns (nil: Pod insights off).
+	coverage *trustv1alpha1.CoverageSummary
 }
 
 type keyError struct {
@@ -159,7 +173,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if !equality.Semantic.DeepEqual(registry.Status, status) && r.reports != nil && onlyReportsChanged(registry.Status, status) {
 		// Report results churn with every Pod; coalesce such writes per registry.
 		if ok, wait := r.reports.coalesce(registry.Name, time.Now()); !ok {
-			return ctrl.Result{RequeueAfter: minPositive(plan.requeueAfter, wait)}, nil
+			return ctrl.Result{RequeueAfter: minPositive(minPositive(plan.requeueAfter, obs.blockedRequeue), wait)}, nil
 		}
 	}
 	r.emitEvents(registry, &registry.Status, &status, plan, outcome)
@@ -184,7 +198,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		logger.V(1).Info("spec cannot be rendered", "reason", plan.terminal.Error())
 		return ctrl.Result{}, reconcile.TerminalError(plan.terminal)
 	}
-	return ctrl.Result{RequeueAfter: plan.requeueAfter}, nil
+	return ctrl.Result{RequeueAfter: minPositive(plan.requeueAfter, obs.blockedRequeue)}, nil
 }
 
 // observe performs every read of one reconcile.
@@ -259,6 +273,20 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			return nil, err
 		}
 		obs.reports = summary
+	}
+	if r.CountBlocked {
+		blocked, requeue, err := r.observeBlocked(ctx, render.PolicyName(registry.Name), r.Clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		obs.blocked, obs.blockedRequeue = blocked, requeue
+	}
+	if r.PodInsights {
+		coverage, err := r.observeCoverage(ctx, registry)
+		if err != nil {
+			return nil, err
+		}
+		obs.coverage = coverage
 	}
 	return obs, nil
 }
@@ -401,6 +429,7 @@ func keyErrorsSummary(errs []keyError) (string, string) {
 func onlyReportsChanged(before, after trustv1alpha1.TrustedRegistryStatus) bool {
 	a := after.DeepCopy()
 	a.Reports = before.Reports
+	a.Coverage = before.Coverage
 	a.Conditions = before.Conditions
 	return equality.Semantic.DeepEqual(before, *a) && conditionsEqualIgnoring(before.Conditions, after.Conditions, trustv1alpha1.ConditionAuditViolations)
 }

@@ -9,6 +9,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,6 +44,8 @@ func CacheOptions(trustNamespace string) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: managedByValue})
 	crdMeta := &metav1.PartialObjectMetadata{}
 	crdMeta.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	nsMeta := &metav1.PartialObjectMetadata{}
+	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return cache.Options{
 		DefaultLabelSelector: managed,
 		DefaultTransform:     cache.TransformStripManagedFields(),
@@ -58,6 +61,17 @@ func CacheOptions(trustNamespace string) cache.Options {
 				Label:      managed,
 			},
 			crdMeta: {Label: labels.Everything()},
+			// Pod insights (coverage guard): only images and pull secrets are kept.
+			&corev1.Pod{}: {Label: labels.Everything(), Transform: shrinkPod},
+			nsMeta:        {Label: labels.Everything()},
+			// Blocked counts: only Kyverno's PolicyViolation events, where Kyverno writes them.
+			&corev1.Event{}: {
+				Namespaces: map[string]cache.Config{kyvernoEventNamespace: {
+					FieldSelector: fields.OneTermEqualSelector("reason", kyvernoViolation),
+				}},
+				Label:     labels.Everything(),
+				Transform: shrinkEvent,
+			},
 		},
 	}
 }
@@ -104,16 +118,30 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		return fmt.Errorf("indexing TrustedRegistries by Secret: %w", err)
 	}
 
+	if r.CountBlocked {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Event{}, eventPolicyIndex,
+			func(o client.Object) []string { return []string{o.(*corev1.Event).InvolvedObject.Name} }); err != nil {
+			return fmt.Errorf("indexing events: %w", err)
+		}
+	}
+
 	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
-	c, err := ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("trustedregistry").
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel)).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
-			builder.WithPredicates(relevantCRD)).
-		Build(r)
+			builder.WithPredicates(relevantCRD))
+	if r.CountBlocked {
+		b = b.Watches(&corev1.Event{}, handler.EnqueueRequestsFromMapFunc(registryForEvent))
+	}
+	if r.PodInsights {
+		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.registriesForPod)).
+			WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesForNamespaceObject))
+	}
+	c, err := b.Build(r)
 	if err != nil {
 		return err
 	}

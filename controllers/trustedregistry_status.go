@@ -78,7 +78,14 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 	set(trustv1alpha1.ConditionPolicyReady, readyStatus, readyReason, readyMsg)
 
 	// Report summary, and whether Audit mode is letting violations through.
-	st.Reports = obs.reports
+	st.Reports = obs.reports.DeepCopy()
+	if obs.blocked != nil {
+		if st.Reports == nil {
+			st.Reports = &trustv1alpha1.ReportSummary{}
+		}
+		st.Reports.Blocked = obs.blocked
+	}
+	st.Coverage = obs.coverage
 	action := registry.Spec.Action
 	switch {
 	case action != trustv1alpha1.ActionAudit:

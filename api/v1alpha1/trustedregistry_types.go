@@ -297,6 +297,11 @@ type TrustedRegistryStatus struct {
 	// that exist (admitted, or scanned in the background); denied admissions are not here.
 	// +optional
 	Reports *ReportSummary `json:"reports,omitempty"`
+
+	// Coverage reports running Pods whose images no pattern matches (when Pod insights are
+	// enabled in the operator).
+	// +optional
+	Coverage *CoverageSummary `json:"coverage,omitempty"`
 }
 
 // PolicyReference names a generated Kyverno policy.
@@ -340,6 +345,63 @@ type ReportSummary struct {
 	// +listType=atomic
 	// +optional
 	Failing []FailingResource `json:"failing,omitempty"`
+	// Blocked counts admission requests Kyverno denied because of the generated policy.
+	// Kyverno writes no report for a denied request, only a PolicyViolation event; Signet
+	// counts those events.
+	// +optional
+	Blocked *BlockedSummary `json:"blocked,omitempty"`
+}
+
+// BlockedSummary counts denied admission requests in a recent window.
+type BlockedSummary struct {
+	// Window is the period counted, e.g. "1h0m0s".
+	Window string `json:"window"`
+	// Count is the number of denied requests in the window.
+	Count int32 `json:"count"`
+	// Recent lists up to 5 of the newest denials, newest first.
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	// +optional
+	Recent []BlockedRequest `json:"recent,omitempty"`
+}
+
+// BlockedRequest is one denied admission request.
+type BlockedRequest struct {
+	// Time Kyverno denied the request.
+	Time metav1.Time `json:"time"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	// +optional
+	Image string `json:"image,omitempty"`
+	// Message is Kyverno's reason, trimmed.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// CoverageSummary reports running Pods in the guarded namespaces whose images match none
+// of spec.images: under restrictRegistries they would be denied when next created, and
+// without it they run unverified. Useful to catch mirrors and typos before Enforce.
+type CoverageSummary struct {
+	// Pods is the number of Pods in the guarded namespaces.
+	Pods int32 `json:"pods"`
+	// UncoveredPods is the number of those Pods with at least one image outside spec.images.
+	UncoveredPods int32 `json:"uncoveredPods"`
+	// Uncovered lists up to 10 images outside spec.images, most used first.
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=atomic
+	// +optional
+	Uncovered []UncoveredImage `json:"uncovered,omitempty"`
+}
+
+// UncoveredImage is an image in use that no pattern of the TrustedRegistry matches.
+type UncoveredImage struct {
+	Image string `json:"image"`
+	// Pods using it.
+	Pods int32 `json:"pods"`
+	// Example is one Pod using it, as namespace/name.
+	Example string `json:"example"`
 }
 
 // FailingResource is one resource with a failing result.
@@ -368,6 +430,8 @@ type FailingResource struct {
 // +kubebuilder:printcolumn:name="Keys",type=string,JSONPath=`.status.keySummary`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Fail",type=integer,JSONPath=`.status.reports.fail`
+// +kubebuilder:printcolumn:name="Blocked",type=integer,JSONPath=`.status.reports.blocked.count`,priority=1
+// +kubebuilder:printcolumn:name="Uncovered",type=integer,JSONPath=`.status.coverage.uncoveredPods`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 56",message="TrustedRegistry name must be at most 56 characters: the generated Kyverno policy is named signet-<name>"
 type TrustedRegistry struct {

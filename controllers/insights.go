@@ -1,0 +1,366 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+// Kyverno records every request it denies as an events.k8s.io Event in namespace default:
+// reason PolicyViolation, action "Resource Blocked", regarding = the policy, related = the
+// resource, note "Pod ns/name: [rule] fail (blocked); message". Reports never show denials,
+// so these events are the only record of what a policy blocks.
+const (
+	kyvernoEventNamespace = metav1.NamespaceDefault
+	kyvernoViolation      = "PolicyViolation"
+	kyvernoBlockedAction  = "Resource Blocked"
+	// BlockedWindow is how far back denials are counted.
+	BlockedWindow    = time.Hour
+	maxBlockedRecent = 5
+	maxUncovered     = 10
+	// eventPolicyIndex indexes cached events by the name of the object they regard.
+	eventPolicyIndex = "involvedObject.name"
+)
+
+// shrinkEvent keeps only what the blocked summary reads.
+func shrinkEvent(obj any) (any, error) {
+	e, ok := obj.(*corev1.Event)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: e.Name, Namespace: e.Namespace, UID: e.UID, ResourceVersion: e.ResourceVersion,
+			CreationTimestamp: e.CreationTimestamp,
+		},
+		InvolvedObject: corev1.ObjectReference{Kind: e.InvolvedObject.Kind, Name: e.InvolvedObject.Name, APIVersion: e.InvolvedObject.APIVersion},
+		Related:        e.Related,
+		Reason:         e.Reason,
+		Action:         e.Action,
+		Message:        truncate(e.Message, 512),
+		EventTime:      e.EventTime,
+		LastTimestamp:  e.LastTimestamp,
+		FirstTimestamp: e.FirstTimestamp,
+		Count:          e.Count,
+		Type:           e.Type,
+	}
+	if e.Series != nil {
+		out.Series = &corev1.EventSeries{Count: e.Series.Count, LastObservedTime: e.Series.LastObservedTime}
+	}
+	return out, nil
+}
+
+// shrinkPod keeps only the images and pull secrets of a Pod.
+func shrinkPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	images := func(n int, get func(i int) (string, string)) []corev1.Container {
+		out := make([]corev1.Container, 0, n)
+		for i := 0; i < n; i++ {
+			name, image := get(i)
+			out = append(out, corev1.Container{Name: name, Image: image})
+		}
+		return out
+	}
+	out := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion},
+		Spec: corev1.PodSpec{
+			Containers:       images(len(p.Spec.Containers), func(i int) (string, string) { return p.Spec.Containers[i].Name, p.Spec.Containers[i].Image }),
+			InitContainers:   images(len(p.Spec.InitContainers), func(i int) (string, string) { return p.Spec.InitContainers[i].Name, p.Spec.InitContainers[i].Image }),
+			ImagePullSecrets: p.Spec.ImagePullSecrets,
+		},
+	}
+	for _, e := range p.Spec.EphemeralContainers {
+		out.Spec.EphemeralContainers = append(out.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: e.Name, Image: e.Image},
+		})
+	}
+	return out, nil
+}
+
+func podImages(p *corev1.Pod) []string {
+	var out []string
+	for _, c := range p.Spec.InitContainers {
+		out = append(out, c.Image)
+	}
+	for _, c := range p.Spec.Containers {
+		out = append(out, c.Image)
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+// eventTime is when an event happened, from whichever field its writer filled in.
+func eventTime(e *corev1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+// observeBlocked counts the denials of one policy within the window ending at now. It also
+// returns when the oldest counted denial leaves the window (0: none counted).
+func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy string, now time.Time) (*trustv1alpha1.BlockedSummary, time.Duration, error) {
+	list := &corev1.EventList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(kyvernoEventNamespace), client.MatchingFields{eventPolicyIndex: policy}); err != nil {
+		return nil, 0, fmt.Errorf("listing Kyverno events: %w", err)
+	}
+	sum := &trustv1alpha1.BlockedSummary{Window: BlockedWindow.String()}
+	var recent []trustv1alpha1.BlockedRequest
+	var oldest time.Time
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Reason != kyvernoViolation || (e.Action != kyvernoBlockedAction && !strings.Contains(e.Message, "(blocked)")) {
+			continue
+		}
+		at := eventTime(e)
+		if at.After(now) || now.Sub(at) >= BlockedWindow {
+			continue
+		}
+		n := int32(1)
+		if e.Series != nil && e.Series.Count > 1 {
+			n = e.Series.Count
+		} else if e.Count > 1 {
+			n = e.Count
+		}
+		sum.Count += n
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+		recent = append(recent, blockedRequest(e, at))
+	}
+	sort.Slice(recent, func(i, j int) bool {
+		a, b := recent[i], recent[j]
+		if !a.Time.Equal(&b.Time) {
+			return a.Time.After(b.Time.Time)
+		}
+		return a.Namespace+"/"+a.Name+"/"+a.Message < b.Namespace+"/"+b.Name+"/"+b.Message
+	})
+	if len(recent) > maxBlockedRecent {
+		recent = recent[:maxBlockedRecent]
+	}
+	sum.Recent = recent
+	var requeue time.Duration
+	if !oldest.IsZero() {
+		requeue = oldest.Add(BlockedWindow).Sub(now) + time.Second
+	}
+	return sum, requeue, nil
+}
+
+// blockedRequest reads the denied resource from the event: the related object when set,
+// else the "Kind ns/name:" prefix of Kyverno's note.
+func blockedRequest(e *corev1.Event, at time.Time) trustv1alpha1.BlockedRequest {
+	b := trustv1alpha1.BlockedRequest{Time: metav1.NewTime(at.UTC().Truncate(time.Second))}
+	msg := e.Message
+	if head, rest, ok := strings.Cut(msg, ": "); ok {
+		if kind, ref, ok := strings.Cut(head, " "); ok && !strings.Contains(ref, " ") {
+			b.Kind = kind
+			if ns, name, ok := strings.Cut(ref, "/"); ok {
+				b.Namespace, b.Name = ns, name
+			} else {
+				b.Name = ref
+			}
+			msg = rest
+		}
+	}
+	if e.Related != nil && e.Related.Name != "" {
+		b.Kind, b.Namespace, b.Name = e.Related.Kind, e.Related.Namespace, e.Related.Name
+	}
+	if b.Kind == "" {
+		b.Kind = "Pod"
+	}
+	b.Image = imageInMessage(msg)
+	b.Message = truncate(strings.Join(strings.Fields(msg), " "), 256)
+	return b
+}
+
+// imageInMessage finds the first image reference Kyverno names in a denial message.
+func imageInMessage(msg string) string {
+	for _, marker := range []string{"image ", "failed to verify image ", "verify image "} {
+		if i := strings.Index(msg, marker); i >= 0 {
+			rest := msg[i+len(marker):]
+			end := strings.IndexAny(rest, " ;,'\"\n")
+			if end < 0 {
+				end = len(rest)
+			}
+			cand := strings.Trim(rest[:end], ":.")
+			if strings.Contains(cand, "/") || strings.Contains(cand, "@") || strings.Contains(cand, ":") {
+				return cand
+			}
+		}
+	}
+	return ""
+}
+
+// guardedNamespaces lists the namespaces a TrustedRegistry guards that exist now.
+func (r *TrustedRegistryReconciler) guardedNamespaces(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) ([]string, error) {
+	set := map[string]bool{}
+	for _, n := range registry.Spec.Namespaces.Names {
+		set[n] = true
+	}
+	if registry.Spec.Namespaces.Selector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(registry.Spec.Namespaces.Selector)
+		if err != nil {
+			return nil, nil //nolint:nilerr // an unusable selector guards nothing; the spec condition says why
+		}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+		if err := r.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			return nil, fmt.Errorf("listing namespaces: %w", err)
+		}
+		for _, ns := range list.Items {
+			set[ns.Name] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// observeCoverage finds running Pods in the guarded namespaces with images that no pattern
+// of the TrustedRegistry matches.
+func (r *TrustedRegistryReconciler) observeCoverage(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*trustv1alpha1.CoverageSummary, error) {
+	namespaces, err := r.guardedNamespaces(ctx, registry)
+	if err != nil {
+		return nil, err
+	}
+	patterns := make([]string, 0, len(registry.Spec.Images))
+	for _, p := range registry.Spec.Images {
+		patterns = append(patterns, string(p))
+	}
+	type use struct {
+		pods    int32
+		example string
+	}
+	uses := map[string]*use{}
+	sum := &trustv1alpha1.CoverageSummary{}
+	for _, ns := range namespaces {
+		pods := &corev1.PodList{}
+		if err := r.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing Pods in %s: %w", ns, err)
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			sum.Pods++
+			uncovered := false
+			seen := map[string]bool{}
+			for _, image := range podImages(p) {
+				if render.MatchImage(patterns, image) || seen[image] {
+					continue
+				}
+				seen[image] = true
+				uncovered = true
+				u := uses[image]
+				if u == nil {
+					u = &use{example: p.Namespace + "/" + p.Name}
+					uses[image] = u
+				}
+				u.pods++
+				if ex := p.Namespace + "/" + p.Name; ex < u.example {
+					u.example = ex
+				}
+			}
+			if uncovered {
+				sum.UncoveredPods++
+			}
+		}
+	}
+	for image, u := range uses {
+		sum.Uncovered = append(sum.Uncovered, trustv1alpha1.UncoveredImage{Image: image, Pods: u.pods, Example: u.example})
+	}
+	sort.Slice(sum.Uncovered, func(i, j int) bool {
+		a, b := sum.Uncovered[i], sum.Uncovered[j]
+		if a.Pods != b.Pods {
+			return a.Pods > b.Pods
+		}
+		return a.Image < b.Image
+	})
+	if len(sum.Uncovered) > maxUncovered {
+		sum.Uncovered = sum.Uncovered[:maxUncovered]
+	}
+	return sum, nil
+}
+
+// registriesForPod maps a Pod (or a Namespace) to the TrustedRegistries that guard its
+// namespace.
+func (r *TrustedRegistryReconciler) registriesForNamespace(ctx context.Context, namespace string) []reconcile.Request {
+	list := &trustv1alpha1.TrustedRegistryList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "listing TrustedRegistries for a Pod")
+		return nil
+	}
+	var nsLabels labels.Set
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		tr := &list.Items[i]
+		guarded := false
+		for _, n := range tr.Spec.Namespaces.Names {
+			if n == namespace {
+				guarded = true
+			}
+		}
+		if !guarded && tr.Spec.Namespaces.Selector != nil {
+			if nsLabels == nil {
+				ns := &metav1.PartialObjectMetadata{}
+				ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+				if err := r.Client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+					continue
+				}
+				nsLabels = labels.Set(ns.GetLabels())
+			}
+			if sel, err := metav1.LabelSelectorAsSelector(tr.Spec.Namespaces.Selector); err == nil && sel.Matches(nsLabels) {
+				guarded = true
+			}
+		}
+		if guarded {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+		}
+	}
+	return reqs
+}
+
+func (r *TrustedRegistryReconciler) registriesForPod(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.registriesForNamespace(ctx, o.GetNamespace())
+}
+
+func (r *TrustedRegistryReconciler) registriesForNamespaceObject(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.registriesForNamespace(ctx, o.GetName())
+}
+
+// registryForEvent maps a Kyverno event about one of Signet's policies to its registry.
+func registryForEvent(_ context.Context, o client.Object) []reconcile.Request {
+	e, ok := o.(*corev1.Event)
+	if !ok || e.Reason != kyvernoViolation {
+		return nil
+	}
+	name, ok := strings.CutPrefix(e.InvolvedObject.Name, "signet-")
+	if !ok || name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+}
