@@ -14,6 +14,7 @@ KUSTOMIZE   := $(BIN)/kustomize
 GOLANGCI_LINT := $(BIN)/golangci-lint
 IMG         ?= ghcr.io/signet-operator/signet:dev
 VERSION     ?= 0.1.0
+BUNDLE_IMG  ?= ghcr.io/signet-operator/signet-bundle:v$(VERSION)
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
@@ -35,7 +36,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
 .PHONY: verify
-verify: manifests generate ## Fail if generated files are stale (run `make manifests generate` and commit).
+verify: manifests generate bundle ## Fail if generated files are stale (run `make manifests generate` and commit).
 	@if [ -n "$$(git status --porcelain -- api config bundle)" ]; then \
 		echo "generated files are stale; run 'make manifests generate' and commit:"; \
 		git status --porcelain -- api config bundle; git --no-pager diff --stat -- api config bundle; exit 1; fi
@@ -77,6 +78,46 @@ build: ## Build the operator binary into bin/signet.
 .PHONY: run
 run: manifests ## Run the operator against the cluster in the current kubeconfig.
 	go run . --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
+
+##@ Deployment
+
+.PHONY: build-installer
+build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml for IMG.
+	IMG=$(IMG) KUSTOMIZE=$(KUSTOMIZE) hack/build-installer.sh
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRD into the current cluster.
+	KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh install
+
+.PHONY: uninstall
+uninstall: $(KUSTOMIZE) ## Remove the CRD (deletes every TrustedRegistry).
+	KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh uninstall
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy the operator with image IMG to the current cluster.
+	IMG=$(IMG) KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh deploy
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove operator, RBAC, namespace and CRD.
+	KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh undeploy
+
+.PHONY: docker-build
+docker-build: ## Build the operator image IMG (needs Docker; not available on CI machines).
+	docker build -t $(IMG) .
+
+##@ OLM bundle
+
+.PHONY: bundle
+bundle: manifests $(KUSTOMIZE) ## Regenerate bundle/ and bundle.Dockerfile for VERSION.
+	VERSION=$(VERSION) KUSTOMIZE=$(KUSTOMIZE) hack/generate-bundle.sh
+
+.PHONY: bundle-validate
+bundle-validate: ## Validate bundle/ with the operator-framework validators (suite=operatorframework); fails on warnings.
+	hack/validate-bundle.sh
+
+.PHONY: bundle-build
+bundle-build: ## Build the bundle image.
+	docker build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
 
 ##@ Tools (built from the Go module proxy, cached in bin/)
 

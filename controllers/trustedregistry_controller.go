@@ -76,7 +76,7 @@ type TrustedRegistryReconciler struct {
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=core,resources=pods;namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=core,namespace=default,resources=events,verbs=get;list;watch
+// +kubebuilder:rbac:groups=core,resources=events,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
