@@ -1,8 +1,11 @@
 package render
 
 import (
+	"math/rand"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/signet-operator/signet/api/v1alpha1"
 )
@@ -182,6 +185,54 @@ func TestBehaviour(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestCELSelectorAgreesWithLabelSelector compares the CEL form of a namespace selector
+// (used by the ImageValidatingPolicy when names and a selector are both given) with
+// Kubernetes' own label selector semantics over random selectors and label sets.
+func TestCELSelectorAgreesWithLabelSelector(t *testing.T) {
+	env, err := k8sEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(7))
+	keys := []string{"a", "b", "example.com/c"}
+	vals := []string{"x", "y", "z"}
+	ops := []metav1.LabelSelectorOperator{metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn, metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist}
+	randLabels := func() map[string]string {
+		l := map[string]string{}
+		for _, k := range keys {
+			if r.Intn(2) == 0 {
+				l[k] = vals[r.Intn(len(vals))]
+			}
+		}
+		return l
+	}
+	for i := 0; i < 300; i++ {
+		sel := &metav1.LabelSelector{}
+		if r.Intn(2) == 0 {
+			sel.MatchLabels = map[string]string{keys[r.Intn(len(keys))]: vals[r.Intn(len(vals))]}
+		}
+		for n := r.Intn(3); n > 0 || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0); n-- {
+			op := ops[r.Intn(len(ops))]
+			req := metav1.LabelSelectorRequirement{Key: keys[r.Intn(len(keys))], Operator: op}
+			if op == metav1.LabelSelectorOpIn || op == metav1.LabelSelectorOpNotIn {
+				req.Values = vals[:1+r.Intn(len(vals))]
+			}
+			sel.MatchExpressions = append(sel.MatchExpressions, req)
+		}
+		p, err := compileCEL(env, celSelector(sel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 10; j++ {
+			ns := testNS{name: "n", labels: randLabels()}
+			want := selectorMatches(t, sel, ns)
+			if got := p.evalBool(t, map[string]any{"namespaceObject": nsObject(ns)}); got != want {
+				t.Fatalf("selector %+v labels %v: CEL %v, label selector %v", sel, ns.labels, got, want)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -319,4 +320,55 @@ func TestDeterminism(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzMatchImageCEL compares MatchImage with the rendered CEL matcher on arbitrary image
+// strings (any bytes a Pod spec could carry, including non-ASCII).
+func FuzzMatchImageCEL(f *testing.F) {
+	sets := [][]string{
+		{"ghcr.io/yourorg/*"},
+		{"nginx", "docker.io/*"},
+		{"nginx:1.27", "quay.io/team/tool@" + digestA, "localhost:5000/dev/*"},
+		{"gcr.io/*/mirror", "redis:7.*", "index.docker.io/bitnami/postgresql"},
+	}
+	env, err := matchImageEnv()
+	if err != nil {
+		f.Fatal(err)
+	}
+	progs := make([]*celProgram, len(sets))
+	pss := make([]*patternSet, len(sets))
+	for i, s := range sets {
+		ps, err := newPatternSet(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		pss[i] = ps
+		if progs[i], err = compileCEL(env, celImageMatch("ref", ps.re)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	for _, c := range matchCases() {
+		f.Add(uint8(0), c.image)
+	}
+	f.Add(uint8(1), "docker.io/ü/x")
+	f.Add(uint8(2), "localhost:5000/dev/é@"+digestA)
+	f.Fuzz(func(t *testing.T, set uint8, image string) {
+		i := int(set) % len(sets)
+		if !utf8.ValidString(image) {
+			return // Kubernetes objects are JSON: strings are valid UTF-8
+		}
+		want := pss[i].match(image)
+		if got := progs[i].evalBool(t, map[string]any{"ref": image}); got != want {
+			t.Fatalf("patterns %q image %q: CEL %v, Go %v", sets[i], image, got, want)
+		}
+		if want {
+			ok := false
+			for _, p := range sets[i] {
+				ok = ok || anchorOK(p, image)
+			}
+			if !ok {
+				t.Fatalf("patterns %q admit %q beyond their anchors", sets[i], image)
+			}
+		}
+	})
 }
