@@ -55,6 +55,17 @@ func celStringList(ss []string) string {
 // of the Pod in `object`.
 const celPodImages = "(object.spec.?containers.orValue([]) + object.spec.?initContainers.orValue([]) + object.spec.?ephemeralContainers.orValue([])).map(c, c.image)"
 
+// celImagesUnchanged is true for an UPDATE that leaves every image of the Pod as it was
+// (a label, annotation or finalizer edit). Such an update is not judged again: a Pod that
+// predates the policy must stay manageable (its controllers remove finalizers, relabel it),
+// and nothing about what it runs changes. Adding an ephemeral container, or any image
+// change, is judged in full. It needs the variable named by varPodImages.
+func celImagesUnchanged(varPodImages string) string {
+	return "has(request.operation) && request.operation == 'UPDATE' && oldObject != null && " +
+		"(oldObject.spec.?containers.orValue([]) + oldObject.spec.?initContainers.orValue([]) + oldObject.spec.?ephemeralContainers.orValue([])).map(c, c.image)" +
+		" == variables." + varPodImages
+}
+
 // celSelector is a CEL condition over namespaceObject that holds exactly when the
 // namespace's labels match the (valid, non-empty) label selector.
 func celSelector(sel *metav1.LabelSelector) string {

@@ -100,6 +100,7 @@ const (
 	cpRuleRestrict = "restrict-registries"
 	cpVarImages    = "podImages"
 	cpVarDisallow  = "disallowedImages"
+	cpVarUnchanged = "imagesUnchanged"
 )
 
 // buildClusterPolicy renders the ClusterPolicy spec: a verifyImages rule and, with
@@ -145,9 +146,10 @@ func buildClusterPolicy(s *settings) cpSpec {
 					Variables: []admissionregistrationv1.Variable{
 						{Name: cpVarImages, Expression: celPodImages},
 						{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
+						{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
 					},
 					Expressions: []admissionregistrationv1.Validation{{
-						Expression:        "size(variables." + cpVarDisallow + ") == 0",
+						Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarDisallow + ") == 0",
 						MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
 					}},
 				},

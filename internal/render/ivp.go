@@ -17,6 +17,7 @@ const (
 	ivpVarPodImages   = "podImages"
 	ivpVarDisallowed  = "disallowedImages"
 	ivpVarUnsigned    = "unsignedImages"
+	ivpVarUnchanged   = "imagesUnchanged"
 	ivpMatchNamespace = "signet-guarded-namespace"
 
 	// message listing limits: Kubernetes shows the whole denial message to the user
@@ -82,14 +83,19 @@ func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
 	ivpNamespaces(s, &spec)
 	spec.Attestors = ivpAttestors(s)
 
+	spec.Variables = append(spec.Variables,
+		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
+		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
+	)
+	// CEL variables are lazy: for an UPDATE that changes no image, nothing is verified.
+	unchanged := "variables." + ivpVarUnchanged + " || "
 	if s.restrict {
 		spec.Variables = append(spec.Variables,
-			admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
 			admissionregistrationv1.Variable{Name: ivpVarDisallowed,
 				Expression: "variables." + ivpVarPodImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
 		)
 		spec.Validations = append(spec.Validations, admissionregistrationv1.Validation{
-			Expression:        "size(variables." + ivpVarDisallowed + ") == 0",
+			Expression:        unchanged + "size(variables." + ivpVarDisallowed + ") == 0",
 			Message:           restrictionMessage(s, ""),
 			MessageExpression: restrictionMessage(s, "variables."+ivpVarDisallowed),
 		})
@@ -99,7 +105,7 @@ func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
 		Expression: "(images.containers + images.initContainers + images.ephemeralContainers).filter(i, !(" + ivpThreshold(s, "i") + "))",
 	})
 	spec.Validations = append(spec.Validations, admissionregistrationv1.Validation{
-		Expression:        "size(variables." + ivpVarUnsigned + ") == 0",
+		Expression:        unchanged + "size(variables." + ivpVarUnsigned + ") == 0",
 		Message:           signatureMessage(s, ""),
 		MessageExpression: signatureMessage(s, "variables."+ivpVarUnsigned),
 	})
