@@ -25,6 +25,7 @@ import (
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
 	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/verify"
 )
 
 func newScheme() *runtime.Scheme {
@@ -66,6 +67,8 @@ func run(args []string) error {
 		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
 		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")
 		podInsights      = fs.Bool("pod-insights", true, "watch Pods (images only) to report running images that no pattern matches in status.coverage")
+		rotationPreview  = fs.Bool("rotation-preview", false, "while keys are retiring, verify running images against the keys that remain (contacts registries; needs --pod-insights)")
+		previewCreds     = fs.String("rotation-preview-credentials", "", "name of a kubernetes.io/dockerconfigjson Secret in the trust namespace used to pull signatures for rotation preview (default: anonymous)")
 	)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
@@ -110,6 +113,15 @@ func run(args []string) error {
 		Recorder:       mgr.GetEventRecorder("signet"),
 		CountBlocked:   *countBlocked,
 		PodInsights:    *podInsights,
+	}
+	if *rotationPreview {
+		if !*podInsights {
+			return fmt.Errorf("--rotation-preview needs --pod-insights: it checks the images of running Pods")
+		}
+		r.Preview = &controllers.RotationPreview{
+			Verifier:          verify.New(verify.Options{}),
+			CredentialsSecret: *previewCreds,
+		}
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: *workers}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)

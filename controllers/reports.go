@@ -176,6 +176,14 @@ func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Serve
 		if c == nil {
 			continue
 		}
+		// The manager starts a new cache in the background: wait (bounded) until it has
+		// listed the reports, so that a summary is never computed from a partial cache.
+		syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		synced := c.WaitForCacheSync(syncCtx)
+		cancel()
+		if !synced {
+			return nil, fmt.Errorf("the %s cache has not synced yet", kind.gvk.Kind)
+		}
 		list := kind.newList()
 		if err := c.List(ctx, list, client.MatchingFields{reportPolicyIndex: policy}); err != nil {
 			return nil, fmt.Errorf("listing %s: %w", kind.gvk.Kind, err)

@@ -119,6 +119,7 @@ type managerOpts struct {
 	clock      *clocktesting.FakeClock
 	syncPeriod *time.Duration
 	insights   bool // blocked counts and Pod coverage
+	preview    *controllers.RotationPreview
 }
 
 type runningManager struct {
@@ -162,6 +163,7 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 		Recorder:       mgr.GetEventRecorder("signet"),
 		CountBlocked:   o.insights,
 		PodInsights:    o.insights,
+		Preview:        o.preview,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 2}); err != nil {
 		t.Fatal(err)

@@ -61,6 +61,9 @@ type TrustedRegistryReconciler struct {
 	// PodInsights watches Pods (images only) to report, in status.coverage, running images
 	// that no pattern matches.
 	PodInsights bool
+	// Preview, when set, verifies running images against the keys that remain while keys
+	// are retiring (status.rotationPreview, condition RotationSafe). Needs PodInsights.
+	Preview *RotationPreview
 
 	controller   controller.Controller
 	reports      *reportWatcher
@@ -103,6 +106,10 @@ type observed struct {
 	blockedRequeue time.Duration
 	// coverage lists running images outside the patterns (nil: Pod insights off).
 	coverage *trustv1alpha1.CoverageSummary
+	// preview is the newest rotation preview (previewOn: the feature is enabled).
+	preview        *trustv1alpha1.RotationPreview
+	previewPending bool
+	previewOn      bool
 }
 
 type keyError struct {
@@ -131,6 +138,12 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	now := r.Clock.Now()
 	plan := compute(obs, r.TrustNamespace, now)
+	if r.Preview != nil && r.PodInsights {
+		obs.previewOn = true
+		if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, plan.ring); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 
 	var applyErr error
 	outcome := applyOutcome{}

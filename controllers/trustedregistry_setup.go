@@ -141,6 +141,13 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.registriesForPod)).
 			WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesForNamespaceObject))
 	}
+	if r.Preview != nil {
+		r.Preview.init()
+		if err := mgr.Add(r.Preview); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Channel(r.Preview.events, &handler.EnqueueRequestForObject{}))
+	}
 	c, err := b.Build(r)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
 )
 
 // computeStatus is pure: it derives the whole status from what was observed, the plan and
@@ -86,6 +87,14 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 		st.Reports.Blocked = obs.blocked
 	}
 	st.Coverage = obs.coverage
+	st.RotationPreview = nil
+	if obs.previewOn && hasRetiring(p.ring) {
+		st.RotationPreview = obs.preview
+		status, reason, msg := previewCondition(obs.preview, obs.previewPending, p.ring)
+		set(trustv1alpha1.ConditionRotationSafe, status, reason, msg)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, trustv1alpha1.ConditionRotationSafe)
+	}
 	action := registry.Spec.Action
 	switch {
 	case action != trustv1alpha1.ActionAudit:
@@ -262,4 +271,13 @@ func conditionsEqualIgnoring(a, b []metav1.Condition, ignore string) bool {
 		}
 	}
 	return true
+}
+
+func hasRetiring(ring keys.Ring) bool {
+	for _, e := range ring.Entries {
+		if e.State == trustv1alpha1.KeyRetiring {
+			return true
+		}
+	}
+	return false
 }

@@ -19,6 +19,10 @@ const (
 	// ConditionStalled is True when the controller cannot make progress without a change to
 	// the spec, a Secret or the cluster (kstatus).
 	ConditionStalled = "Stalled"
+	// ConditionRotationSafe is True when every running image in the guarded namespaces is
+	// signed by the keys that remain once the retiring keys are gone; present only while
+	// keys are retiring and rotation preview is enabled.
+	ConditionRotationSafe = "RotationSafe"
 	// ConditionAuditViolations is True when the policy runs in Audit mode and Kyverno reports
 	// failing resources: these would be blocked under Enforce.
 	ConditionAuditViolations = "AuditViolations"
@@ -75,4 +79,13 @@ const (
 	ReasonViolationsFound = "ViolationsFound"
 	// ReasonNoReportAPI: no Kyverno report API is served, so results cannot be read.
 	ReasonNoReportAPI = "NoReportAPI"
+
+	// ReasonRemainingKeysCover: every running image verifies with the remaining keys.
+	ReasonRemainingKeysCover = "RemainingKeysCover"
+	// ReasonImagesAtRisk: some running images verify only with retiring keys.
+	ReasonImagesAtRisk = "ImagesAtRisk"
+	// ReasonPreviewPending: the running images are being checked.
+	ReasonPreviewPending = "PreviewPending"
+	// ReasonPreviewInconclusive: some images could not be checked.
+	ReasonPreviewInconclusive = "PreviewInconclusive"
 )

@@ -302,6 +302,45 @@ type TrustedRegistryStatus struct {
 	// enabled in the operator).
 	// +optional
 	Coverage *CoverageSummary `json:"coverage,omitempty"`
+
+	// RotationPreview says, while keys are retiring, whether the images running in the
+	// guarded namespaces are signed by the keys that remain (when rotation preview is
+	// enabled in the operator).
+	// +optional
+	RotationPreview *RotationPreview `json:"rotationPreview,omitempty"`
+}
+
+// RotationPreview is the result of verifying running images against the keys that remain
+// after the retiring ones are gone.
+type RotationPreview struct {
+	// RetiringKeys names the keys about to leave, as "name (sha256:…)".
+	// +listType=atomic
+	RetiringKeys []string `json:"retiringKeys"`
+	// Images is the number of distinct running images checked (those spec.images covers).
+	Images int32 `json:"images"`
+	// Safe is the number of those images the remaining keys verify.
+	Safe int32 `json:"safe"`
+	// AtRisk is the number of images the remaining keys do not verify: their Pods will be
+	// denied when next created after the retirement.
+	AtRisk int32 `json:"atRisk"`
+	// Inconclusive is the number of images that could not be checked (registry
+	// unreachable, trust material missing offline).
+	Inconclusive int32 `json:"inconclusive"`
+	// AtRiskImages lists up to 10 of them, most used first.
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=atomic
+	// +optional
+	AtRiskImages []AtRiskImage `json:"atRiskImages,omitempty"`
+}
+
+// AtRiskImage is a running image the remaining keys do not verify.
+type AtRiskImage struct {
+	Image string `json:"image"`
+	Pods  int32  `json:"pods"`
+	// Example is one Pod running it, as namespace/name.
+	Example string `json:"example"`
+	// Reason is why it does not verify (or could not be checked).
+	Reason string `json:"reason"`
 }
 
 // PolicyReference names a generated Kyverno policy.

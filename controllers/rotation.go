@@ -1,0 +1,373 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/internal/verify"
+)
+
+// RotationPreview verifies, while keys are retiring, the images running in a registry's
+// guarded namespaces against the keys that will remain, so that an operator learns which
+// workloads a retirement would break before it happens.
+//
+// Verification contacts registries, so it is opt-in (--rotation-preview) and runs in the
+// background: a reconcile never waits on the network. It asks for a check and reads the
+// newest finished answer; a finished check re-enqueues its TrustedRegistry.
+type RotationPreview struct {
+	// Verifier checks images (cached by digest and key set, bounded concurrency).
+	Verifier *verify.Verifier
+	// Concurrency bounds parallel verifications per check.
+	Concurrency int
+	// Timeout bounds one check.
+	Timeout time.Duration
+	// CredentialsSecret names a kubernetes.io/dockerconfigjson Secret in the trust
+	// namespace used to authenticate to registries ("" = anonymous). Pods' own
+	// imagePullSecrets live in their namespaces, which Signet may not read.
+	CredentialsSecret string
+
+	ctx    context.Context
+	events chan event.GenericEvent
+	mu     sync.Mutex
+	state  map[string]*previewState
+}
+
+type previewState struct {
+	key     string
+	running bool
+	result  *trustv1alpha1.RotationPreview
+}
+
+// Start keeps the manager's context for background checks (manager.Runnable).
+func (p *RotationPreview) Start(ctx context.Context) error {
+	p.mu.Lock()
+	p.ctx = ctx
+	p.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// NeedLeaderElection is true: only the leader reconciles, so only it previews.
+func (p *RotationPreview) NeedLeaderElection() bool { return true }
+
+func (p *RotationPreview) init() {
+	if p.events == nil {
+		p.events = make(chan event.GenericEvent, 64)
+		p.state = map[string]*previewState{}
+	}
+	if p.Concurrency <= 0 {
+		p.Concurrency = verify.DefaultConcurrency
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 2 * time.Minute
+	}
+}
+
+// runningImage is one covered image in use and the Pods using it.
+type runningImage struct {
+	pods    int32
+	example string
+}
+
+// observePreview returns the newest finished preview for the current ring and running
+// images, and starts a check when there is none. It returns nil when no key is retiring.
+// pending is true while a check for the current state is running.
+func (r *TrustedRegistryReconciler) observePreview(ctx context.Context, registry *trustv1alpha1.TrustedRegistry,
+	ring keys.Ring) (preview *trustv1alpha1.RotationPreview, pending bool, err error) {
+	p := r.Preview
+	var retiring []string
+	var remaining []render.Key
+	for _, e := range ring.Entries {
+		if e.State == trustv1alpha1.KeyRetiring {
+			retiring = append(retiring, fmt.Sprintf("%s (%s)", e.Name, e.Fingerprint))
+			continue
+		}
+		remaining = append(remaining, render.Key{Name: e.Name, Fingerprint: e.Fingerprint, PEM: e.PEM, State: e.State})
+	}
+	if len(retiring) == 0 {
+		p.forget(registry.Name)
+		return nil, false, nil
+	}
+	sort.Strings(retiring)
+
+	images, err := r.runningCoveredImages(ctx, registry)
+	if err != nil {
+		return nil, false, err
+	}
+	keychain, err := r.previewKeychain(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	key := previewKey(registry, remaining, images)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state[registry.Name]
+	if st == nil {
+		st = &previewState{}
+		p.state[registry.Name] = st
+	}
+	if st.key == key && st.result != nil {
+		return st.result, false, nil
+	}
+	if (!st.running || st.key != key) && p.ctx != nil {
+		st.key, st.running = key, true
+		go p.check(registry.DeepCopy(), remaining, retiring, images, keychain, key)
+	}
+	// Show the previous answer (if any) while the new one is computed.
+	return st.result, true, nil
+}
+
+func (p *RotationPreview) forget(name string) {
+	p.mu.Lock()
+	delete(p.state, name)
+	p.mu.Unlock()
+}
+
+// check verifies the images against the remaining keys and stores the answer.
+func (p *RotationPreview) check(registry *trustv1alpha1.TrustedRegistry, remaining []render.Key, retiring []string,
+	images map[string]*runningImage, keychain authn.Keychain, key string) {
+	p.mu.Lock()
+	parent := p.ctx
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(parent, p.Timeout)
+	defer cancel()
+
+	names := make([]string, 0, len(images))
+	for image := range images {
+		names = append(names, image)
+	}
+	sort.Strings(names)
+	reqs := make([]verify.Request, 0, len(names))
+	for _, image := range names {
+		reqs = append(reqs, verify.Request{Registry: registry, Keys: remaining, Image: image, Keychain: keychain})
+	}
+	outcomes := p.Verifier.VerifyMany(ctx, reqs, p.Concurrency)
+
+	res := &trustv1alpha1.RotationPreview{RetiringKeys: retiring, Images: int32(len(names))} //nolint:gosec // bounded by the Pods in the cache
+	for i, o := range outcomes {
+		use := images[names[i]]
+		switch {
+		case o.Err != nil:
+			res.Inconclusive++
+			res.AtRiskImages = append(res.AtRiskImages, atRisk(names[i], use, "could not be checked: "+o.Err.Error()))
+		case o.Result.OK:
+			res.Safe++
+		case o.Result.Inconclusive:
+			res.Inconclusive++
+			res.AtRiskImages = append(res.AtRiskImages, atRisk(names[i], use, "could not be checked: "+o.Result.Reason))
+		default:
+			res.AtRisk++
+			res.AtRiskImages = append(res.AtRiskImages, atRisk(names[i], use, o.Result.Reason))
+		}
+	}
+	sort.Slice(res.AtRiskImages, func(i, j int) bool {
+		a, b := res.AtRiskImages[i], res.AtRiskImages[j]
+		if a.Pods != b.Pods {
+			return a.Pods > b.Pods
+		}
+		return a.Image < b.Image
+	})
+	if len(res.AtRiskImages) > maxUncovered {
+		res.AtRiskImages = res.AtRiskImages[:maxUncovered]
+	}
+
+	p.mu.Lock()
+	if st := p.state[registry.Name]; st != nil && st.key == key {
+		st.result, st.running = res, false
+	}
+	p.mu.Unlock()
+	select {
+	case p.events <- event.GenericEvent{Object: registry}:
+	case <-parent.Done():
+	}
+}
+
+func atRisk(image string, use *runningImage, reason string) trustv1alpha1.AtRiskImage {
+	return trustv1alpha1.AtRiskImage{Image: image, Pods: use.pods, Example: use.example, Reason: truncate(reason, 256)}
+}
+
+// previewKey identifies what a check depends on: the spec, the remaining keys and the
+// running images.
+func previewKey(registry *trustv1alpha1.TrustedRegistry, remaining []render.Key, images map[string]*runningImage) string {
+	h := sha256.New()
+	spec, _ := json.Marshal(registry.Spec)
+	h.Write(spec)
+	for _, k := range remaining {
+		fmt.Fprintf(h, "|%s:%s", k.Name, k.Fingerprint)
+	}
+	names := make([]string, 0, len(images))
+	for image := range images {
+		names = append(names, image)
+	}
+	sort.Strings(names)
+	for _, image := range names {
+		fmt.Fprintf(h, "|%s", image)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// runningCoveredImages lists the images in the guarded namespaces that spec.images covers.
+func (r *TrustedRegistryReconciler) runningCoveredImages(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (map[string]*runningImage, error) {
+	namespaces, err := r.guardedNamespaces(ctx, registry)
+	if err != nil {
+		return nil, err
+	}
+	patterns := make([]string, 0, len(registry.Spec.Images))
+	for _, p := range registry.Spec.Images {
+		patterns = append(patterns, string(p))
+	}
+	out := map[string]*runningImage{}
+	for _, ns := range namespaces {
+		pods := &corev1.PodList{}
+		if err := r.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing Pods in %s: %w", ns, err)
+		}
+		for i := range pods.Items {
+			pod := &pods.Items[i]
+			seen := map[string]bool{}
+			for _, image := range podImages(pod) {
+				if seen[image] || !render.MatchImage(patterns, image) {
+					continue
+				}
+				seen[image] = true
+				u := out[image]
+				if u == nil {
+					u = &runningImage{example: pod.Namespace + "/" + pod.Name}
+					out[image] = u
+				}
+				u.pods++
+				if ex := pod.Namespace + "/" + pod.Name; ex < u.example {
+					u.example = ex
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// previewKeychain authenticates with the dockerconfigjson Secret named by
+// CredentialsSecret in the trust namespace, or anonymously.
+func (r *TrustedRegistryReconciler) previewKeychain(ctx context.Context) (authn.Keychain, error) {
+	if r.Preview.CredentialsSecret == "" {
+		return anonymousKeychain{}, nil
+	}
+	s := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: r.Preview.CredentialsSecret}, s); err != nil {
+		return nil, fmt.Errorf("reading registry credentials Secret %s/%s: %w", r.TrustNamespace, r.Preview.CredentialsSecret, err)
+	}
+	kc, err := dockerConfigKeychain(s.Data[corev1.DockerConfigJsonKey])
+	if err != nil {
+		log.FromContext(ctx).Error(err, "registry credentials Secret is unusable; previewing anonymously", "secret", r.Preview.CredentialsSecret)
+		return anonymousKeychain{}, nil
+	}
+	return kc, nil
+}
+
+type anonymousKeychain struct{}
+
+func (anonymousKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.Anonymous, nil
+}
+
+// dockerConfigKeychain resolves credentials from a .dockerconfigjson document.
+type dockerConfig struct {
+	Auths map[string]authn.AuthConfig `json:"auths"`
+}
+
+func (c dockerConfig) Resolve(res authn.Resource) (authn.Authenticator, error) {
+	host := res.RegistryStr()
+	for _, candidate := range []string{host, "https://" + host, "http://" + host, "https://" + host + "/v1/", "https://" + host + "/v2/"} {
+		if cfg, ok := c.Auths[candidate]; ok {
+			return authn.FromConfig(cfg), nil
+		}
+	}
+	if host == name.DefaultRegistry {
+		if cfg, ok := c.Auths["https://index.docker.io/v1/"]; ok {
+			return authn.FromConfig(cfg), nil
+		}
+	}
+	return authn.Anonymous, nil
+}
+
+func dockerConfigKeychain(data []byte) (authn.Keychain, error) {
+	var cfg dockerConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("parsing .dockerconfigjson: %w", err)
+	}
+	// The "auth" field (base64 user:password) is decoded by authn.FromConfig's consumers;
+	// normalise it into username/password here so every registry client understands it.
+	for k, v := range cfg.Auths {
+		if v.Auth != "" && v.Username == "" {
+			if user, pass, ok := decodeAuth(v.Auth); ok {
+				v.Username, v.Password, v.Auth = user, pass, ""
+				cfg.Auths[k] = v
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func decodeAuth(s string) (string, string, bool) {
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return "", "", false
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	return user, pass, ok
+}
+
+// previewCondition summarises a preview as the RotationSafe condition.
+func previewCondition(preview *trustv1alpha1.RotationPreview, pending bool, ring keys.Ring) (metav1.ConditionStatus, string, string) {
+	retiresAt := ""
+	for _, e := range ring.Entries {
+		if e.State == trustv1alpha1.KeyRetiring && e.RetiresAt != nil {
+			if retiresAt == "" || e.RetiresAt.UTC().Format(time.RFC3339) < retiresAt {
+				retiresAt = e.RetiresAt.UTC().Format(time.RFC3339)
+			}
+		}
+	}
+	switch {
+	case preview == nil:
+		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewPending,
+			"checking the running images against the keys that remain after the retiring keys are gone"
+	case preview.AtRisk > 0:
+		names := make([]string, 0, len(preview.AtRiskImages))
+		for _, a := range preview.AtRiskImages {
+			if !strings.HasPrefix(a.Reason, "could not be checked") {
+				names = append(names, a.Image)
+			}
+		}
+		return metav1.ConditionFalse, trustv1alpha1.ReasonImagesAtRisk,
+			fmt.Sprintf("%d of %d running images are not signed by the keys that remain and will be denied when their Pods are next created after %s: %s",
+				preview.AtRisk, preview.Images, retiresAt, strings.Join(names, ", "))
+	case preview.Inconclusive > 0:
+		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewInconclusive,
+			fmt.Sprintf("%d of %d running images could not be checked (see status.rotationPreview.atRiskImages)", preview.Inconclusive, preview.Images)
+	case pending:
+		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewPending, "re-checking the running images after a change"
+	default:
+		return metav1.ConditionTrue, trustv1alpha1.ReasonRemainingKeysCover,
+			fmt.Sprintf("all %d running images are signed by the keys that remain after %s", preview.Images, retiresAt)
+	}
+}
