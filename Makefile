@@ -54,6 +54,12 @@ vet: ## go vet.
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (v2, pinned).
 	$(GOLANGCI_LINT) run ./...
 
+##@ Demo
+
+.PHONY: demo
+demo: control-plane kyverno-bins ## The closed loop on this machine: control plane, real Kyverno, registry, signed images, Signet (first run builds tools, ~12 + ~6 min on 2 cores).
+	go run ./hack/demo $(DEMO_FLAGS)
+
 ##@ Test
 
 .PHONY: test
