@@ -8,33 +8,14 @@ import (
 	"os"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-
-	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
 	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/verify"
 )
-
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiextensionsv1.AddToScheme(s))
-	utilruntime.Must(trustv1alpha1.AddToScheme(s))
-	return s
-}
 
 // defaultTrustNamespace is the operator's own namespace (downward API env POD_NAMESPACE),
 // else signet-system.
@@ -87,49 +68,26 @@ func run(args []string) error {
 		*leaderNamespace = *trustNamespace
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Cache:                   controllers.CacheOptions(*trustNamespace),
-		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+	opts := operator.Options{
+		TrustNamespace:          *trustNamespace,
+		Workers:                 *workers,
+		CountBlocked:            *countBlocked,
+		PodInsights:             *podInsights,
+		DiscoveryMaxAge:         *discoveryMaxAge,
+		MetricsBindAddress:      *metricsAddr,
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
-		LeaderElectionID:        "signet.trust.signet.dev",
 		LeaderElectionNamespace: *leaderNamespace,
-		GracefulShutdownTimeout: gracefulShutdown,
-	})
-	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	r := &controllers.TrustedRegistryReconciler{
-		Client:         mgr.GetClient(),
-		TrustNamespace: *trustNamespace,
-		Clock:          clock.RealClock{},
-		Discovery:      kyverno.NewDiscovery(dc, clock.RealClock{}, *discoveryMaxAge),
-		Recorder:       mgr.GetEventRecorder("signet"),
-		CountBlocked:   *countBlocked,
-		PodInsights:    *podInsights,
+		GracefulShutdownTimeout: *gracefulShutdown,
 	}
 	if *rotationPreview {
-		if !*podInsights {
-			return fmt.Errorf("--rotation-preview needs --pod-insights: it checks the images of running Pods")
-		}
-		r.Preview = &controllers.RotationPreview{
+		opts.Preview = &controllers.RotationPreview{
 			Verifier:          verify.New(verify.Options{}),
 			CredentialsSecret: *previewCreds,
 		}
 	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: *workers}); err != nil {
-		return fmt.Errorf("setting up the controller: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	mgr, err := operator.New(cfg, opts)
+	if err != nil {
 		return err
 	}
 	setupLog.Info("starting Signet", "trustNamespace", *trustNamespace, "workers", *workers)

@@ -185,6 +185,10 @@ func blockedRequest(e *corev1.Event, at time.Time) trustv1alpha1.BlockedRequest 
 			msg = rest
 		}
 	}
+	// Drop Kyverno's "[rule] fail (blocked); " preamble: the reason follows it.
+	if i := strings.Index(msg, "(blocked); "); i >= 0 && strings.HasPrefix(msg, "[") {
+		msg = msg[i+len("(blocked); "):]
+	}
 	if e.Related != nil && e.Related.Name != "" {
 		b.Kind, b.Namespace, b.Name = e.Related.Kind, e.Related.Namespace, e.Related.Name
 	}
@@ -198,7 +202,7 @@ func blockedRequest(e *corev1.Event, at time.Time) trustv1alpha1.BlockedRequest 
 
 // imageInMessage finds the first image reference Kyverno names in a denial message.
 func imageInMessage(msg string) string {
-	for _, marker := range []string{"image ", "failed to verify image ", "verify image "} {
+	for _, marker := range []string{"image(s) ", "image ", "failed to verify image ", "verify image "} {
 		if i := strings.Index(msg, marker); i >= 0 {
 			rest := msg[i+len(marker):]
 			end := strings.IndexAny(rest, " ;,'\"\n")

@@ -23,21 +23,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
-	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/testenv"
 )
 
@@ -137,35 +131,17 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 	cfg := rest.CopyConfig(o.cfg)
 	wc := &writeCounter{}
 	cfg.Wrap(wc.wrap)
-	cacheOpts := controllers.CacheOptions(trustNS)
-	cacheOpts.SyncPeriod = o.syncPeriod
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Cache:                  cacheOpts,
-		Client:                 client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Several managers run in one test binary, one after another.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	mgr, err := operator.New(cfg, operator.Options{
+		TrustNamespace:               trustNS,
+		Clock:                        o.clock,
+		Workers:                      2,
+		CountBlocked:                 o.insights,
+		PodInsights:                  o.insights,
+		Preview:                      o.preview,
+		SyncPeriod:                   o.syncPeriod,
+		SkipControllerNameValidation: true, // several managers run in one test binary
 	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &controllers.TrustedRegistryReconciler{
-		Client:         mgr.GetClient(),
-		TrustNamespace: trustNS,
-		Clock:          o.clock,
-		Discovery:      kyverno.NewDiscovery(dc, o.clock, time.Hour),
-		Recorder:       mgr.GetEventRecorder("signet"),
-		CountBlocked:   o.insights,
-		PodInsights:    o.insights,
-		Preview:        o.preview,
-	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 2}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -34,25 +34,21 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
-	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/localstack"
 	"github.com/signet-operator/signet/internal/ocitest"
+	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/testenv"
 )
 
@@ -342,11 +338,32 @@ func (d *demo) run(ctx context.Context) error {
 
 	// --- kubectl
 	o.section("5. What kubectl tells you")
-	// Let the status settle (the policy watch and Kyverno's readiness update it).
+	// Let the status settle (the policy watch and Kyverno's readiness update it), and let
+	// Signet count Kyverno's denials: reports never show them, its events do.
 	if _, err := d.waitReady(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	for _, args := range [][]string{{"describe", "trustedregistry", registryName}, {"get", "trustedregistry"}} {
+	denied := 0
+	for _, a := range attempts {
+		if !a.admit {
+			denied++
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		tr := &trustv1alpha1.TrustedRegistry{}
+		if err := d.client.Get(ctx, client.ObjectKey{Name: registryName}, tr); err == nil &&
+			tr.Status.Reports != nil && tr.Status.Reports.Blocked != nil && int(tr.Status.Reports.Blocked.Count) >= denied {
+			o.ok("Signet counted the %d denials from Kyverno's events (status.reports.blocked)", tr.Status.Reports.Blocked.Count)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	for _, args := range [][]string{{"describe", "trustedregistry", registryName}, {"get", "trustedregistry", "-o", "wide"}} {
 		o.line("")
 		o.cmd("$ kubectl %s", strings.Join(args, " "))
 		out, err := d.kubectl(ctx, args...)
@@ -534,29 +551,14 @@ func (d *demo) setupDir() error {
 func (d *demo) startSignet() error {
 	cfg := d.stack.RESTConfig()
 	cfg.QPS, cfg.Burst = 50, 100
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Cache:                   controllers.CacheOptions(trustNS),
-		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:  "0",
-		GracefulShutdownTimeout: ptr.To(10 * time.Second),
+	mgr, err := operator.New(cfg, operator.Options{
+		TrustNamespace:          trustNS,
+		Workers:                 4,
+		CountBlocked:            true,
+		PodInsights:             true,
+		GracefulShutdownTimeout: 10 * time.Second,
 	})
 	if err != nil {
-		return err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	r := &controllers.TrustedRegistryReconciler{
-		Client:         mgr.GetClient(),
-		TrustNamespace: trustNS,
-		Clock:          clock.RealClock{},
-		Discovery:      kyverno.NewDiscovery(dc, clock.RealClock{}, kyverno.DefaultMaxAge),
-		Recorder:       mgr.GetEventRecorder("signet"),
-	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -24,17 +24,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -42,6 +38,7 @@ import (
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/localstack"
 	"github.com/signet-operator/signet/internal/ocitest"
+	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/testenv"
 )
 
@@ -203,29 +200,14 @@ func startFixture() (_ *fixture, err error) {
 func (f *fixture) startSignet() (func(), error) {
 	cfg := f.stack.RESTConfig()
 	cfg.QPS, cfg.Burst = 50, 100 // main.go's defaults
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Cache:                   controllers.CacheOptions(trustNS),
-		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:  "0",
-		GracefulShutdownTimeout: ptr.To(10 * time.Second),
+	mgr, err := operator.New(cfg, operator.Options{
+		TrustNamespace:          trustNS,
+		Workers:                 4,
+		CountBlocked:            true,
+		PodInsights:             true,
+		GracefulShutdownTimeout: 10 * time.Second,
 	})
 	if err != nil {
-		return nil, err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	r := &controllers.TrustedRegistryReconciler{
-		Client:         mgr.GetClient(),
-		TrustNamespace: trustNS,
-		Clock:          clock.RealClock{},
-		Discovery:      kyverno.NewDiscovery(dc, clock.RealClock{}, kyverno.DefaultMaxAge),
-		Recorder:       mgr.GetEventRecorder("signet"),
-	}
-	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

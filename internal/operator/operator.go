@@ -1,0 +1,142 @@
+// Package operator assembles Signet's manager: scheme, cache restrictions, client, the
+// TrustedRegistry controller and its options. main.go, the demo, the e2e tests, the
+// benchmarks and the envtest suite all build the operator here, so they run the same thing.
+package operator
+
+import (
+	"fmt"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers"
+	"github.com/signet-operator/signet/internal/kyverno"
+)
+
+// LeaderElectionID is the name of the leader-election Lease.
+const LeaderElectionID = "signet.trust.signet.dev"
+
+// Options configure the operator. The zero value runs with the defaults of main.go except
+// that the metrics and probe endpoints are off and no leader election is used.
+type Options struct {
+	// TrustNamespace holds the key Secrets (default controllers.DefaultTrustNamespace).
+	TrustNamespace string
+	// Clock is the time source of key rotation and blocked-count windows (default real).
+	Clock clock.PassiveClock
+	// Workers is the number of TrustedRegistries reconciled in parallel (default 4).
+	Workers int
+	// CountBlocked, PodInsights and Preview enable the status insights (see
+	// controllers.TrustedRegistryReconciler).
+	CountBlocked bool
+	PodInsights  bool
+	Preview      *controllers.RotationPreview
+	// DiscoveryMaxAge bounds how long served Kyverno kinds are trusted without a CRD event.
+	DiscoveryMaxAge time.Duration
+	// MetricsBindAddress and HealthProbeBindAddress ("" or "0": off).
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	// LeaderElection with the Lease LeaderElectionID in LeaderElectionNamespace (default:
+	// the trust namespace).
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	// GracefulShutdownTimeout for in-flight reconciles (default 30s).
+	GracefulShutdownTimeout time.Duration
+	// SyncPeriod of the informers (default controller-runtime's).
+	SyncPeriod *time.Duration
+	// SkipControllerNameValidation lets several managers run in one process (tests).
+	SkipControllerNameValidation bool
+}
+
+// Scheme returns the scheme of Signet's manager.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	utilruntime.Must(trustv1alpha1.AddToScheme(s))
+	return s
+}
+
+// New builds the manager with the TrustedRegistry controller registered and health checks
+// added. Start it with mgr.Start(ctx).
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.TrustNamespace == "" {
+		o.TrustNamespace = controllers.DefaultTrustNamespace
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.MetricsBindAddress == "" {
+		o.MetricsBindAddress = "0"
+	}
+	if o.HealthProbeBindAddress == "" {
+		o.HealthProbeBindAddress = "0"
+	}
+	if o.LeaderElectionNamespace == "" {
+		o.LeaderElectionNamespace = o.TrustNamespace
+	}
+	if o.GracefulShutdownTimeout <= 0 {
+		o.GracefulShutdownTimeout = 30 * time.Second
+	}
+	if o.Preview != nil && !o.PodInsights {
+		return nil, fmt.Errorf("rotation preview needs Pod insights: it checks the images of running Pods")
+	}
+
+	cacheOpts := controllers.CacheOptions(o.TrustNamespace)
+	cacheOpts.SyncPeriod = o.SyncPeriod
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Cache:                   cacheOpts,
+		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		GracefulShutdownTimeout: &o.GracefulShutdownTimeout,
+		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &controllers.TrustedRegistryReconciler{
+		Client:         mgr.GetClient(),
+		TrustNamespace: o.TrustNamespace,
+		Clock:          o.Clock,
+		Discovery:      kyverno.NewDiscovery(dc, o.Clock, o.DiscoveryMaxAge),
+		Recorder:       mgr.GetEventRecorder("signet"),
+		CountBlocked:   o.CountBlocked,
+		PodInsights:    o.PodInsights,
+		Preview:        o.Preview,
+	}
+	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
+		return nil, fmt.Errorf("setting up the controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
