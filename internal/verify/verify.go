@@ -514,14 +514,40 @@ func verifyOnce(ctx context.Context, dig name.Digest, co *cosign.CheckOpts) (boo
 	case errors.As(err, &noSigs):
 		return false, "no signatures found", nil
 	case errors.As(err, &noMatch), errors.As(err, &failure), errors.As(err, &noCert), errors.As(err, &notFound):
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-		msg = strings.ReplaceAll(msg, "; ;", ";")
+		msg := summarize(err.Error())
 		if strings.Contains(msg, "invalid or missing digest in claim") {
 			msg += " (a signature made for another image: copied or replayed)"
 		}
 		return false, msg, nil
 	}
 	return false, "", err
+}
+
+// summarize turns cosign's "no matching signatures: e1\n e2\n e1" into one line with each
+// distinct reason once, counted when repeated.
+func summarize(msg string) string {
+	head, rest, found := strings.Cut(msg, ": ")
+	if !found {
+		return strings.Join(strings.Fields(msg), " ")
+	}
+	var order []string
+	count := map[string]int{}
+	for _, part := range strings.Split(rest, "\n") {
+		part = strings.Join(strings.Fields(part), " ")
+		if part == "" {
+			continue
+		}
+		if count[part] == 0 {
+			order = append(order, part)
+		}
+		count[part]++
+	}
+	for i, part := range order {
+		if n := count[part]; n > 1 {
+			order[i] = fmt.Sprintf("%s (%d signatures)", part, n)
+		}
+	}
+	return head + ": " + strings.Join(order, "; ")
 }
 
 // classifyOffline recognises verification failures that only mean "this needs an online

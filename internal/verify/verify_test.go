@@ -507,3 +507,16 @@ func TestSignersMatchRenderer(t *testing.T) {
 		})
 	}
 }
+
+func TestSummarize(t *testing.T) {
+	for in, want := range map[string]string{
+		"no matching signatures: a\n b\n a":        "no matching signatures: a (2 signatures); b",
+		"no matching signatures: x: y\n x: y":      "no matching signatures: x: y (2 signatures)",
+		"no signatures found":                      "no signatures found",
+		"cert verification failed:  two  spaces\n": "cert verification failed: two spaces",
+	} {
+		if got := summarize(in); got != want {
+			t.Errorf("summarize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+const lintHelp = `
+Validates TrustedRegistry manifests offline, as the apiserver validates them on create:
+unknown fields (refused by kubectl's default strict field validation), the OpenAPI schema
+with its defaults, list uniqueness and the CEL x-kubernetes-validations rules of the CRD
+embedded in this binary. Messages are the apiserver's, prefixed with the file, the line
+where the document starts and the object.
+
+Then, for manifests the apiserver accepts, the operator's own checks (the renderer's, with
+a distinct stand-in key per spec.keys entry): what would make it report InvalidSpec.
+Finally, a TrustedRegistry name defined twice across the inputs is an error.
+
+Inputs are files (several YAML documents each, and kind: List), directories (walked for
+*.yaml, *.yml and *.json) and - for standard input. Objects of other kinds are skipped.
+
+Exit codes: 0 every TrustedRegistry is valid; 1 at least one problem, or no TrustedRegistry
+found; 2 usage or I/O error.`
+
+func runLint(ctx context.Context, args []string, s Streams) int {
+	fs := newFlagSet("lint", "[-f FILE]... [FILE|DIR|-]... [flags]", lintHelp, s)
+	var files stringsFlag
+	fs.Var(&files, "f", "manifest file or directory (- for standard input); repeatable")
+	quiet := fs.Bool("q", false, "print only problems")
+	skipOperator := fs.Bool("schema-only", false, "only the apiserver's checks, not the operator's")
+	pos, code, ok := parseFlags(fs, args, s)
+	if !ok {
+		return code
+	}
+	files = append(files, pos...)
+	if len(files) == 0 {
+		fmt.Fprintln(s.Err, "signet lint: no input: pass -f FILE (or FILE, DIR, -)")
+		fs.Usage()
+		return ExitUsage
+	}
+	docs, err := readDocuments(files, s.In)
+	if err != nil {
+		fmt.Fprintf(s.Err, "signet lint: %v\n", err)
+		return ExitUsage
+	}
+	v, err := trValidator()
+	if err != nil {
+		fmt.Fprintf(s.Err, "signet lint: %v\n", err)
+		return ExitUsage
+	}
+	var (
+		checked, invalid int
+		seen             = map[string]string{}
+	)
+	report := func(loc, what, msg string) {
+		fmt.Fprintf(s.Out, "%s: %s: %s\n", loc, what, msg)
+	}
+	for _, d := range docs {
+		if d.err != nil {
+			invalid++
+			report(d.loc, "document", d.err.Error())
+			continue
+		}
+		if !v.Handles(d.obj) {
+			continue
+		}
+		checked++
+		what := d.describe()
+		a, problems, err := admit(ctx, v, d)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet lint: %v\n", err)
+			return ExitUsage
+		}
+		if len(problems) > 0 {
+			invalid++
+			for _, p := range problems {
+				report(d.loc, what, p)
+			}
+			continue
+		}
+		var bad bool
+		if prev, dup := seen[a.registry.Name]; dup {
+			report(d.loc, what, fmt.Sprintf("defined twice: also at %s (one cluster holds one TrustedRegistry of a name)", prev))
+			bad = true
+		} else {
+			seen[a.registry.Name] = d.loc
+		}
+		if !*skipOperator {
+			if msg := operatorCheck(a.registry); msg != "" {
+				report(d.loc, what, "operator: "+msg+" (the operator would report PolicyApplied=False, reason InvalidSpec, and apply no policy)")
+				bad = true
+			}
+		}
+		if bad {
+			invalid++
+			continue
+		}
+		if !*quiet {
+			report(d.loc, what, "ok")
+		}
+	}
+	switch {
+	case checked == 0 && invalid == 0:
+		fmt.Fprintf(s.Out, "signet lint: no TrustedRegistry found in %d document(s)\n", len(docs))
+		return ExitFailed
+	case invalid > 0:
+		fmt.Fprintf(s.Out, "signet lint: %d of %d TrustedRegistr%s invalid\n", invalid, checked, plural(checked, "y", "ies"))
+		return ExitFailed
+	}
+	if !*quiet {
+		fmt.Fprintf(s.Out, "signet lint: %d TrustedRegistr%s valid\n", checked, plural(checked, "y", "ies"))
+	}
+	return ExitOK
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// operatorCheck renders the TrustedRegistry with a distinct stand-in key per spec.keys
+// entry (the most favourable ring: keys that share material can only lower the number of
+// signers) and returns the renderer's complaint, if any.
+func operatorCheck(tr *v1alpha1.TrustedRegistry) string {
+	probe := tr.DeepCopy()
+	if probe.UID == "" {
+		probe.UID = types.UID(placeholderUID)
+	}
+	ring := make([]render.Key, 0, len(probe.Spec.Keys))
+	names := make([]string, 0, len(probe.Spec.Keys))
+	for _, k := range probe.Spec.Keys {
+		names = append(names, k.Name)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pk, err := standInKey()
+		if err != nil {
+			return "" // cannot happen; do not turn it into a lint finding
+		}
+		ring = append(ring, render.Key{Name: n, Fingerprint: pk.Fingerprint, PEM: pk.PEM, State: v1alpha1.KeyActive})
+	}
+	engine := probe.Spec.Policy.Engine
+	if engine != v1alpha1.EngineClusterPolicy {
+		engine = v1alpha1.EngineImageValidatingPolicy
+	}
+	if _, err := render.Render(render.Input{Registry: probe, Keys: ring, Engine: engine}); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func standInKey() (*keys.PublicKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return keys.ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
