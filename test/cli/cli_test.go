@@ -55,7 +55,7 @@ func TestRenderGolden(t *testing.T) {
 					t.Fatalf("%v (run go test ./test/cli -run TestRenderGolden -update)", err)
 				}
 				if res.out != string(want) {
-					t.Fatalf("output differs from %s (rerun with -update if intended)\n--- got\n%s", golden, res.out)
+					t.Fatalf("output differs from %s: if internal/render changed on purpose, regenerate with `go test ./test/cli -run TestRenderGolden -update`\n--- got\n%s", golden, res.out)
 				}
 			})
 		})
