@@ -19,10 +19,12 @@ type cpSpec struct {
 }
 
 type cpRule struct {
-	Name         string                `json:"name"`
-	Match        cpMatch               `json:"match"`
-	VerifyImages []cpImageVerification `json:"verifyImages,omitempty"`
-	Validate     *cpValidation         `json:"validate,omitempty"`
+	Name  string  `json:"name"`
+	Match cpMatch `json:"match"`
+	// CELPreconditions decide whether the rule applies to a request at all.
+	CELPreconditions []admissionregistrationv1.MatchCondition `json:"celPreconditions,omitempty"`
+	VerifyImages     []cpImageVerification                    `json:"verifyImages,omitempty"`
+	Validate         *cpValidation                            `json:"validate,omitempty"`
 }
 
 type cpMatch struct {

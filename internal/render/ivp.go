@@ -18,6 +18,7 @@ const (
 	ivpVarDisallowed  = "disallowedImages"
 	ivpVarUnsigned    = "unsignedImages"
 	ivpVarUnchanged   = "imagesUnchanged"
+	ivpVarUndigested  = "undigestedImages"
 	ivpMatchNamespace = "signet-guarded-namespace"
 
 	// message listing limits: Kubernetes shows the whole denial message to the user
@@ -64,11 +65,18 @@ func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
 			}},
 		},
 		MatchImageReferences: []policiesv1.MatchImageReference{{Expression: match}},
-		// the type exists only in v1alpha1; v1 aliases the whole spec
+		// The type exists only in v1alpha1; v1 aliases the whole spec.
+		//
+		// Kyverno's own verifyDigest and required checks run on every request, UPDATEs
+		// included: a Pod that predates the policy (tag, unsigned) could then never be
+		// relabelled or have a finalizer removed. Both are done by the validations below
+		// instead, skipped only for UPDATEs that change no image. required is covered by
+		// the signature validation, which is stricter (it counts signers against
+		// requiredSignatures; required only asks for one verified attestor).
 		ValidationConfigurations: policiesv1alpha1.ValidationConfiguration{
-			VerifyDigest: ptr.To(s.verifyDig),
+			VerifyDigest: ptr.To(false),
 			MutateDigest: ptr.To(s.mutateDig),
-			Required:     ptr.To(true),
+			Required:     ptr.To(false),
 		},
 		EvaluationConfiguration: &policiesv1.EvaluationConfiguration{
 			// background scans produce the PolicyReports that Audit (and status) rely on
@@ -98,6 +106,19 @@ func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
 			Expression:        unchanged + "size(variables." + ivpVarDisallowed + ") == 0",
 			Message:           restrictionMessage(s, ""),
 			MessageExpression: restrictionMessage(s, "variables."+ivpVarDisallowed),
+		})
+	}
+	if s.verifyDig {
+		// With mutateDigest, Kyverno's mutating webhook has already pinned matched tags to
+		// digests when this runs, so only images it could not pin are left.
+		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{
+			Name:       ivpVarUndigested,
+			Expression: "(images.containers + images.initContainers + images.ephemeralContainers).filter(i, !i.contains('@sha256:'))",
+		})
+		spec.Validations = append(spec.Validations, admissionregistrationv1.Validation{
+			Expression:        unchanged + "size(variables." + ivpVarUndigested + ") == 0",
+			Message:           digestMessage(s, ""),
+			MessageExpression: digestMessage(s, "variables."+ivpVarUndigested),
 		})
 	}
 	spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{
@@ -231,6 +252,15 @@ func ivpThreshold(s *settings, img string) string {
 func restrictionMessage(s *settings, listExpr string) string {
 	tail := fmt.Sprintf(" not allowed by TrustedRegistry %s: only images matching %s may run in this namespace",
 		s.name, listForMessage(s.patterns.raw, maxPatternsInMessage))
+	if listExpr == "" {
+		return "image(s)" + tail
+	}
+	return "'image(s) ' + " + listExpr + ".join(', ') + " + celString(tail)
+}
+
+// digestMessage is the denial message of the digest requirement.
+func digestMessage(s *settings, listExpr string) string {
+	tail := fmt.Sprintf(" must be referenced by digest (image@sha256:...): TrustedRegistry %s requires digests", s.name)
 	if listExpr == "" {
 		return "image(s)" + tail
 	}
