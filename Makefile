@@ -30,6 +30,7 @@ help: ## Show this help.
 manifests: $(CONTROLLER_GEN) ## Regenerate the CRD and RBAC manifests from the Go markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/trust.signet.dev_trustedregistries.yaml internal/cli/crd/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code.
@@ -37,9 +38,9 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code.
 
 .PHONY: verify
 verify: manifests generate bundle ## Fail if generated files are stale (run `make manifests generate` and commit).
-	@if [ -n "$$(git status --porcelain -- api config bundle)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config bundle internal/cli/crd)" ]; then \
 		echo "generated files are stale; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config bundle; git --no-pager diff --stat -- api config bundle; exit 1; fi
+		git status --porcelain -- api config bundle internal/cli/crd; git --no-pager diff --stat -- api config bundle internal/cli/crd; exit 1; fi
 	@echo "generated files are up to date"
 
 .PHONY: fmt
@@ -79,7 +80,7 @@ test-unit: ## Only the pure unit tests (no control plane).
 
 .PHONY: build
 build: ## Build the operator binary into bin/signet.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/signet .
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X github.com/signet-operator/signet/internal/cli.Version=$(VERSION)" -o $(BIN)/signet .
 
 .PHONY: run
 run: manifests ## Run the operator against the cluster in the current kubeconfig.

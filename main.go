@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/signet-operator/signet/controllers"
+	"github.com/signet-operator/signet/internal/cli"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/verify"
@@ -27,6 +28,11 @@ func defaultTrustNamespace() string {
 }
 
 func main() {
+	// signet render | verify | lint | help | version: offline checks for GitOps pipelines.
+	// Without a subcommand the binary is the operator.
+	if cli.IsSubcommand(os.Args[1:]) {
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "signet:", err)
 		os.Exit(1)
