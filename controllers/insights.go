@@ -128,7 +128,11 @@ func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy s
 		return nil, 0, fmt.Errorf("listing Kyverno events: %w", err)
 	}
 	sum := &trustv1alpha1.BlockedSummary{Window: BlockedWindow.String()}
-	var recent []trustv1alpha1.BlockedRequest
+	type denial struct {
+		at  time.Time
+		req trustv1alpha1.BlockedRequest
+	}
+	var recent []denial
 	var oldest time.Time
 	for i := range list.Items {
 		e := &list.Items[i]
@@ -149,19 +153,22 @@ func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy s
 		if oldest.IsZero() || at.Before(oldest) {
 			oldest = at
 		}
-		recent = append(recent, blockedRequest(e, at))
+		recent = append(recent, denial{at: at, req: blockedRequest(e, at)})
 	}
+	// Newest first by the event's full-precision time (status shows whole seconds).
 	sort.Slice(recent, func(i, j int) bool {
 		a, b := recent[i], recent[j]
-		if !a.Time.Equal(&b.Time) {
-			return a.Time.After(b.Time.Time)
+		if !a.at.Equal(b.at) {
+			return a.at.After(b.at)
 		}
-		return a.Namespace+"/"+a.Name+"/"+a.Message < b.Namespace+"/"+b.Name+"/"+b.Message
+		return a.req.Namespace+"/"+a.req.Name+"/"+a.req.Message < b.req.Namespace+"/"+b.req.Name+"/"+b.req.Message
 	})
 	if len(recent) > maxBlockedRecent {
 		recent = recent[:maxBlockedRecent]
 	}
-	sum.Recent = recent
+	for _, d := range recent {
+		sum.Recent = append(sum.Recent, d.req)
+	}
 	var requeue time.Duration
 	if !oldest.IsZero() {
 		requeue = oldest.Add(BlockedWindow).Sub(now) + time.Second

@@ -129,7 +129,6 @@ type demo struct {
 	reg, other *ocitest.Registry
 	kube       kubernetes.Interface
 	client     client.Client
-	stopMgr    func()
 	logPath    string
 	unexpected int
 
