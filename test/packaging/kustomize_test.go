@@ -1,9 +1,9 @@
 package packaging
 
 import (
+	"github.com/signet-operator/signet/internal/operator"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -271,22 +271,14 @@ func TestPrometheus(t *testing.T) {
 }
 
 // TestLeaderElectionLease keeps the leader-election Role, which is limited to one Lease by
-// name, in step with the LeaderElectionID in main.go.
+// name, in step with the Lease the operator elects with.
 func TestLeaderElectionLease(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join(repoRoot(t), "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`LeaderElectionID:\s*"([^"]+)"`).FindSubmatch(src)
-	if m == nil {
-		t.Fatal(`main.go has no literal LeaderElectionID: "..."; keep config/rbac/leader_election_role.yaml's resourceNames in step by hand and adapt this test`)
-	}
-	id := string(m[1])
+	id := operator.LeaderElectionID
 	var r rbacv1.Role
 	convert(t, one(t, build(t, "config/default"), "Role", "signet-leader-election-role"), &r)
 	for _, rule := range r.Rules {
 		if slices.Contains(rule.Verbs, "update") && !slices.Contains(rule.ResourceNames, id) {
-			t.Errorf("the leader-election Role lets the operator update Leases %v, but main.go elects with Lease %q", rule.ResourceNames, id)
+			t.Errorf("the leader-election Role lets the operator update Leases %v, but the operator elects with Lease %q", rule.ResourceNames, id)
 		}
 	}
 }
