@@ -66,11 +66,11 @@ demo: control-plane kyverno-bins ## The closed loop on this machine: control pla
 .PHONY: test
 test: control-plane kyverno-bins verify vet ## Every test: unit, envtest and the closed loop with the real Kyverno (first run builds them, ~20 min).
 	go test -count=1 -timeout 20m ./...
-	go test -tags e2e -count=1 -timeout 25m ./test/e2e/ ./internal/localstack/
+	go test -tags e2e -count=1 -timeout 25m ./test/e2e/ ./internal/localstack/ ./test/kyvernocli/
 
 .PHONY: test-e2e
 test-e2e: control-plane kyverno-bins ## Only the closed-loop e2e (real Kyverno out-of-cluster, in-process OCI registry).
-	go test -tags e2e -count=1 -timeout 25m -v ./test/e2e/ ./internal/localstack/
+	go test -tags e2e -count=1 -timeout 25m -v ./test/e2e/ ./internal/localstack/ ./test/kyvernocli/
 
 .PHONY: test-unit
 test-unit: ## Only the pure unit tests (no control plane).
