@@ -565,3 +565,43 @@ func TestSignetPreexistingPods(t *testing.T) {
 		})
 	}
 }
+
+// TestSignetDeletionCleansUp: deleting a TrustedRegistry removes its policy and its key-ring
+// record through owner references (the real garbage collector of kube-controller-manager),
+// and Kyverno stops enforcing.
+func TestSignetDeletionCleansUp(t *testing.T) {
+	t.Parallel()
+	for _, e := range signetEngines {
+		t.Run(e.kind, func(t *testing.T) {
+			t.Parallel()
+			s := newScenario(t, 3*time.Minute)
+			name := "deleted-" + e.short
+			ns := name
+			s.namespaces(ns)
+			key := s.keyPair()
+			s.keySecret(name+"-key", key)
+			unsigned := s.push(s.reg, "yourorg/app")
+			s.create(s.registry(name, "yourorg", e.engine, []string{ns}, keyRef("ci", name+"-key")))
+			s.waitReady(name, e.kind)
+			s.waitEnforced(newPod(ns, "probe", unsigned))
+
+			if err := s.client.Delete(s.ctx, s.get(name), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+				t.Fatal(err)
+			}
+			gvr := policyGVR(policyGVK(e.kind))
+			s.waitFor("the generated policy and the key ring to be garbage-collected", func() (bool, error) {
+				_, err := s.stack.Dynamic().Resource(gvr).Get(s.ctx, "signet-"+name, metav1.GetOptions{})
+				if !apierrors.IsNotFound(err) {
+					return false, client.IgnoreNotFound(err)
+				}
+				cm := &corev1.ConfigMap{}
+				err = s.client.Get(s.ctx, client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}, cm)
+				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+			})
+			s.waitFor("Kyverno to stop enforcing", func() (bool, error) {
+				return s.createPod(newPod(ns, "after-delete", unsigned), true) == nil, nil
+			})
+			s.admitted("unsigned pod once the TrustedRegistry is gone", newPod(ns, "after-delete", unsigned))
+		})
+	}
+}
