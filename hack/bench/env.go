@@ -266,6 +266,14 @@ func startManager(cp *controlPlane, o managerOptions) (*runningManager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The workqueue and worker gauges are global, shared by every manager this process
+	// ran: a manager stopped with work queued leaves them above zero. Measure from here.
+	base, err := gatherControllerMetrics()
+	if err != nil {
+		return nil, err
+	}
+	gaugeBase.Store(&base)
+	activeRequests.Store(rc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -297,7 +305,25 @@ type controllerMetrics struct {
 	ActiveWorkers float64
 }
 
+// activeRequests counts the running manager's requests (waitIdle also waits for them to
+// stop: the event recorder sends Events asynchronously, after the reconcile that made them).
+var activeRequests atomic.Pointer[requestCounter]
+
+// gaugeBase holds the gauges' values when the running manager started.
+var gaugeBase atomic.Pointer[controllerMetrics]
+
+// readControllerMetrics returns the reconcile counters (cumulative over every manager this
+// process ran) and the queue and worker gauges of the running manager.
 func readControllerMetrics() (controllerMetrics, error) {
+	m, err := gatherControllerMetrics()
+	if b := gaugeBase.Load(); b != nil {
+		m.QueueDepth -= b.QueueDepth
+		m.ActiveWorkers -= b.ActiveWorkers
+	}
+	return m, err
+}
+
+func gatherControllerMetrics() (controllerMetrics, error) {
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
 		return controllerMetrics{}, err
@@ -342,28 +368,33 @@ func readControllerMetrics() (controllerMetrics, error) {
 // to count as idle, timeout how long any wait may last.
 type waits struct{ quiet, timeout time.Duration }
 
-// waitIdle waits until the reconciler has had nothing to do (empty queue, no active
-// worker, no new reconcile) for quiet, or until timeout.
+// waitIdle waits until the manager has had nothing to do (empty queue, no active worker,
+// no new reconcile, no HTTP request) for quiet, or until timeout.
 func waitIdle(ctx context.Context, w waits) error {
 	quiet, timeout := w.quiet, w.timeout
 	deadline := time.Now().Add(timeout)
 	var last controllerMetrics
+	var lastRequests int64
 	stableSince := time.Time{}
 	for {
 		m, err := readControllerMetrics()
 		if err != nil {
 			return err
 		}
+		var requests int64
+		if rc := activeRequests.Load(); rc != nil {
+			requests = rc.total.Load()
+		}
 		now := time.Now()
 		switch {
-		case m.QueueDepth != 0 || m.ActiveWorkers != 0 || m.Reconciles != last.Reconciles:
+		case m.QueueDepth != 0 || m.ActiveWorkers != 0 || m.Reconciles != last.Reconciles || requests != lastRequests:
 			stableSince = time.Time{}
 		case stableSince.IsZero():
 			stableSince = now
 		case now.Sub(stableSince) >= quiet:
 			return nil
 		}
-		last = m
+		last, lastRequests = m, requests
 		if now.After(deadline) {
 			return fmt.Errorf("the reconciler was still busy after %s (queue %v, active %v)", timeout, m.QueueDepth, m.ActiveWorkers)
 		}

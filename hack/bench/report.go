@@ -28,6 +28,7 @@ type results struct {
 	ManagerWorkers    int           `json:"managerWorkers"`
 	ManagerOptions    string        `json:"managerOptions"`
 	C0                []c0Result    `json:"c0"`
+	Warmup            *p2Result     `json:"warmup,omitempty"`
 	P2                []p2Result    `json:"p2"`
 	P3                []p3Result    `json:"p3"`
 	P1                *p1Result     `json:"p1,omitempty"`
@@ -261,6 +262,9 @@ func (r *results) printTable(w io.Writer) {
 		}
 		p("| C0 SSA ceiling, %d objects, %d workers, %s | **%.0f objects/s**; apply→watch event p50 %.0f ms, p99 %.0f ms | – | – |\n",
 			c.Objects, c.Workers, limit, c.ObjectsPerSec, c.LatencyP50Ms, c.LatencyP99Ms)
+	}
+	if x := r.Warmup; x != nil {
+		p("| First registry after start (lazy informers start) | Ready after %.2f s | – | (info) |\n", x.Seconds)
 	}
 	for _, x := range r.P2 {
 		keys := "own Secret each"

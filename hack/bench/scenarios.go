@@ -446,6 +446,10 @@ func runP1(ctx context.Context, cp *controlPlane, registries int, syncPeriod, wi
 	case <-time.After(window):
 	}
 	res.Window, err = mark.stats(registries)
+	if err == nil {
+		// Stop between two resyncs, with nothing in flight.
+		err = waitIdle(ctx, w)
+	}
 	return res, m, err
 }
 
