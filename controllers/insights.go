@@ -253,52 +253,67 @@ func (r *TrustedRegistryReconciler) guardedNamespaces(ctx context.Context, regis
 	return out, nil
 }
 
-// observeCoverage finds running Pods in the guarded namespaces with images that no pattern
-// of the TrustedRegistry matches.
-func (r *TrustedRegistryReconciler) observeCoverage(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*trustv1alpha1.CoverageSummary, error) {
+// guardedPods lists the Pods (as cached: images only) in the namespaces a TrustedRegistry
+// guards. Coverage and rotation preview both read this one list.
+func (r *TrustedRegistryReconciler) guardedPods(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) ([]*corev1.Pod, error) {
 	namespaces, err := r.guardedNamespaces(ctx, registry)
 	if err != nil {
 		return nil, err
 	}
-	patterns := make([]string, 0, len(registry.Spec.Images))
-	for _, p := range registry.Spec.Images {
-		patterns = append(patterns, string(p))
-	}
-	type use struct {
-		pods    int32
-		example string
-	}
-	uses := map[string]*use{}
-	sum := &trustv1alpha1.CoverageSummary{}
+	var out []*corev1.Pod
 	for _, ns := range namespaces {
 		pods := &corev1.PodList{}
 		if err := r.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
 			return nil, fmt.Errorf("listing Pods in %s: %w", ns, err)
 		}
 		for i := range pods.Items {
-			p := &pods.Items[i]
-			sum.Pods++
-			uncovered := false
-			seen := map[string]bool{}
-			for _, image := range podImages(p) {
-				if render.MatchImage(patterns, image) || seen[image] {
-					continue
-				}
-				seen[image] = true
-				uncovered = true
-				u := uses[image]
-				if u == nil {
-					u = &use{example: p.Namespace + "/" + p.Name}
-					uses[image] = u
-				}
-				u.pods++
-				if ex := p.Namespace + "/" + p.Name; ex < u.example {
-					u.example = ex
-				}
+			out = append(out, &pods.Items[i])
+		}
+	}
+	return out, nil
+}
+
+// registryPatterns returns spec.images as strings.
+func registryPatterns(registry *trustv1alpha1.TrustedRegistry) []string {
+	patterns := make([]string, 0, len(registry.Spec.Images))
+	for _, p := range registry.Spec.Images {
+		patterns = append(patterns, string(p))
+	}
+	return patterns
+}
+
+// observeCoverage finds running Pods in the guarded namespaces with images that no pattern
+// of the TrustedRegistry matches.
+func observeCoverage(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) *trustv1alpha1.CoverageSummary {
+	patterns := registryPatterns(registry)
+	type use struct {
+		pods    int32
+		example string
+	}
+	uses := map[string]*use{}
+	sum := &trustv1alpha1.CoverageSummary{}
+	for _, p := range pods {
+		sum.Pods++
+		uncovered := false
+		seen := map[string]bool{}
+		for _, image := range podImages(p) {
+			if render.MatchImage(patterns, image) || seen[image] {
+				continue
 			}
-			if uncovered {
-				sum.UncoveredPods++
+			seen[image] = true
+			uncovered = true
+			u := uses[image]
+			if u == nil {
+				u = &use{example: p.Namespace + "/" + p.Name}
+				uses[image] = u
 			}
+			u.pods++
+			if ex := p.Namespace + "/" + p.Name; ex < u.example {
+				u.example = ex
+			}
+		}
+		if uncovered {
+			sum.UncoveredPods++
 		}
 	}
 	for image, u := range uses {
@@ -314,7 +329,7 @@ func (r *TrustedRegistryReconciler) observeCoverage(ctx context.Context, registr
 	if len(sum.Uncovered) > maxUncovered {
 		sum.Uncovered = sum.Uncovered[:maxUncovered]
 	}
-	return sum, nil
+	return sum
 }
 
 // registriesForPod maps a Pod (or a Namespace) to the TrustedRegistries that guard its

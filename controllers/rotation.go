@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -93,7 +92,7 @@ type runningImage struct {
 // images, and starts a check when there is none. It returns nil when no key is retiring.
 // pending is true while a check for the current state is running.
 func (r *TrustedRegistryReconciler) observePreview(ctx context.Context, registry *trustv1alpha1.TrustedRegistry,
-	ring keys.Ring) (preview *trustv1alpha1.RotationPreview, pending bool, err error) {
+	ring keys.Ring, pods []*corev1.Pod) (preview *trustv1alpha1.RotationPreview, pending bool, err error) {
 	p := r.Preview
 	var retiring []string
 	var remaining []render.Key
@@ -110,10 +109,7 @@ func (r *TrustedRegistryReconciler) observePreview(ctx context.Context, registry
 	}
 	sort.Strings(retiring)
 
-	images, err := r.runningCoveredImages(ctx, registry)
-	if err != nil {
-		return nil, false, err
-	}
+	images := runningCoveredImages(registry, pods)
 	keychain, err := r.previewKeychain(ctx)
 	if err != nil {
 		return nil, false, err
@@ -227,43 +223,29 @@ func previewKey(registry *trustv1alpha1.TrustedRegistry, remaining []render.Key,
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// runningCoveredImages lists the images in the guarded namespaces that spec.images covers.
-func (r *TrustedRegistryReconciler) runningCoveredImages(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (map[string]*runningImage, error) {
-	namespaces, err := r.guardedNamespaces(ctx, registry)
-	if err != nil {
-		return nil, err
-	}
-	patterns := make([]string, 0, len(registry.Spec.Images))
-	for _, p := range registry.Spec.Images {
-		patterns = append(patterns, string(p))
-	}
+// runningCoveredImages lists the images of the guarded Pods that spec.images covers.
+func runningCoveredImages(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) map[string]*runningImage {
+	patterns := registryPatterns(registry)
 	out := map[string]*runningImage{}
-	for _, ns := range namespaces {
-		pods := &corev1.PodList{}
-		if err := r.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
-			return nil, fmt.Errorf("listing Pods in %s: %w", ns, err)
-		}
-		for i := range pods.Items {
-			pod := &pods.Items[i]
-			seen := map[string]bool{}
-			for _, image := range podImages(pod) {
-				if seen[image] || !render.MatchImage(patterns, image) {
-					continue
-				}
-				seen[image] = true
-				u := out[image]
-				if u == nil {
-					u = &runningImage{example: pod.Namespace + "/" + pod.Name}
-					out[image] = u
-				}
-				u.pods++
-				if ex := pod.Namespace + "/" + pod.Name; ex < u.example {
-					u.example = ex
-				}
+	for _, pod := range pods {
+		seen := map[string]bool{}
+		for _, image := range podImages(pod) {
+			if seen[image] || !render.MatchImage(patterns, image) {
+				continue
+			}
+			seen[image] = true
+			u := out[image]
+			if u == nil {
+				u = &runningImage{example: pod.Namespace + "/" + pod.Name}
+				out[image] = u
+			}
+			u.pods++
+			if ex := pod.Namespace + "/" + pod.Name; ex < u.example {
+				u.example = ex
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // previewKeychain authenticates with the dockerconfigjson Secret named by

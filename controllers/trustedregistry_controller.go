@@ -104,6 +104,8 @@ type observed struct {
 	// counted denial leaves the window.
 	blocked        *trustv1alpha1.BlockedSummary
 	blockedRequeue time.Duration
+	// pods are the Pods in the guarded namespaces (images only; nil: Pod insights off).
+	pods []*corev1.Pod
 	// coverage lists running images outside the patterns (nil: Pod insights off).
 	coverage *trustv1alpha1.CoverageSummary
 	// preview is the newest rotation preview (previewOn: the feature is enabled).
@@ -140,7 +142,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	plan := compute(obs, r.TrustNamespace, now)
 	if r.Preview != nil && r.PodInsights {
 		obs.previewOn = true
-		if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, plan.ring); err != nil {
+		if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, plan.ring, obs.pods); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -295,11 +297,12 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		obs.blocked, obs.blockedRequeue = blocked, requeue
 	}
 	if r.PodInsights {
-		coverage, err := r.observeCoverage(ctx, registry)
+		pods, err := r.guardedPods(ctx, registry)
 		if err != nil {
 			return nil, err
 		}
-		obs.coverage = coverage
+		obs.pods = pods
+		obs.coverage = observeCoverage(registry, pods)
 	}
 	return obs, nil
 }
