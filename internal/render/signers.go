@@ -220,3 +220,51 @@ func signerNames(ss []signer) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// Signer is one of what requiredSignatures counts, exactly as the rendered policies group
+// attestors: all public keys of one key name (Active and Retiring) are alternatives, names
+// that share a public key are merged, and each keyless identity stands alone. Other code
+// that must judge an image the way the policy does (internal/verify) uses these groups, so
+// the threshold semantics live in one place.
+type Signer struct {
+	// Name is the key name ("ci"), the names sharing one public key ("ci/ci-copy"), or
+	// "keyless:<identity name>", as in the policies' messages.
+	Name string
+	// Keys are the signer's public keys, Active first.
+	Keys []SignerKey
+	// Keyless is set for a keyless identity (then Keys is empty).
+	Keyless *v1alpha1.KeylessIdentity
+}
+
+// SignerKey is one public key of a Signer.
+type SignerKey struct {
+	Fingerprint string
+	PEM         string
+	State       v1alpha1.KeyState
+	// Name is the key name the policy's attestor for this key is named after.
+	Name string
+}
+
+// Signers groups a key ring and keyless identities into signers, in the policies' order.
+// Errors are those of Render for the same keys (InvalidError for an unusable spec).
+func Signers(keys []Key, keyless []v1alpha1.KeylessIdentity) ([]Signer, error) {
+	ss, err := buildSigners(keys, keyless)
+	if err != nil {
+		return nil, err
+	}
+	nameOf := map[string]string{}
+	for _, k := range keys {
+		if cur, ok := nameOf[k.Fingerprint]; !ok || k.Name < cur {
+			nameOf[k.Fingerprint] = k.Name
+		}
+	}
+	out := make([]Signer, 0, len(ss))
+	for _, s := range ss {
+		sg := Signer{Name: s.display, Keyless: s.keyless}
+		for _, k := range s.keys {
+			sg.Keys = append(sg.Keys, SignerKey{Fingerprint: k.fingerprint, PEM: k.pem, State: k.state, Name: nameOf[k.fingerprint]})
+		}
+		out = append(out, sg)
+	}
+	return out, nil
+}

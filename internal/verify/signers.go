@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -36,13 +35,6 @@ type signerKey struct {
 }
 
 var fingerprintRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
-func stateRank(s v1alpha1.KeyState) int {
-	if s == v1alpha1.KeyActive {
-		return 0
-	}
-	return 1
-}
 
 // checkKey applies the renderer's rules to a key of the ring and loads its verifier.
 func checkKey(k render.Key) (signature.Verifier, error) {
@@ -74,107 +66,29 @@ func checkKey(k render.Key) (signature.Verifier, error) {
 	return v, nil
 }
 
-// buildSigners groups the key ring and the keyless identities into signers, sorted like the
-// renderer's: key signers by name, then keyless identities by name; within a signer,
-// Active keys first, then by fingerprint.
+// buildSigners takes the renderer's signer groups (render.Signers: the single definition of
+// what requiredSignatures counts) and loads a verifier for every key.
 func buildSigners(ring []render.Key, keyless []v1alpha1.KeylessIdentity) ([]signer, error) {
-	type fpInfo struct {
-		name     string
-		pem      string
-		state    v1alpha1.KeyState
-		verifier signature.Verifier
-	}
-	fps := map[string]*fpInfo{}
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(n string) string {
-		p, ok := parent[n]
-		if !ok {
-			parent[n] = n
-			return n
-		}
-		if p == n {
-			return n
-		}
-		r := find(p)
-		parent[n] = r
-		return r
-	}
-	union := func(a, b string) {
-		ra, rb := find(a), find(b)
-		switch {
-		case ra == rb:
-		case ra < rb:
-			parent[rb] = ra
-		default:
-			parent[ra] = rb
-		}
-	}
-	firstName := map[string]string{}
 	for _, k := range ring {
-		v, err := checkKey(k)
-		if err != nil {
+		if _, err := checkKey(k); err != nil {
 			return nil, err
 		}
-		find(k.Name)
-		if n, ok := firstName[k.Fingerprint]; ok {
-			union(n, k.Name)
-		} else {
-			firstName[k.Fingerprint] = k.Name
-		}
-		cur := fps[k.Fingerprint]
-		if cur == nil {
-			fps[k.Fingerprint] = &fpInfo{name: k.Name, pem: k.PEM, state: k.State, verifier: v}
-			continue
-		}
-		if stateRank(k.State) < stateRank(cur.state) || (k.State == cur.state && k.Name < cur.name) {
-			cur.name, cur.state = k.Name, k.State
-		}
 	}
-	members := map[string][]string{}
-	for n := range parent {
-		r := find(n)
-		members[r] = append(members[r], n)
+	groups, err := render.Signers(ring, keyless)
+	if err != nil {
+		return nil, err
 	}
-	groups := map[string]*signer{}
-	for r, names := range members {
-		sort.Strings(names)
-		groups[r] = &signer{name: strings.Join(names, "/")}
-	}
-	for fp, info := range fps {
-		g := groups[find(info.name)]
-		g.keys = append(g.keys, signerKey{fingerprint: fp, pem: info.pem, state: info.state, verifier: info.verifier})
-	}
-	out := make([]signer, 0, len(groups)+len(keyless))
+	out := make([]signer, 0, len(groups))
 	for _, g := range groups {
-		sort.Slice(g.keys, func(i, j int) bool {
-			a, b := g.keys[i], g.keys[j]
-			if stateRank(a.state) != stateRank(b.state) {
-				return stateRank(a.state) < stateRank(b.state)
+		s := signer{name: g.Name, keyless: g.Keyless}
+		for _, k := range g.Keys {
+			v, err := checkKey(render.Key{Name: k.Name, Fingerprint: k.Fingerprint, PEM: k.PEM, State: k.State})
+			if err != nil {
+				return nil, err
 			}
-			return a.fingerprint < b.fingerprint
-		})
-		out = append(out, *g)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-
-	kl := append([]v1alpha1.KeylessIdentity(nil), keyless...)
-	sort.Slice(kl, func(i, j int) bool { return kl[i].Name < kl[j].Name })
-	for i := range kl {
-		id := kl[i]
-		if errs := validation.IsDNS1123Label(id.Name); len(errs) > 0 {
-			return nil, invalidf("keyless identity name %q: %s", id.Name, errs[0])
+			s.keys = append(s.keys, signerKey{fingerprint: k.Fingerprint, pem: k.PEM, state: k.State, verifier: v})
 		}
-		if i > 0 && kl[i-1].Name == id.Name {
-			return nil, invalidf("keyless identity %q is listed twice", id.Name)
-		}
-		if (id.Issuer == "") == (id.IssuerRegExp == "") {
-			return nil, invalidf("keyless identity %q: set exactly one of issuer or issuerRegExp", id.Name)
-		}
-		if (id.Subject == "") == (id.SubjectRegExp == "") {
-			return nil, invalidf("keyless identity %q: set exactly one of subject or subjectRegExp", id.Name)
-		}
-		out = append(out, signer{name: "keyless:" + id.Name, keyless: &kl[i]})
+		out = append(out, s)
 	}
 	return out, nil
 }
