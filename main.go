@@ -49,7 +49,7 @@ func run(args []string) error {
 		leaderNamespace  = fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the trust namespace)")
 		workers          = fs.Int("workers", 4, "TrustedRegistries reconciled in parallel")
 		discoveryMaxAge  = fs.Duration("kyverno-discovery-max-age", kyverno.DefaultMaxAge, "how long the list of served Kyverno kinds is trusted without a CRD event")
-		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver (requests/s)")
+		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver, per resource kind (requests/s)")
 		kubeAPIBurst     = fs.Int("kube-api-burst", 100, "client-side burst towards the apiserver")
 		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
 		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")

@@ -285,7 +285,7 @@ func registryPatterns(registry *trustv1alpha1.TrustedRegistry) []string {
 // observeCoverage finds running Pods in the guarded namespaces with images that no pattern
 // of the TrustedRegistry matches.
 func observeCoverage(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) *trustv1alpha1.CoverageSummary {
-	patterns := registryPatterns(registry)
+	matcher := render.NewMatcher(registryPatterns(registry))
 	type use struct {
 		pods    int32
 		example string
@@ -297,7 +297,7 @@ func observeCoverage(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod
 		uncovered := false
 		seen := map[string]bool{}
 		for _, image := range podImages(p) {
-			if render.MatchImage(patterns, image) || seen[image] {
+			if matcher.Match(image) || seen[image] {
 				continue
 			}
 			seen[image] = true

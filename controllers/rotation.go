@@ -225,12 +225,12 @@ func previewKey(registry *trustv1alpha1.TrustedRegistry, remaining []render.Key,
 
 // runningCoveredImages lists the images of the guarded Pods that spec.images covers.
 func runningCoveredImages(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) map[string]*runningImage {
-	patterns := registryPatterns(registry)
+	matcher := render.NewMatcher(registryPatterns(registry))
 	out := map[string]*runningImage{}
 	for _, pod := range pods {
 		seen := map[string]bool{}
 		for _, image := range podImages(pod) {
-			if seen[image] || !render.MatchImage(patterns, image) {
+			if seen[image] || !matcher.Match(image) {
 				continue
 			}
 			seen[image] = true

@@ -133,7 +133,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel)).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
-			builder.WithPredicates(relevantCRD))
+			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
+			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
 	if r.CountBlocked {
 		b = b.Watches(&corev1.Event{}, handler.EnqueueRequestsFromMapFunc(registryForEvent))
 	}

@@ -74,7 +74,7 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 	readyStatus, readyReason, readyMsg := kyvernoReadiness(live)
 	if p.policy != nil && live == nil {
 		readyStatus, readyReason, readyMsg = metav1.ConditionUnknown, trustv1alpha1.ReasonPolicyStatusUnknown,
-			"the policy was just created; Kyverno has not reported on it yet"
+			"Kyverno has not reported the status of "+p.policy.GetKind()+" "+p.policy.GetName()+" yet"
 	}
 	set(trustv1alpha1.ConditionPolicyReady, readyStatus, readyReason, readyMsg)
 

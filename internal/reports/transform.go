@@ -109,6 +109,8 @@ func ShrinkOpenClusterReport(r *openreportsv1alpha1.ClusterReport, keep func(pol
 func shrinkMeta(m *metav1.ObjectMeta) {
 	m.ManagedFields = nil
 	m.Annotations = nil
+	m.Labels = nil
+	m.OwnerReferences = nil
 	m.Namespace = intern(m.Namespace)
 }
 
@@ -119,6 +121,7 @@ func shrinkRef(r *corev1.ObjectReference) {
 	r.Kind = intern(r.Kind)
 	r.APIVersion = intern(r.APIVersion)
 	r.Namespace = intern(r.Namespace)
+	r.UID, r.ResourceVersion, r.FieldPath = "", "", ""
 }
 
 func shrinkRefs(refs []corev1.ObjectReference) {
@@ -154,7 +157,11 @@ func shrinkWGResults(in []policyreportv1alpha2.PolicyReportResult, keep func(str
 		r.Source = intern(r.Source)
 		r.Category = intern(r.Category)
 		r.Severity = policyreportv1alpha2.PolicySeverity(intern(string(r.Severity)))
-		r.Message, r.Properties = shrinkMessage(r.Message, r.Properties)
+		if listed(string(r.Result)) {
+			r.Message, r.Properties = shrinkMessage(r.Message, r.Properties)
+		} else {
+			r.Message, r.Properties = "", nil // only failing results are listed with a message
+		}
 		shrinkRefs(r.Resources)
 	}
 	return out
@@ -187,7 +194,11 @@ func shrinkORResults(in []openreportsv1alpha1.ReportResult, keep func(string) bo
 		r.Source = intern(r.Source)
 		r.Category = intern(r.Category)
 		r.Severity = openreportsv1alpha1.ResultSeverity(intern(string(r.Severity)))
-		r.Description, r.Properties = shrinkMessage(r.Description, r.Properties)
+		if listed(string(r.Result)) {
+			r.Description, r.Properties = shrinkMessage(r.Description, r.Properties)
+		} else {
+			r.Description, r.Properties = "", nil // only failing results are listed with a message
+		}
 		shrinkRefs(r.Subjects)
 	}
 	return out
@@ -195,6 +206,10 @@ func shrinkORResults(in []openreportsv1alpha1.ReportResult, keep func(string) bo
 
 // shrinkMessage cuts msg to MaxMessageBytes and reduces props to the image properties,
 // recording the image as PropertyImage when the cut removed it from the message.
+// listed tells whether results with this outcome are listed in status (with message and
+// image); other results are only counted, so the cache keeps neither.
+func listed(result string) bool { return result == ResultFail || result == ResultError }
+
 func shrinkMessage(msg string, props map[string]string) (string, map[string]string) {
 	props = imageProperties(props)
 	if len(msg) <= MaxMessageBytes {
@@ -324,7 +339,12 @@ func ShrinkUnstructured(u *unstructured.Unstructured, keep func(policy string) b
 				}
 			}
 		}
-		msg, props = shrinkMessage(msg, props)
+		if res, _ := r["result"].(string); listed(res) {
+			msg, props = shrinkMessage(msg, props)
+		} else {
+			msg, props = "", nil // only failing results are listed with a message
+			delete(r, "message")
+		}
 		if msg != "" {
 			r["message"] = msg
 		}
