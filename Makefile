@@ -86,6 +86,16 @@ build: ## Build the operator binary into bin/signet.
 run: manifests ## Run the operator against the cluster in the current kubeconfig.
 	go run . --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
 
+##@ Benchmarks
+
+.PHONY: bench
+bench: control-plane ## Benchmarks: SSA ceiling, zero writes, convergence, rotation latency, memory (~7 min); JSON in bench/results/.
+	go run ./hack/bench
+
+.PHONY: bench-quick
+bench-quick: control-plane ## Benchmark smoke run (100 registries, short windows, ~2 min).
+	go run ./hack/bench -quick
+
 ##@ Deployment
 
 .PHONY: build-installer

@@ -21,16 +21,18 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	emit := func(eventType, reason, action, note string) {
 		r.Recorder.Eventf(registry, nil, eventType, reason, action, "%s", note)
 	}
-	if outcome.applied && p.policy != nil {
+	oldReady := meta.FindStatusCondition(before.Conditions, trustv1alpha1.ConditionReady)
+	newReady := meta.FindStatusCondition(after.Conditions, trustv1alpha1.ConditionReady)
+	readyChanged := newReady != nil && (oldReady == nil || oldReady.Status != newReady.Status || oldReady.Reason != newReady.Reason)
+	// A policy written in the reconcile that makes the registry Ready is told by the Ready
+	// event (its message names the policy): one event per transition.
+	if outcome.applied && p.policy != nil && (!readyChanged || newReady.Status != "True") {
 		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
 	}
 	if outcome.deletedOld != "" {
 		emit(corev1.EventTypeNormal, "EngineSwitched", "Delete", fmt.Sprintf("deleted the previous %s after applying %s", outcome.deletedOld, p.policy.GetKind()))
 	}
-
-	oldReady := meta.FindStatusCondition(before.Conditions, trustv1alpha1.ConditionReady)
-	newReady := meta.FindStatusCondition(after.Conditions, trustv1alpha1.ConditionReady)
-	if newReady != nil && (oldReady == nil || oldReady.Status != newReady.Status || oldReady.Reason != newReady.Reason) {
+	if readyChanged {
 		eventType := corev1.EventTypeNormal
 		if newReady.Status != "True" {
 			eventType = corev1.EventTypeWarning
