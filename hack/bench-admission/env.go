@@ -1,0 +1,464 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/localstack"
+	"github.com/signet-operator/signet/internal/ocitest"
+	"github.com/signet-operator/signet/internal/operator"
+	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/internal/testenv"
+)
+
+const (
+	trustNS      = controllers.DefaultTrustNamespace
+	guardedNS    = "production"
+	sharedSecret = "bench-shared-key"
+	keyPassword  = "bench-admission"
+
+	// benchLabel marks everything the benchmark creates in the cluster.
+	benchLabel = "bench.signet.dev/admission"
+	// naiveLabel marks the hand-written (naive) policies.
+	naiveLabel = "bench.signet.dev/naive"
+
+	// main.go's client limits and workers.
+	mainQPS     = 50
+	mainBurst   = 100
+	mainWorkers = 4
+	// applyWorkers create TrustedRegistries or naive policies in parallel.
+	applyWorkers = 4
+	// requestTimeout bounds one Pod CREATE on the client side; Kyverno's webhooks time out
+	// after webhookTimeout, the apiserver then fails the request (failurePolicy Fail).
+	requestTimeout = 45 * time.Second
+	webhookTimeout = 10 * time.Second
+)
+
+var (
+	ivpGVR = schema.GroupVersionResource{Group: "policies.kyverno.io", Version: "v1", Resource: "imagevalidatingpolicies"}
+	cpGVR  = schema.GroupVersionResource{Group: "kyverno.io", Version: "v1", Resource: "clusterpolicies"}
+	ephGVR = schema.GroupVersionResource{Group: "reports.kyverno.io", Version: "v1", Resource: "ephemeralreports"}
+)
+
+func gvrFor(kind string) schema.GroupVersionResource {
+	if kind == kindCP {
+		return cpGVR
+	}
+	return ivpGVR
+}
+
+// env is the running stack, registry, keys and Signet.
+type env struct {
+	cfg   config
+	logf  func(string, ...any)
+	dir   string // Signet's log; the stack's own directory is inside
+	stack *localstack.Stack
+	reg   *ocitest.Registry
+	kube  kubernetes.Interface // measurement client
+	dyn   dynamic.Interface
+	cl    client.Client
+
+	shared      *ocitest.KeyPair
+	ownPEM      map[int][]byte // public key of registry i, i odd
+	signedImage string         // <reg>/team-0/app@sha256:…, signed with the shared key
+	unsigned    map[int]string // unsigned probe images under team-<i>
+
+	baseHooks []string // Kyverno's webhooks with no policy loaded
+	// specs of Signet's live ImageValidatingPolicies for registries 0 and 1, per N, to
+	// compare the naive ones with
+	signetSpecs map[int][]map[string]any
+
+	signetStop func() // stops Signet's manager; nil when it is not running
+
+	cleanups []func()
+}
+
+func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *env, err error) {
+	e := &env{cfg: cfg, logf: logf, ownPEM: map[int][]byte{}, unsigned: map[int]string{}, signetSpecs: map[int][]map[string]any{}}
+	defer func() {
+		if err != nil {
+			e.stop()
+		}
+	}()
+	if e.dir, err = os.MkdirTemp("", "signet-bench-admission-"); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(e.dir, "signet.log"))
+	if err != nil {
+		return nil, err
+	}
+	var logOut io.Writer = logFile
+	if cfg.Verbose {
+		logOut = io.MultiWriter(logFile, os.Stderr)
+	}
+	logger := zap.New(zap.WriteTo(logOut), zap.Level(zapcore.InfoLevel))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	// Kyverno deprecates ClusterPolicy with a warning on every write.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	e.cleanups = append(e.cleanups, func() {
+		_ = logFile.Close()
+		if !cfg.Keep {
+			_ = os.RemoveAll(e.dir)
+		}
+	})
+
+	// Registry, keys, the measured image.
+	e.reg = ocitest.NewRegistry()
+	e.cleanups = append(e.cleanups, e.reg.Close)
+	if e.shared, err = ocitest.GenerateKeyPair(keyPassword); err != nil {
+		return nil, err
+	}
+	for i := 1; i < cfg.Ns[len(cfg.Ns)-1]; i += 2 {
+		if e.ownPEM[i], err = publicKeyPEM(); err != nil {
+			return nil, err
+		}
+	}
+	ref, err := e.reg.PushRandomImage(ctx, "team-0/app")
+	if err != nil {
+		return nil, err
+	}
+	if err := ocitest.Sign(ctx, ref, e.shared.Signer); err != nil {
+		return nil, err
+	}
+	e.signedImage = ref.String()
+
+	// The stack.
+	crdDir, err := testenv.SignetCRDDir()
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	logf("starting etcd, kube-apiserver, kube-controller-manager and Kyverno (registry %s)", e.reg.Host())
+	e.stack, err = localstack.Start(startCtx, localstack.Options{
+		ExtraCRDDirs:      []string{crdDir},
+		ParentDir:         e.dir,
+		KeepDir:           cfg.Keep,
+		ControllerManager: true, // garbage collection of Signet's key rings and policies
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.cleanups = append(e.cleanups, func() {
+		if err := e.stack.Stop(); err != nil {
+			logf("stopping the stack: %v", err)
+		}
+	})
+	logf("stack ready in %v", e.stack.Timings().Total.Round(time.Millisecond))
+
+	mcfg := e.stack.RESTConfig()
+	mcfg.Timeout = requestTimeout
+	if e.kube, err = kubernetes.NewForConfig(mcfg); err != nil {
+		return nil, err
+	}
+	e.dyn = e.stack.Dynamic()
+	if e.cl, err = client.New(e.stack.RESTConfig(), client.Options{Scheme: operator.Scheme()}); err != nil {
+		return nil, err
+	}
+	for _, ns := range []string{trustNS, guardedNS} {
+		if err := e.cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return nil, fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
+	}
+	secrets := []*corev1.Secret{{
+		ObjectMeta: metav1.ObjectMeta{Name: sharedSecret, Namespace: trustNS},
+		Data:       e.shared.SecretData(), Immutable: ptr.To(true),
+	}}
+	for i := 1; i < cfg.Ns[len(cfg.Ns)-1]; i += 2 {
+		secrets = append(secrets, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: ownSecret(i), Namespace: trustNS},
+			Data:       map[string][]byte{"cosign.pub": e.ownPEM[i]}, Immutable: ptr.To(true),
+		})
+	}
+	if err := parallel(ctx, len(secrets), func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
+		return nil, fmt.Errorf("creating key Secrets: %w", err)
+	}
+
+	if cfg.SignetDuringMeasure {
+		if err := e.startSignet(); err != nil {
+			return nil, err
+		}
+	}
+	e.cleanups = append(e.cleanups, e.stopSignet)
+	if e.baseHooks, err = e.kyvernoWebhooks(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) stop() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
+}
+
+// startSignet runs Signet's manager in this process, configured as main.go configures it
+// by default (QPS 50, burst 100, 4 workers, blocked counting and Pod insights on), unless
+// it runs already.
+func (e *env) startSignet() error {
+	if e.signetStop != nil {
+		return nil
+	}
+	cfg := e.stack.RESTConfig()
+	cfg.QPS, cfg.Burst = mainQPS, mainBurst
+	mgr, err := operator.New(cfg, operator.Options{
+		TrustNamespace:          trustNS,
+		Workers:                 mainWorkers,
+		CountBlocked:            true,
+		PodInsights:             true,
+		GracefulShutdownTimeout: 10 * time.Second,
+		// one manager after the other in this process
+		SkipControllerNameValidation: true,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	select {
+	case err := <-done:
+		cancel()
+		return fmt.Errorf("signet's manager exited at start: %w", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.signetStop = func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			e.logf("signet: %v", err)
+		}
+	}
+	return nil
+}
+
+// stopSignet stops Signet's manager if it runs.
+func (e *env) stopSignet() {
+	if e.signetStop != nil {
+		e.signetStop()
+		e.signetStop = nil
+	}
+}
+
+func ownSecret(i int) string { return fmt.Sprintf("bench-key-%d", i) }
+
+// publicKeyPEM makes a P-256 public key (registries with their own key never sign
+// anything, so no cosign private key is needed).
+func publicKeyPEM() ([]byte, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// registryName is the name of TrustedRegistry i (the same in every step, so that the
+// naive policies render to exactly the specs Signet generates).
+func registryName(i int) string { return fmt.Sprintf("team-%d", i) }
+
+// trustedRegistry is registry i: <registry>/team-<i>/* in production, restrictRegistries
+// false, Enforce, digests required, offline, the shared key (i even) or its own (i odd).
+func (e *env) trustedRegistry(i int, engine trustv1alpha1.Engine) *trustv1alpha1.TrustedRegistry {
+	key := trustv1alpha1.PublicKey{Name: "shared", SecretRef: trustv1alpha1.SecretKeyReference{Name: sharedSecret, Key: "cosign.pub"}}
+	if i%2 == 1 {
+		key = trustv1alpha1.PublicKey{Name: "own", SecretRef: trustv1alpha1.SecretKeyReference{Name: ownSecret(i), Key: "cosign.pub"}}
+	}
+	return &trustv1alpha1.TrustedRegistry{
+		ObjectMeta: metav1.ObjectMeta{Name: registryName(i), Labels: map[string]string{benchLabel: "true"}},
+		Spec: trustv1alpha1.TrustedRegistrySpec{
+			Images:             []trustv1alpha1.ImagePattern{trustv1alpha1.ImagePattern(fmt.Sprintf("%s/team-%d/*", e.reg.Host(), i))},
+			Namespaces:         trustv1alpha1.NamespaceSelection{Names: []string{guardedNS}},
+			RestrictRegistries: ptr.To(false),
+			Action:             trustv1alpha1.ActionEnforce,
+			Keys:               []trustv1alpha1.PublicKey{key},
+			RequiredSignatures: 1,
+			Digest:             trustv1alpha1.DigestPolicy{Require: ptr.To(true), Mutate: ptr.To(false)},
+			TransparencyLog:    trustv1alpha1.TransparencyLog{Ignore: ptr.To(true)},
+			Rotation:           trustv1alpha1.Rotation{Overlap: &metav1.Duration{Duration: 168 * time.Hour}},
+			Policy:             trustv1alpha1.PolicyOptions{Engine: engine},
+		},
+	}
+}
+
+// naivePolicy is registry i's policy as a person would apply it without Signet: rendered
+// by internal/render from the same spec, without Signet's metadata (owner reference,
+// labels, content hash) and under its own name.
+func (e *env) naivePolicy(i int, engine trustv1alpha1.Engine) (map[string]any, error) {
+	tr := e.trustedRegistry(i, engine)
+	tr.UID = "00000000-0000-4000-8000-000000000000"
+	pemData := e.shared.PublicKeyPEM
+	if i%2 == 1 {
+		pemData = e.ownPEM[i]
+	}
+	pk, err := keys.ParsePublicKey(pemData)
+	if err != nil {
+		return nil, err
+	}
+	u, err := render.Render(render.Input{Registry: tr, Engine: engine,
+		Keys: []render.Key{{Name: tr.Spec.Keys[0].Name, Fingerprint: pk.Fingerprint, PEM: pk.PEM, State: trustv1alpha1.KeyActive}}})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"apiVersion": u.GetAPIVersion(),
+		"kind":       u.GetKind(),
+		"metadata": map[string]any{
+			"name":   "naive-" + registryName(i),
+			"labels": map[string]any{benchLabel: "true", naiveLabel: "true"},
+		},
+		"spec": u.Object["spec"],
+	}, nil
+}
+
+// unsignedImage pushes (once) an unsigned image under team-<i>: a Pod with it must be
+// denied by registry i's policy, which proves that policy is enforced.
+func (e *env) unsignedImage(ctx context.Context, i int) (string, error) {
+	if img, ok := e.unsigned[i]; ok {
+		return img, nil
+	}
+	ref, err := e.reg.PushRandomImage(ctx, fmt.Sprintf("team-%d/unsigned", i))
+	if err != nil {
+		return "", err
+	}
+	e.unsigned[i] = ref.String()
+	return e.unsigned[i], nil
+}
+
+// kyvernoWebhooks lists "<configuration>/<webhook>" of every webhook Kyverno manages.
+func (e *env) kyvernoWebhooks(ctx context.Context) ([]string, error) {
+	sel := metav1.ListOptions{LabelSelector: "webhook.kyverno.io/managed-by=kyverno"}
+	ar := e.kube.AdmissionregistrationV1()
+	var out []string
+	vs, err := ar.ValidatingWebhookConfigurations().List(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range vs.Items {
+		for _, w := range c.Webhooks {
+			out = append(out, c.Name+"/"+w.Name)
+		}
+	}
+	ms, err := ar.MutatingWebhookConfigurations().List(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ms.Items {
+		for _, w := range c.Webhooks {
+			out = append(out, c.Name+"/"+w.Name)
+		}
+	}
+	return out, nil
+}
+
+// parallel runs f(0..n-1) on applyWorkers goroutines and returns the first error.
+func parallel(ctx context.Context, n int, f func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idx := make(chan int)
+	errs := make(chan error, applyWorkers)
+	var wg sync.WaitGroup
+	for range applyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				if err := f(ctx, i); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case idx <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(idx)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// poll calls cond every interval until it returns true, an error that is not transient
+// (cond decides: return false and nil to go on), or ctx ends.
+func poll(ctx context.Context, interval time.Duration, what string, cond func(context.Context) (bool, error)) error {
+	var last error
+	for {
+		ok, err := cond(ctx)
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), last)
+			}
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	if apierrors.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || strings.Contains(msg, "Timeout")
+}
