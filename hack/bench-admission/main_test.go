@@ -39,6 +39,12 @@ func TestParseFlags(t *testing.T) {
 	if !slices.Equal(c.Ns, []int{1, 30, 300}) || c.Requests != 25 {
 		t.Errorf("-quick with -n and -requests: %+v", c)
 	}
+	if c.Mode != "quick" {
+		t.Errorf("-quick with -n: mode %q", c.Mode)
+	}
+	if c, err := parseFlags([]string{"-n", "1,10"}, io.Discard); err != nil || c.Mode != "custom" || c.MaxLoad != 2.5 {
+		t.Errorf("-n without -quick: %+v, %v", c, err)
+	}
 	if got := variantIDs(c.Variants); got != "signet-ivp,signet-cpol" {
 		t.Errorf("variants %q, want the canonical order", got)
 	}
