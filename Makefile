@@ -93,7 +93,7 @@ bench: control-plane ## Benchmarks: SSA ceiling, zero writes, convergence, rotat
 	go run ./hack/bench
 
 .PHONY: bench-admission
-bench-admission: control-plane kyverno-bins ## Pod admission latency with N = 1, 30, 100, 300 TrustedRegistries per engine, real Kyverno (~15 min).
+bench-admission: control-plane kyverno-bins ## Pod admission latency with N = 1, 30, 100, 300 TrustedRegistries per engine, real Kyverno (~5 min); JSON in bench/results/.
 	go run ./hack/bench-admission $(BENCH_FLAGS)
 
 .PHONY: bench-quick

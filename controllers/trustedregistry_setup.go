@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -136,11 +138,18 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
 	if r.CountBlocked {
-		b = b.Watches(&corev1.Event{}, handler.EnqueueRequestsFromMapFunc(registryForEvent))
+		b = b.Watches(&corev1.Event{}, coalescing{mapFn: registryForEvent, delay: eventTriggerDelay})
 	}
 	if r.PodInsights {
-		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.registriesForPod)).
-			WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.registriesForNamespaceObject))
+		// Only what changes the images in use matters: creation, deletion, and updates that
+		// change an image (an ephemeral container added); not status or label churn.
+		imagesChanged := func(e event.UpdateEvent) bool {
+			oldPod, ok1 := e.ObjectOld.(*corev1.Pod)
+			newPod, ok2 := e.ObjectNew.(*corev1.Pod)
+			return !ok1 || !ok2 || !slices.Equal(podImages(oldPod), podImages(newPod))
+		}
+		b = b.Watches(&corev1.Pod{}, coalescing{mapFn: r.registriesForPod, delay: podTriggerDelay, filter: imagesChanged}).
+			WatchesMetadata(&corev1.Namespace{}, coalescing{mapFn: r.registriesForNamespaceObject, delay: podTriggerDelay})
 	}
 	if r.Preview != nil {
 		r.Preview.init()
