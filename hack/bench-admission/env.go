@@ -9,14 +9,17 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
-	"time"
-
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers"
+	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/localstack"
+	"github.com/signet-operator/signet/internal/ocitest"
+	"github.com/signet-operator/signet/internal/operator"
+	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/internal/testenv"
 	"go.uber.org/zap/zapcore"
+	"io"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,18 +29,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+	"os"
+	"path/filepath"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
-	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/controllers"
-	"github.com/signet-operator/signet/internal/keys"
-	"github.com/signet-operator/signet/internal/localstack"
-	"github.com/signet-operator/signet/internal/ocitest"
-	"github.com/signet-operator/signet/internal/operator"
-	"github.com/signet-operator/signet/internal/render"
-	"github.com/signet-operator/signet/internal/testenv"
+	"strings"
+	"time"
 )
 
 const (
@@ -200,7 +198,7 @@ func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *en
 			Data:       map[string][]byte{"cosign.pub": e.ownPEM[i]}, Immutable: ptr.To(true),
 		})
 	}
-	if err := parallel(ctx, len(secrets), func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
+	if err := benchkit.Parallel(ctx, len(secrets), applyWorkers, func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
 		return nil, fmt.Errorf("creating key Secrets: %w", err)
 	}
 
@@ -382,43 +380,6 @@ func (e *env) kyvernoWebhooks(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// parallel runs f(0..n-1) on applyWorkers goroutines and returns the first error.
-func parallel(ctx context.Context, n int, f func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	idx := make(chan int)
-	errs := make(chan error, applyWorkers)
-	var wg sync.WaitGroup
-	for range applyWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range idx {
-				if err := f(ctx, i); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-feed:
-	for i := range n {
-		select {
-		case idx <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(idx)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 // poll calls cond every interval until it returns true, an error that is not transient

@@ -42,6 +42,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/internal/testenv"
 	"io"
 	"os"
 	"os/signal"
@@ -52,9 +55,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/testenv"
 )
 
 // variant is one way of putting N registries into the cluster.
@@ -260,7 +260,7 @@ func main() {
 	res, err := run(ctx, cfg, logf)
 	if res != nil {
 		printReport(os.Stdout, res)
-		path := filepath.Join(dir, "admission-"+dateStamp(res.start)+".json")
+		path := filepath.Join(dir, "admission-"+benchkit.DateStamp(res.start)+".json")
 		if werr := writeJSON(path, res); werr != nil {
 			fatal(werr)
 		}
@@ -283,8 +283,6 @@ func writeJSON(path string, res *results) error {
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
-
-func dateStamp(t time.Time) string { return t.UTC().Format("2006-01-02T15-04-05Z") }
 
 // run waits for a quiet machine, starts the environment and measures every step; it
 // returns what was measured also when a step or the environment fails.

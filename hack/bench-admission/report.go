@@ -7,10 +7,8 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/hack/benchkit"
 )
 
 // results is everything one run measured; it is written as JSON.
@@ -161,11 +159,11 @@ func signetNote(cfg config) string {
 	if cfg.SignetDuringMeasure {
 		return "Signet's manager runs during every measurement (-signet-during-measure; also for naive-ivp, with no TrustedRegistry): with Pod insights every Pod CREATE in production enqueues every TrustedRegistry guarding it, see signetReconcilesDuringMeasurement."
 	}
-	return "Signet's manager runs while a Signet step loads (until every registry is Ready and enforced) and is stopped while Pods are measured: with Pod insights every Pod CREATE enqueues every TrustedRegistry guarding the namespace, work that would compete with Kyverno for the same 2 cores (-signet-during-measure keeps it running). The naive steps run without Signet."
+	return "Signet's manager runs while a Signet step loads (until every registry is Ready and enforced) and is stopped while Pods are measured: with Pod insights a burst of Pod CREATEs still leads to one (coalesced) reconcile of every TrustedRegistry guarding the namespace, work that would compete with Kyverno for the same 2 cores (-signet-during-measure keeps it running). The naive steps run without Signet."
 }
 
 func (r *results) finish() {
-	r.Machine.LoadAtEnd = loadAvg()
+	r.Machine.LoadAtEnd = benchkit.LoadAvg()
 	r.DurationSeconds = time.Since(r.start).Seconds()
 	r.evaluate()
 }
@@ -383,25 +381,12 @@ func printReport(w io.Writer, r *results) {
 
 // --- machine, versions, processes -------------------------------------------------------
 
-func loadAvg() [3]float64 {
-	var l [3]float64
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return l
-	}
-	f := strings.Fields(string(data))
-	for i := 0; i < 3 && i < len(f); i++ {
-		l[i], _ = strconv.ParseFloat(f[i], 64)
-	}
-	return l
-}
-
 // waitForLoad waits until the 1-minute load average is below limit, polling every
 // interval, for at most maxWait; then it goes on anyway (and says so).
 func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Duration, logf func(string, ...any)) {
 	deadline := time.Now().Add(maxWait)
 	for {
-		l := loadAvg()
+		l := benchkit.LoadAvg()
 		if l[0] < limit {
 			logf("load average %.2f < %.2f: starting", l[0], limit)
 			return
@@ -419,64 +404,25 @@ func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Dura
 	}
 }
 
-func procField(file, prefix string) string {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return ""
-}
-
 func machineInfo() machine {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return machine{
 		NumCPU:      runtime.NumCPU(),
-		CPUModel:    procField("/proc/cpuinfo", "model name"),
-		MemTotal:    procField("/proc/meminfo", "MemTotal"),
+		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
 		Kernel:      runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel)),
-		LoadAtStart: loadAvg(),
+		LoadAtStart: benchkit.LoadAvg(),
 		Note:        "figures are from one run on a shared machine: compare ratios measured in the same run",
 	}
 }
 
 func versionInfo() versions {
-	v := versions{Go: runtime.Version()}
-	if dir, err := testenv.AssetsDir(); err == nil {
-		v.KubeAPIServer = firstLine(filepath.Join(dir, "kube-apiserver"), "--version")
-		v.Etcd = firstLine(filepath.Join(dir, "etcd"), "--version")
+	apiserver, etcd := benchkit.ControlPlaneVersions()
+	return versions{
+		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
+		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
+		Signet:            benchkit.SignetRevision(),
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "sigs.k8s.io/controller-runtime" {
-				v.ControllerRuntime = d.Version
-			}
-		}
-	}
-	if root, err := testenv.RepoRoot(); err == nil {
-		if out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output(); err == nil {
-			v.Signet = strings.TrimSpace(string(out))
-			if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-				v.Signet += " (with uncommitted changes)"
-			}
-		}
-	}
-	return v
-}
-
-func firstLine(bin string, args ...string) string {
-	out, err := exec.Command(bin, args...).Output()
-	if err != nil {
-		return "unknown"
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return line
 }
 
 // binaryModuleVersion is the version of the main module a Go binary was built from.
@@ -555,7 +501,7 @@ func selfCPUSeconds() float64 {
 
 // rssMiB reads VmRSS or VmHWM (peak) of a process.
 func rssMiB(pid int, field string) float64 {
-	v := procField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
+	v := benchkit.ProcField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
 	kb, err := strconv.ParseFloat(strings.TrimSuffix(v, " kB"), 64)
 	if err != nil {
 		return 0

@@ -4,22 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
-	"slices"
-	"strings"
-	"time"
-
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/internal/localstack"
+	"github.com/signet-operator/signet/internal/render"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"reflect"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-
-	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/localstack"
-	"github.com/signet-operator/signet/internal/render"
+	"slices"
+	"strings"
+	"time"
 )
 
 const pollEvery = 500 * time.Millisecond
@@ -88,7 +87,7 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 	t0 := time.Now()
 	var names []string
 	if v.Signet {
-		err := parallel(ctx, n, func(ctx context.Context, i int) error {
+		err := benchkit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
 			return e.cl.Create(ctx, e.trustedRegistry(i, v.Engine))
 		})
 		if err != nil {
@@ -107,7 +106,7 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 			objs[i] = &unstructured.Unstructured{Object: obj}
 			names = append(names, objs[i].GetName())
 		}
-		err := parallel(ctx, n, func(ctx context.Context, i int) error {
+		err := benchkit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
 			_, err := e.dyn.Resource(gvr).Create(ctx, objs[i], metav1.CreateOptions{FieldManager: "bench-naive"})
 			return err
 		})

@@ -9,11 +9,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"time"
-
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/render"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,11 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/keys"
-	"github.com/signet-operator/signet/internal/kyverno"
-	"github.com/signet-operator/signet/internal/render"
+	"strings"
+	"time"
 )
 
 // Labels the harness puts on what it creates.
@@ -186,43 +184,9 @@ func podReport(ns string, i int, signetPolicies []string, fail bool) *policyrepo
 	}
 }
 
-// parallel runs f(i) for i in [0, n) on workers goroutines and returns the first error.
-func parallel(ctx context.Context, n, workers int, f func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := f(ctx, i); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
-
 // createAll creates objs with the harness client, 8 at a time.
 func createAll(ctx context.Context, c client.Client, objs []client.Object) error {
-	return parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
+	return benchkit.Parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
 		if err := c.Create(ctx, objs[i]); err != nil {
 			return fmt.Errorf("creating %T %s: %w", objs[i], objs[i].GetName(), err)
 		}

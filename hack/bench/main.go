@@ -22,19 +22,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/internal/testenv"
+	"go.uber.org/zap/zapcore"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
-	"time"
-
-	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
-	"github.com/signet-operator/signet/internal/testenv"
+	"syscall"
+	"time"
 )
 
 // settings size one run.
@@ -142,7 +141,7 @@ func main() {
 	profiles := ""
 	if *profile {
 		runtime.MemProfileRate = 4096 // fine-grained heap profiles for the P4 attribution
-		profiles = filepath.Join(dir, dateStamp(start)+"-profiles")
+		profiles = filepath.Join(dir, benchkit.DateStamp(start)+"-profiles")
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
 			fatal(err)
 		}
@@ -153,7 +152,7 @@ func main() {
 	cancel()
 	if res != nil {
 		res.printTable(os.Stdout)
-		path := filepath.Join(dir, dateStamp(start)+".json")
+		path := filepath.Join(dir, benchkit.DateStamp(start)+".json")
 		if werr := writeJSON(path, res); werr != nil {
 			fatal(werr)
 		}
@@ -196,7 +195,7 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		Profiles:       profiles,
 	}
 	defer func() {
-		res.Machine.LoadAtEnd = loadAvg()
+		res.Machine.LoadAtEnd = benchkit.LoadAvg()
 		res.DurationSeconds = time.Since(start).Seconds()
 		res.evaluate()
 	}()

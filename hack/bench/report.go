@@ -3,16 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/hack/benchkit"
 )
 
 // results is everything one run measured; it is written as JSON to bench/results.
@@ -63,40 +58,12 @@ type targetCheck struct {
 	OK     bool   `json:"ok"`
 }
 
-func loadAvg() [3]float64 {
-	var l [3]float64
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return l
-	}
-	f := strings.Fields(string(data))
-	for i := 0; i < 3 && i < len(f); i++ {
-		l[i], _ = strconv.ParseFloat(f[i], 64)
-	}
-	return l
-}
-
-func procField(file, prefix string) string {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return ""
-}
-
 func machineInfo() machine {
 	return machine{
 		NumCPU:      runtime.NumCPU(),
-		CPUModel:    procField("/proc/cpuinfo", "model name"),
-		MemTotal:    procField("/proc/meminfo", "MemTotal"),
-		LoadAtStart: loadAvg(),
+		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
+		LoadAtStart: benchkit.LoadAvg(),
 		KernelArch:  runtime.GOOS + "/" + runtime.GOARCH,
 		SharedWithCI: "figures are from one run on a shared machine: compare ratios measured in the same run, " +
 			"not absolute numbers across runs",
@@ -104,39 +71,13 @@ func machineInfo() machine {
 }
 
 func versionInfo() versions {
-	v := versions{Go: runtime.Version()}
-	if dir, err := testenv.AssetsDir(); err == nil {
-		v.KubeAPIServer = firstLine(filepath.Join(dir, "kube-apiserver"), "--version")
-		v.Etcd = firstLine(filepath.Join(dir, "etcd"), "--version")
+	apiserver, etcd := benchkit.ControlPlaneVersions()
+	return versions{
+		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
+		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
+		ClientGo:          benchkit.DepVersion("k8s.io/client-go"),
+		Signet:            benchkit.SignetRevision(),
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			switch d.Path {
-			case "sigs.k8s.io/controller-runtime":
-				v.ControllerRuntime = d.Version
-			case "k8s.io/client-go":
-				v.ClientGo = d.Version
-			}
-		}
-	}
-	if root, err := testenv.RepoRoot(); err == nil {
-		if out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output(); err == nil {
-			v.Signet = strings.TrimSpace(string(out))
-			if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-				v.Signet += " (with uncommitted changes)"
-			}
-		}
-	}
-	return v
-}
-
-func firstLine(bin string, args ...string) string {
-	out, err := exec.Command(bin, args...).Output()
-	if err != nil {
-		return "unknown"
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return line
 }
 
 // --- targets and the table ----------------------------------------------------------------
@@ -359,5 +300,3 @@ func (r *results) printTable(w io.Writer) {
 		}
 	}
 }
-
-func dateStamp(t time.Time) string { return t.UTC().Format("2006-01-02T15-04-05Z") }

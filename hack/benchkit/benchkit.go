@@ -1,0 +1,137 @@
+// Package benchkit holds what Signet's benchmark programs (hack/bench, hack/bench-admission)
+// share: machine and version facts for their reports, and a bounded parallel loop.
+package benchkit
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/signet-operator/signet/internal/testenv"
+)
+
+// LoadAvg returns the 1, 5 and 15-minute load averages (zeros when unknown).
+func LoadAvg() [3]float64 {
+	var l [3]float64
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(data))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+// ProcField returns the value of the first "prefix: value" line of a /proc file.
+func ProcField(file, prefix string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return ""
+}
+
+// FirstLine runs bin with args and returns the first line of its output ("unknown" on error).
+func FirstLine(bin string, args ...string) string {
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// ControlPlaneVersions returns the version lines of the kube-apiserver and etcd in use.
+func ControlPlaneVersions() (kubeAPIServer, etcd string) {
+	dir, err := testenv.AssetsDir()
+	if err != nil {
+		return "unknown", "unknown"
+	}
+	return FirstLine(filepath.Join(dir, "kube-apiserver"), "--version"), FirstLine(filepath.Join(dir, "etcd"), "--version")
+}
+
+// DepVersion returns the version of a module linked into this program ("" if none).
+func DepVersion(module string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == module {
+				return d.Version
+			}
+		}
+	}
+	return ""
+}
+
+// SignetRevision returns the short commit of the working tree, marked when it has
+// uncommitted changes ("" outside a git checkout).
+func SignetRevision() string {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += " (with uncommitted changes)"
+	}
+	return rev
+}
+
+// DateStamp formats t for result file names.
+func DateStamp(t time.Time) string { return t.UTC().Format("2006-01-02T15-04-05Z") }
+
+// Parallel runs f(i) for i in [0, n) on workers goroutines and returns the first error,
+// or the context's error when it ended first.
+func Parallel(ctx context.Context, n, workers int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(ctx, i); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
