@@ -46,6 +46,13 @@ func (p testPod) object() map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "Pod", "spec": spec}
 }
 
+// objectIn is the Pod as the apiserver passes it to admission: with its namespace set.
+func (p testPod) objectIn(ns testNS) map[string]any {
+	o := p.object()
+	o["metadata"] = map[string]any{"name": "p", "namespace": ns.name}
+	return o
+}
+
 func (p testPod) all() []string {
 	return append(append(append([]string{}, p.containers...), p.initContainers...), p.ephemeral...)
 }
@@ -56,6 +63,13 @@ type decision struct {
 	pass    bool   // every check passed
 	denied  bool   // the request is denied (a failed check in Enforce mode)
 	message string // the failure message
+	// failures are the failing ClusterPolicy rules (each with its own failureAction)
+	failures []ruleFailure
+}
+
+type ruleFailure struct {
+	rule, message string
+	enforce       bool
 }
 
 func (d decision) String() string {
@@ -104,7 +118,7 @@ func evalIVP(t testing.TB, u *unstructured.Unstructured, ns testNS, pod testPod,
 		t.Fatal(err)
 	}
 	vars := map[string]any{
-		"object":          pod.object(),
+		"object":          pod.objectIn(ns),
 		"oldObject":       nil,
 		"request":         map[string]any{"namespace": ns.name, "operation": "CREATE"},
 		"namespaceObject": nsObject(ns),
@@ -167,7 +181,7 @@ func evalIVP(t testing.TB, u *unstructured.Unstructured, ns testNS, pod testPod,
 		pin(pod.containers)
 		pin(pod.initContainers)
 		pin(pod.ephemeral)
-		vars["object"] = pod.object()
+		vars["object"] = pod.objectIn(ns)
 	}
 	images := map[string][]string{}
 	var matched []string
@@ -320,11 +334,12 @@ func evalClusterPolicy(t testing.TB, u *unstructured.Unstructured, ns testNS, po
 				if msg != "" {
 					failures = append(failures, msg)
 					denied = denied || iv.FailureAction == "Enforce"
+					d.failures = append(d.failures, ruleFailure{rule: r.Name, message: msg, enforce: iv.FailureAction == "Enforce"})
 				}
 			}
 		}
 		if v := r.Validate; v != nil && v.CEL != nil {
-			vars := map[string]any{"object": pod.object(), "oldObject": nil, "request": map[string]any{"namespace": ns.name}, "namespaceObject": nsObject(ns)}
+			vars := map[string]any{"object": pod.objectIn(ns), "oldObject": nil, "request": map[string]any{"namespace": ns.name}, "namespaceObject": nsObject(ns)}
 			variables := map[string]any{}
 			vars["variables"] = variables
 			for _, cv := range v.CEL.Variables {
@@ -360,6 +375,7 @@ func evalClusterPolicy(t testing.TB, u *unstructured.Unstructured, ns testNS, po
 				}
 				failures = append(failures, msg)
 				denied = denied || v.FailureAction == "Enforce"
+				d.failures = append(d.failures, ruleFailure{rule: r.Name, message: msg, enforce: v.FailureAction == "Enforce"})
 				break
 			}
 		}

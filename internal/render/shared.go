@@ -1,0 +1,363 @@
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/signet-operator/signet/api/v1alpha1"
+)
+
+// Shared layout: every TrustedRegistry becomes a branch of a small, fixed set of shared
+// policies instead of a policy of its own.
+//
+// Why: Kyverno 1.19 spends ~7–10 ms on every Pod admission for every ImageValidatingPolicy
+// that matches the namespace, whatever the policy contains (it converts the request,
+// object and old object for each policy and evaluates each policy on its own). With one
+// policy per TrustedRegistry, 300 registries cost seconds per Pod (DESIGN §3). The shared
+// layout renders at most three ImageValidatingPolicies (Enforce, Enforce with digest
+// pinning, Audit: the settings Kyverno only has per policy) or one ClusterPolicy, split
+// only when one would exceed the object size budget.
+//
+// ImageValidatingPolicy: the policy is data plus a few fixed expressions.
+//   - variables.registries lists the branches (one per TrustedRegistry: name, image
+//     regular expression, restriction and digest switches, signer set, message tails);
+//   - variables.signerSets lists the distinct signer sets (registries that trust the
+//     same keys with the same threshold share one) as attestor names per signer, and
+//     variables.needs their thresholds; attestors are named after their content (key
+//     fingerprint, keyless identity hash, transparency-log switch), so one key trusted by
+//     many registries is one attestor and one cached verification;
+//   - variables.namespaces maps each named namespace to the branches guarding it, and
+//     label-selector branches add themselves with a per-branch namespaceObject test;
+//   - variables.guarded is the list of branches for the request's namespace, found with
+//     one map lookup: the restriction, digest and signature validations only look at
+//     those, so a Pod pays for the registries that guard its namespace, not for all.
+//   - matchImageReferences is one expression: the canonical image, tested against the
+//     union of all branches' patterns, grouped by literal prefix so that only the group
+//     whose prefix the image has compiles its regular expression.
+//
+// ClusterPolicy: one policy with two rules per registry (verify.<name>, allow.<name>); the
+// per-rule failureAction and mutateDigest keep every registry's settings. Kyverno skips a
+// rule whose match does not select the namespace before any image work.
+
+const (
+	// AnnotationRegistries lists, as JSON {registry: input hash}, the branches a shared
+	// policy holds, so each TrustedRegistry can tell that its current spec and keys are in
+	// force.
+	AnnotationRegistries = "trust.signet.dev/registries"
+	// LabelShard marks a shared policy with its group (enforce, enforce-pin, audit, all).
+	LabelShard = "trust.signet.dev/shard"
+
+	sharedPrefix = "signet."
+
+	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
+	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
+	maxSharedPolicyBytes = 800 * 1024
+
+	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
+	// names at most 56).
+	cpSharedVerifyPrefix   = "verify."
+	cpSharedRestrictPrefix = "allow."
+)
+
+// Shared ImageValidatingPolicy variable names.
+const (
+	shVarRegistries = "registries"
+	shVarSets       = "signerSets"
+	shVarNeeds      = "needs"
+	shVarNamespaces = "namespaces"
+	shVarGuarded    = "guarded"
+	shVarCanonical  = "canonicalImages"
+	shVarDisallowed = "disallowed"
+	shVarUndigested = "undigested"
+	shVarUnsigned   = "unsigned"
+)
+
+// Placement tells where a registry is enforced in the shared layout.
+type Placement struct {
+	// Kind and Policy name the shared policy.
+	Kind   string
+	Policy string
+	// Branch says which part of the policy is the registry's, for status.
+	Branch string
+	// Hash is InputHash of the input the policy was rendered from.
+	Hash string
+}
+
+// SharedPolicies is the result of RenderShared.
+type SharedPolicies struct {
+	// Policies in a stable order (kind, then name).
+	Policies []*unstructured.Unstructured
+	// Placements by registry name.
+	Placements map[string]Placement
+}
+
+// IsSharedPolicyName tells whether name is the name of a shared policy.
+func IsSharedPolicyName(name string) bool { return strings.HasPrefix(name, sharedPrefix) }
+
+// InputHash is a short stable digest of everything a branch is rendered from: registry
+// name and UID, spec, keys and engine.
+func InputHash(in Input) (string, error) {
+	if in.Registry == nil {
+		return "", errors.New("render: nil TrustedRegistry")
+	}
+	keys := append([]Key(nil), in.Keys...)
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Fingerprint != keys[j].Fingerprint {
+			return keys[i].Fingerprint < keys[j].Fingerprint
+		}
+		return keys[i].Name < keys[j].Name
+	})
+	b, err := json.Marshal(struct {
+		Name   string                        `json:"name"`
+		UID    string                        `json:"uid"`
+		Spec   v1alpha1.TrustedRegistrySpec `json:"spec"`
+		Keys   []Key                         `json:"keys"`
+		Engine v1alpha1.Engine               `json:"engine"`
+	}{in.Registry.Name, string(in.Registry.UID), in.Registry.Spec, keys, in.Engine})
+	if err != nil {
+		return "", fmt.Errorf("render: hashing input: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16], nil
+}
+
+// CheckShared tells whether in can be a branch of a shared policy: the same checks as
+// Render, without rendering anything.
+func CheckShared(in Input) error {
+	if in.Engine != v1alpha1.EngineImageValidatingPolicy && in.Engine != v1alpha1.EngineClusterPolicy {
+		return fmt.Errorf("render: engine %q is not a resolved policy kind", in.Engine)
+	}
+	_, err := resolve(in)
+	return err
+}
+
+type branch struct {
+	in   Input
+	s    *settings
+	hash string
+}
+
+type shardKey struct {
+	engine v1alpha1.Engine
+	group  string
+}
+
+func groupOf(engine v1alpha1.Engine, s *settings) string {
+	if engine == v1alpha1.EngineClusterPolicy {
+		return "all"
+	}
+	switch {
+	case !s.enforce:
+		return "audit"
+	case s.mutateDig:
+		return "enforce-pin"
+	}
+	return "enforce"
+}
+
+func engineTag(e v1alpha1.Engine) string {
+	if e == v1alpha1.EngineClusterPolicy {
+		return "cpol"
+	}
+	return "ivp"
+}
+
+// RenderShared renders the shared policies for a set of registries (each as Render would
+// take it). It is pure and deterministic: the result does not depend on the order of ins.
+// Any input that Render would refuse makes it fail, naming the registry: a shared policy
+// is never rendered without a registry that asked to be in it.
+func RenderShared(ins []Input) (*SharedPolicies, error) {
+	byKey := map[shardKey][]*branch{}
+	seen := map[string]bool{}
+	for _, in := range ins {
+		if in.Registry == nil {
+			return nil, errors.New("render: nil TrustedRegistry")
+		}
+		if seen[in.Registry.Name] {
+			return nil, fmt.Errorf("render: TrustedRegistry %q is given twice", in.Registry.Name)
+		}
+		seen[in.Registry.Name] = true
+		if err := CheckShared(in); err != nil {
+			return nil, fmt.Errorf("TrustedRegistry %s: %w", in.Registry.Name, err)
+		}
+		s, _ := resolve(in)
+		h, err := InputHash(in)
+		if err != nil {
+			return nil, err
+		}
+		k := shardKey{engine: in.Engine, group: groupOf(in.Engine, s)}
+		byKey[k] = append(byKey[k], &branch{in: in, s: s, hash: h})
+	}
+	keys := make([]shardKey, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].engine != keys[j].engine {
+			return keys[i].engine < keys[j].engine
+		}
+		return keys[i].group < keys[j].group
+	})
+	out := &SharedPolicies{Placements: map[string]Placement{}}
+	for _, k := range keys {
+		bs := byKey[k]
+		sort.Slice(bs, func(i, j int) bool { return bs[i].s.name < bs[j].s.name })
+		policies, err := renderChunks(k, bs, out.Placements)
+		if err != nil {
+			return nil, err
+		}
+		out.Policies = append(out.Policies, policies...)
+	}
+	return out, nil
+}
+
+// renderChunks renders one shard, split into as few policies as fit the size budget
+// (contiguous runs of registries in name order).
+func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]*unstructured.Unstructured, error) {
+	for n := 1; n <= len(bs); n++ {
+		var (
+			policies []*unstructured.Unstructured
+			fits     = true
+			place    = map[string]Placement{}
+		)
+		size := (len(bs) + n - 1) / n
+		for i, start := 0, 0; start < len(bs); i, start = i+1, start+size {
+			end := min(start+size, len(bs))
+			name := sharedPrefix + engineTag(k.engine) + "." + k.group
+			if i > 0 {
+				name += "." + strconv.Itoa(i+1)
+			}
+			u, err := renderShard(k, name, bs[start:end], place)
+			if err != nil {
+				return nil, err
+			}
+			b, err := json.Marshal(u.Object)
+			if err != nil {
+				return nil, fmt.Errorf("render: %w", err)
+			}
+			if len(b) > maxSharedPolicyBytes && end-start > 1 {
+				fits = false
+				break
+			}
+			policies = append(policies, u)
+		}
+		if fits {
+			for name, p := range place {
+				placements[name] = p
+			}
+			return policies, nil
+		}
+	}
+	return nil, errors.New("render: a shared policy does not fit the size budget") // unreachable: one branch always fits or is refused by the apiserver
+}
+
+func renderShard(k shardKey, name string, bs []*branch, place map[string]Placement) (*unstructured.Unstructured, error) {
+	var (
+		spec        any
+		annotations = map[string]any{}
+	)
+	hashes := map[string]string{}
+	for _, b := range bs {
+		hashes[b.s.name] = b.hash
+	}
+	switch k.engine {
+	case v1alpha1.EngineImageValidatingPolicy:
+		ivp, branchOf := buildSharedIVP(k, bs)
+		spec = &ivp
+		for _, b := range bs {
+			place[b.s.name] = Placement{Kind: ivpKind, Policy: name, Branch: branchOf[b.s.name], Hash: b.hash}
+		}
+	case v1alpha1.EngineClusterPolicy:
+		cp := buildSharedClusterPolicy(bs)
+		spec = &cp
+		annotations[annotationAutogen] = "none"
+		for _, b := range bs {
+			br := "rule " + cpSharedVerifyPrefix + b.s.name
+			if b.s.restrict {
+				br = "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
+			}
+			place[b.s.name] = Placement{Kind: cpKind, Policy: name, Branch: br, Hash: b.hash}
+		}
+	}
+	specMap, err := toUnstructured(spec)
+	if err != nil {
+		return nil, err
+	}
+	hj, err := json.Marshal(hashes) // map keys are sorted: deterministic
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	annotations[AnnotationRegistries] = string(hj)
+	gvk := GVK(k.engine)
+	obj := map[string]any{
+		"apiVersion": gvk.GroupVersion().String(),
+		"kind":       gvk.Kind,
+		"metadata": map[string]any{
+			"name": name,
+			"labels": map[string]any{
+				LabelManagedBy: managedByValue,
+				LabelShard:     k.group,
+			},
+			"annotations": annotations,
+		},
+		"spec": specMap,
+	}
+	hash, err := contentHash(obj)
+	if err != nil {
+		return nil, err
+	}
+	annotations[AnnotationHash] = hash
+	return &unstructured.Unstructured{Object: obj}, nil
+}
+
+// sharedAttestorName names an attestor after its content, so that equal attestors of
+// different registries are one (and share Kyverno's verification cache entries), and a
+// changed key or identity is a new name (never a stale cached success).
+func sharedKeyAttestor(fingerprint string, ignoreLog bool) string {
+	n := "k_" + strings.TrimPrefix(fingerprint, "sha256:")[:24]
+	if ignoreLog {
+		n += "_notlog"
+	}
+	return n
+}
+
+func sharedKeylessAttestor(id *v1alpha1.KeylessIdentity, ignoreLog bool) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{id.Issuer, id.IssuerRegExp, id.Subject, id.SubjectRegExp, strconv.FormatBool(ignoreLog)}, "\x00")))
+	return "kl_" + hex.EncodeToString(sum[:])[:24]
+}
+
+// prefixGroups groups the alternatives of the patterns of all branches by literal prefix
+// (up to the last '/' of the regular expression's literal prefix), for the
+// matchImageReferences expression.
+func prefixGroups(bs []*branch) ([]string, map[string][]string) {
+	groups := map[string][]string{}
+	for _, b := range bs {
+		for _, ip := range b.s.patterns.parsed {
+			for _, alt := range ip.alternatives() {
+				prefix, _ := regexp.MustCompile(`^(?:` + alt + `)`).LiteralPrefix()
+				if i := strings.LastIndex(prefix, "/"); i >= 0 {
+					prefix = prefix[:i+1]
+				} else {
+					prefix = ""
+				}
+				groups[prefix] = append(groups[prefix], alt)
+			}
+		}
+	}
+	prefixes := make([]string, 0, len(groups))
+	for p := range groups {
+		groups[p] = sortedUnique(groups[p])
+		prefixes = append(prefixes, p)
+	}
+	sort.Strings(prefixes)
+	return prefixes, groups
+}

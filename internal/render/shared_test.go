@@ -1,0 +1,266 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/signet-operator/signet/api/v1alpha1"
+)
+
+var registryInMessage = regexp.MustCompile(`TrustedRegistry ([a-z0-9.-]+)`)
+
+// verdict is what a set of policies did to one request, as a whole.
+type verdict struct {
+	denied   bool
+	reported bool
+	// failing names the registries the failure messages name, by enforce/audit
+	denyNames, reportNames map[string]bool
+}
+
+func combine(t testing.TB, engine v1alpha1.Engine, policies []*unstructured.Unstructured, ns testNS, pod testPod, db sigDB) verdict {
+	v := verdict{denyNames: map[string]bool{}, reportNames: map[string]bool{}}
+	for _, u := range policies {
+		d := evalPolicy(t, engine, u, ns, pod, db)
+		if !d.matched || d.pass {
+			continue
+		}
+		own := u.GetLabels()[LabelRegistry]
+		add := func(enforce bool, rule, msg string) {
+			names := v.reportNames
+			if enforce {
+				v.denied = true
+				names = v.denyNames
+			} else {
+				v.reported = true
+			}
+			switch {
+			case own != "":
+				names[own] = true
+			case rule != "":
+				n, ok := RegistryOfSharedRule(rule)
+				if !ok {
+					n = "<rule " + rule + ">"
+				}
+				names[n] = true
+			default:
+				found := registryInMessage.FindAllStringSubmatch(msg, -1)
+				for _, m := range found {
+					names[strings.TrimSuffix(m[1], ".")] = true
+				}
+				if len(found) == 0 {
+					names["<unnamed: "+msg+">"] = true
+				}
+			}
+		}
+		if engine == v1alpha1.EngineClusterPolicy {
+			for _, f := range d.failures {
+				add(f.enforce, f.rule, f.message)
+			}
+			continue
+		}
+		add(d.denied, "", d.message)
+	}
+	return v
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// randomRegistries returns n renderable registries with distinct names.
+func randomRegistries(t testing.TB, r *rand.Rand, n int, engine v1alpha1.Engine) []Input {
+	var ins []Input
+	for len(ins) < n {
+		data := make([]byte, 96)
+		r.Read(data)
+		in := fuzzInput(t, data)
+		name := fmt.Sprintf("team-%d", len(ins))
+		in.Registry.Name = name
+		in.Registry.UID = types.UID(fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:36])
+		in.Engine = engine
+		if _, err := Render(in); err != nil {
+			continue
+		}
+		ins = append(ins, in)
+	}
+	return ins
+}
+
+// TestSharedAgreesWithPerRegistry: for random sets of registries, random Pods, random
+// signatures and every test namespace, the shared policies deny exactly when the
+// per-registry policies deny, report exactly when they report, and every registry a
+// shared policy's message names is one whose own policy fails.
+func TestSharedAgreesWithPerRegistry(t *testing.T) {
+	namespaces := []testNS{prod, staging, other, labeled, sandbox, noteam,
+		{name: "dev", labels: map[string]string{"tier": "a", "team": "b", "env": "c"}}, {name: "a-b"}, {name: "kube-public", labels: map[string]string{"team": "x"}}}
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			r := rand.New(rand.NewSource(11))
+			trials, pods := 10, 10
+			if testing.Short() {
+				trials = 6
+			}
+			compared := map[string]int{}
+			for trial := 0; trial < trials; trial++ {
+				ins := randomRegistries(t, r, 1+r.Intn(5), e.engine)
+				var per []*unstructured.Unstructured
+				var pats []string
+				var ids []string
+				for _, in := range ins {
+					u, err := Render(in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					per = append(per, u)
+					for _, p := range in.Registry.Spec.Images {
+						pats = append(pats, string(p))
+					}
+					for _, k := range in.Keys {
+						ids = append(ids, keyID(k))
+					}
+					for _, id := range in.Registry.Spec.Keyless {
+						ids = append(ids, keylessID(id))
+					}
+				}
+				shared, err := RenderShared(ins)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(shared.Placements) != len(ins) {
+					t.Fatalf("%d placements for %d registries", len(shared.Placements), len(ins))
+				}
+				images := probeImages(pats)
+				images = append(images, "nginx", "evil.io/x@"+digestA)
+				for k := 0; k < pods; k++ {
+					pick := func() string { return images[r.Intn(len(images))] }
+					pod := testPod{containers: []string{pick()}}
+					if r.Intn(2) == 0 {
+						pod.containers = append(pod.containers, pick())
+					}
+					if r.Intn(3) == 0 {
+						pod.initContainers = []string{pick()}
+					}
+					if r.Intn(4) == 0 {
+						pod.ephemeral = []string{pick()}
+					}
+					db := sigDB{}
+					for _, img := range pod.all() {
+						for _, id := range ids {
+							if r.Intn(3) != 0 {
+								db.sign(img, id)
+							}
+						}
+					}
+					for _, ns := range namespaces {
+						want := combine(t, e.engine, per, ns, pod, db)
+						got := combine(t, e.engine, shared.Policies, ns, pod, db)
+						if want.denied != got.denied || want.reported != got.reported {
+							t.Fatalf("trial %d, namespace %s, pod %v: per-registry denied=%v reported=%v %v/%v, shared denied=%v reported=%v %v/%v",
+								trial, ns.name, pod, want.denied, want.reported, sortedKeys(want.denyNames), sortedKeys(want.reportNames),
+								got.denied, got.reported, sortedKeys(got.denyNames), sortedKeys(got.reportNames))
+						}
+						for n := range got.denyNames {
+							if !want.denyNames[n] {
+								t.Fatalf("trial %d, namespace %s, pod %v: shared denial names %s, whose own policy does not deny (%v)", trial, ns.name, pod, n, sortedKeys(want.denyNames))
+							}
+						}
+						for n := range got.reportNames {
+							if !want.reportNames[n] {
+								t.Fatalf("trial %d, namespace %s, pod %v: shared report names %s, whose own policy does not report (%v)", trial, ns.name, pod, n, sortedKeys(want.reportNames))
+							}
+						}
+						switch {
+						case want.denied:
+							compared["denied"]++
+						case want.reported:
+							compared["reported"]++
+						default:
+							compared["admitted"]++
+						}
+					}
+				}
+			}
+			// the comparison must have exercised every outcome
+			for _, o := range []string{"denied", "reported", "admitted"} {
+				if compared[o] == 0 {
+					t.Errorf("no case was %s: %v", o, compared)
+				}
+			}
+			t.Logf("compared %v", compared)
+		})
+	}
+}
+
+// sharedScenarioInputs is every golden scenario as one registry named after it.
+func sharedScenarioInputs(t testing.TB, engine v1alpha1.Engine) []Input {
+	var ins []Input
+	for _, sc := range scenarios() {
+		in := sc.in(t)
+		in.Registry.Name = sc.name
+		in.Registry.UID = types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012x", sha256.Sum256([]byte(sc.name)))[:36])
+		in.Engine = engine
+		ins = append(ins, in)
+	}
+	return ins
+}
+
+// TestSharedGolden renders all golden scenarios as one cluster's registries into the
+// shared policies: testdata/shared.<policy name>.yaml, one file per policy (run with
+// -update to accept changes). TestGoldensAgainstKyvernoCRDs applies them too.
+func TestSharedGolden(t *testing.T) {
+	seen := map[string]bool{}
+	for _, e := range engines {
+		res, err := RenderShared(sharedScenarioInputs(t, e.engine))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range res.Policies {
+			got, err := yaml.Marshal(u.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", "shared."+u.GetName()+".yaml")
+			seen[filepath.Base(path)] = true
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/render -run TestSharedGolden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the rendered policy (run with -update to accept):\n%s", path, lineDiff(string(want), string(got)))
+			}
+		}
+	}
+	entries, _ := os.ReadDir("testdata")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "shared.") && !seen[e.Name()] {
+			if *update {
+				_ = os.Remove(filepath.Join("testdata", e.Name()))
+				continue
+			}
+			t.Errorf("stale golden file testdata/%s: no shared policy renders it", e.Name())
+		}
+	}
+}
