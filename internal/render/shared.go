@@ -117,11 +117,11 @@ func InputHash(in Input) (string, error) {
 		return keys[i].Name < keys[j].Name
 	})
 	b, err := json.Marshal(struct {
-		Name   string                        `json:"name"`
-		UID    string                        `json:"uid"`
+		Name   string                       `json:"name"`
+		UID    string                       `json:"uid"`
 		Spec   v1alpha1.TrustedRegistrySpec `json:"spec"`
-		Keys   []Key                         `json:"keys"`
-		Engine v1alpha1.Engine               `json:"engine"`
+		Keys   []Key                        `json:"keys"`
+		Engine v1alpha1.Engine              `json:"engine"`
 	}{in.Registry.Name, string(in.Registry.UID), in.Registry.Spec, keys, in.Engine})
 	if err != nil {
 		return "", fmt.Errorf("render: hashing input: %w", err)
