@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -300,10 +301,10 @@ func apply(ctx context.Context, t *testing.T, cli, policyFile string, podFiles .
 	return res
 }
 
-// rows returns the report rows of policyName by Pod name. The CLI prints the results of
+// rows returns the report rows of policyNames by Pod name. The CLI prints the results of
 // cluster-scoped policies as one ClusterReport (JSON with --output-format json), after
 // any diagnostics; it must print exactly one and report on no other policy.
-func (r result) rows(t *testing.T, policyName string) map[string][]openreportsv1alpha1.ReportResult {
+func (r result) rows(t *testing.T, policyNames ...string) map[string][]openreportsv1alpha1.ReportResult {
 	t.Helper()
 	var reports []openreportsv1alpha1.ClusterReport
 	for _, line := range strings.Split(r.out, "\n") {
@@ -331,8 +332,8 @@ func (r result) rows(t *testing.T, policyName string) map[string][]openreportsv1
 		t.Fatalf("%d reports in the output, want one\n%s", len(reports), r)
 	}
 	for _, row := range reports[0].Results {
-		if row.Policy != policyName {
-			t.Fatalf("report row of policy %q, want only %q\n%s", row.Policy, policyName, r)
+		if !slices.Contains(policyNames, row.Policy) {
+			t.Fatalf("report row of policy %q, want only %q\n%s", row.Policy, policyNames, r)
 		}
 		if len(row.Subjects) != 1 || row.Subjects[0].Kind != "Pod" {
 			t.Fatalf("report row about %v, want one Pod\n%s", row.Subjects, r)
