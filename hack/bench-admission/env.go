@@ -20,20 +20,24 @@ import (
 	"github.com/signet-operator/signet/internal/testenv"
 	"go.uber.org/zap/zapcore"
 	"io"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+	"net/url"
 	"os"
 	"path/filepath"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"slices"
 	"strings"
 	"time"
 )
@@ -91,9 +95,9 @@ type env struct {
 	unsigned    map[int]string // unsigned probe images under team-<i>
 
 	baseHooks []string // Kyverno's webhooks with no policy loaded
-	// specs of Signet's live ImageValidatingPolicies for registries 0 and 1, per N, to
-	// compare the naive ones with
-	signetSpecs map[int][]map[string]any
+	// specs of Signet's live ImageValidatingPolicies by name, per N, to compare the naive
+	// and shared ones with
+	signetSpecs map[int]map[string]map[string]any
 
 	signetStop func() // stops Signet's manager; nil when it is not running
 
@@ -101,7 +105,7 @@ type env struct {
 }
 
 func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *env, err error) {
-	e := &env{cfg: cfg, logf: logf, ownPEM: map[int][]byte{}, unsigned: map[int]string{}, signetSpecs: map[int][]map[string]any{}}
+	e := &env{cfg: cfg, logf: logf, ownPEM: map[int][]byte{}, unsigned: map[int]string{}, signetSpecs: map[int]map[string]map[string]any{}}
 	defer func() {
 		if err != nil {
 			e.stop()
@@ -312,10 +316,10 @@ func (e *env) trustedRegistry(i int, engine trustv1alpha1.Engine) *trustv1alpha1
 	}
 }
 
-// naivePolicy is registry i's policy as a person would apply it without Signet: rendered
-// by internal/render from the same spec, without Signet's metadata (owner reference,
-// labels, content hash) and under its own name.
-func (e *env) naivePolicy(i int, engine trustv1alpha1.Engine) (map[string]any, error) {
+// renderInput is registry i as internal/render takes it: the same spec Signet would get
+// (trustedRegistry), a fixed UID, and the key Signet would resolve (the shared key for
+// even i, registry i's own for odd i), active.
+func (e *env) renderInput(i int, engine trustv1alpha1.Engine) (render.Input, error) {
 	tr := e.trustedRegistry(i, engine)
 	tr.UID = "00000000-0000-4000-8000-000000000000"
 	pemData := e.shared.PublicKeyPEM
@@ -324,22 +328,91 @@ func (e *env) naivePolicy(i int, engine trustv1alpha1.Engine) (map[string]any, e
 	}
 	pk, err := keys.ParsePublicKey(pemData)
 	if err != nil {
-		return nil, err
+		return render.Input{}, err
 	}
-	u, err := render.Render(render.Input{Registry: tr, Engine: engine,
-		Keys: []render.Key{{Name: tr.Spec.Keys[0].Name, Fingerprint: pk.Fingerprint, PEM: pk.PEM, State: trustv1alpha1.KeyActive}}})
+	return render.Input{Registry: tr, Engine: engine,
+		Keys: []render.Key{{Name: tr.Spec.Keys[0].Name, Fingerprint: pk.Fingerprint, PEM: pk.PEM, State: trustv1alpha1.KeyActive}}}, nil
+}
+
+// naivePolicy is registry i's policy as a person would apply it without Signet: rendered
+// by internal/render from the same spec, without Signet's metadata (owner reference,
+// labels, content hash) and under its own name.
+func (e *env) naivePolicy(i int, engine trustv1alpha1.Engine) (map[string]any, error) {
+	in, err := e.renderInput(i, engine)
 	if err != nil {
 		return nil, err
+	}
+	u, err := render.Render(in)
+	if err != nil {
+		return nil, err
+	}
+	return benchPolicy(u, "naive-"+registryName(i)), nil
+}
+
+// sharedPolicies are the policies render.RenderShared renders for registries 0..n-1
+// (each exactly as naivePolicy renders it alone), without Signet's metadata and renamed
+// from signet.<rest> to shared.<rest>.
+func (e *env) sharedPolicies(n int, engine trustv1alpha1.Engine) ([]map[string]any, error) {
+	ins := make([]render.Input, n)
+	for i := range n {
+		var err error
+		if ins[i], err = e.renderInput(i, engine); err != nil {
+			return nil, err
+		}
+	}
+	sp, err := render.RenderShared(ins)
+	if err != nil {
+		return nil, err
+	}
+	if len(sp.Policies) == 0 {
+		return nil, fmt.Errorf("RenderShared rendered no policy for %d registries", n)
+	}
+	out := make([]map[string]any, 0, len(sp.Policies))
+	for _, u := range sp.Policies {
+		out = append(out, benchPolicy(u, sharedBenchName(u.GetName())))
+	}
+	return out, nil
+}
+
+// sharedBenchName is the name the benchmark gives the shared policy render names
+// signet.<rest>: shared.<rest>, so that it is never taken for Signet's own.
+func sharedBenchName(signetName string) string {
+	return sharedBenchPrefix + strings.TrimPrefix(signetName, signetSharedPrefix)
+}
+
+// signetNameOfShared is the inverse of sharedBenchName.
+func signetNameOfShared(benchName string) string {
+	return signetSharedPrefix + strings.TrimPrefix(benchName, sharedBenchPrefix)
+}
+
+const (
+	signetSharedPrefix = "signet."
+	sharedBenchPrefix  = "shared."
+)
+
+// benchPolicy is a rendered policy under the benchmark's name and labels, without
+// Signet's metadata: no owner reference, no Signet labels, no trust.signet.dev/
+// annotations (Kyverno's own annotations, e.g. autogen-controllers, are kept).
+func benchPolicy(u *unstructured.Unstructured, name string) map[string]any {
+	meta := map[string]any{
+		"name":   name,
+		"labels": map[string]any{benchLabel: "true", naiveLabel: "true"},
+	}
+	annotations := map[string]any{}
+	for k, v := range u.GetAnnotations() {
+		if !strings.HasPrefix(k, "trust.signet.dev/") {
+			annotations[k] = v
+		}
+	}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
 	}
 	return map[string]any{
 		"apiVersion": u.GetAPIVersion(),
 		"kind":       u.GetKind(),
-		"metadata": map[string]any{
-			"name":   "naive-" + registryName(i),
-			"labels": map[string]any{benchLabel: "true", naiveLabel: "true"},
-		},
-		"spec": u.Object["spec"],
-	}, nil
+		"metadata":   meta,
+		"spec":       u.Object["spec"],
+	}
 }
 
 // unsignedImage pushes (once) an unsigned image under team-<i>: a Pod with it must be
@@ -380,6 +453,59 @@ func (e *env) kyvernoWebhooks(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// notInWebhooks returns the policies of names (all of kind) that Kyverno's webhook
+// configuration does not serve yet. Kyverno 1.19 serves ImageValidatingPolicies under
+// /ivpol/validate/<policy>/<policy>/… (one path segment per policy), so each name must
+// be a segment of a validating webhook's path; ClusterPolicies share the resource webhook
+// /validate/{fail,ignore}, which must exist and cover Pods (the Ready condition of a
+// ClusterPolicy is Kyverno's own record that its webhook includes it).
+func (e *env) notInWebhooks(ctx context.Context, kind string, names []string) ([]string, error) {
+	list, err := e.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx,
+		metav1.ListOptions{LabelSelector: "webhook.kyverno.io/managed-by=kyverno"})
+	if err != nil {
+		return nil, err
+	}
+	segments := map[string]bool{}
+	podHook := false
+	for _, c := range list.Items {
+		for _, w := range c.Webhooks {
+			p := webhookPath(w.ClientConfig)
+			switch {
+			case strings.HasPrefix(p, "/ivpol/validate/"):
+				for _, s := range strings.Split(strings.TrimPrefix(p, "/ivpol/validate/"), "/") {
+					segments[s] = true
+				}
+			case strings.HasPrefix(p, "/validate/"):
+				for _, r := range w.Rules {
+					if slices.Contains(r.Resources, "pods") || slices.Contains(r.Resources, "*") {
+						podHook = true
+					}
+				}
+			}
+		}
+	}
+	var missing []string
+	for _, n := range names {
+		if (kind == kindCP && !podHook) || (kind != kindCP && !segments[n]) {
+			missing = append(missing, n)
+		}
+	}
+	return missing, nil
+}
+
+// webhookPath is the path of a webhook's URL or service.
+func webhookPath(c admissionregistrationv1.WebhookClientConfig) string {
+	if c.URL != nil {
+		if u, err := url.Parse(*c.URL); err == nil {
+			return u.Path
+		}
+	}
+	if c.Service != nil && c.Service.Path != nil {
+		return *c.Service.Path
+	}
+	return ""
 }
 
 // poll calls cond every interval until it returns true, an error that is not transient

@@ -1,7 +1,8 @@
 // Command bench-admission measures what the number of Kyverno policies costs every Pod
 // admission (issue 10, deliverable 3; DESIGN §3 "Admission cost must stay flat as
-// registries grow"). It is the groundwork for consolidating Signet's policies: it measures
-// today's layout, one policy per TrustedRegistry.
+// registries grow"). It measures Signet's layout (whatever the operator generates), the
+// naive one policy per TrustedRegistry, and the shared layout of internal/render
+// (RenderShared: a bounded set of policies for all registries), side by side.
 //
 // On one machine it starts etcd, kube-apiserver, kube-controller-manager and the real Kyverno
 // admission controller (internal/localstack), an in-process OCI registry with one image
@@ -9,14 +10,23 @@
 // (internal/operator, as main.go builds it). Then, for every N of -n and every variant,
 //
 //   - signet-ivp:  N TrustedRegistries with spec.policy.engine ImageValidatingPolicy,
-//   - naive-ivp:   N ImageValidatingPolicies rendered with internal/render and applied
-//     without Signet (today this is exactly Signet's layout: the same specs);
+//   - naive-ivp:   N ImageValidatingPolicies rendered with render.Render (one per
+//     registry) and applied without Signet;
+//   - shared-ivp:  the ImageValidatingPolicies render.RenderShared renders for the same N
+//     registries (signet.ivp.enforce, …; here named shared.ivp.enforce, …), applied
+//     without Signet;
 //   - signet-cpol: N TrustedRegistries with spec.policy.engine ClusterPolicy,
+//   - shared-cpol: the one ClusterPolicy render.RenderShared renders for the N registries
+//     (signet.cpol.all, here shared.cpol.all), applied without Signet,
 //
-// it waits until every registry is Ready and Kyverno reports every policy ready and
-// enforced, creates -warmup + -requests real Pods (sequentially) in the one guarded
-// namespace `production`, and records the latency of each CREATE, Kyverno's CPU time and
-// memory. Signet's manager runs while a Signet step loads and is stopped while Pods are
+// it waits until every registry is Ready (Signet variants), Kyverno reports every policy
+// of the step ready and lists it in its webhook configuration, and the policy of the last
+// registry denies an unsigned image; then it creates -warmup + -requests real Pods
+// (sequentially) in the one guarded namespace `production`, and records the latency of
+// each CREATE, Kyverno's CPU time and memory. The policies of a Signet step are those
+// labelled app.kubernetes.io/managed-by=signet (and those the registries' status names),
+// so the Signet variants work with one policy per registry as with shared policies.
+// Signet's manager runs while a Signet step loads and is stopped while Pods are
 // measured (its Pod insights reconcile every registry on every Pod event, which would
 // compete with Kyverno for the same cores); -signet-during-measure keeps it running. Between steps it deletes everything, waits until Kyverno has removed the
 // policies from its webhook configuration and restarts Kyverno. A 0-policy baseline is
@@ -25,14 +35,17 @@
 // Registry i trusts <registry>/team-<i>/* in production, restrictRegistries false (with
 // true, every registry would deny the images of all the others, including the measured
 // Pod's), offline (transparencyLog.ignore), Enforce; even i share one key, odd i have a key
-// each. The measured Pod runs one image under team-0, signed with the shared key: every
+// each. The naive and shared variants render registry i from exactly that spec and key.
+// The measured Pod runs one image under team-0, signed with the shared key: every
 // policy is evaluated, one verifies a signature (cached by Kyverno after the warm-up).
 //
-//	go run ./hack/bench-admission                    # N = 1,30,100,300, 20 requests (~5 min on 2 cores)
-//	go run ./hack/bench-admission -quick             # N = 1,30, 10 requests (~1 min)
+//	go run ./hack/bench-admission                    # N = 1,30,100,300, all variants, 20 requests
+//	go run ./hack/bench-admission -quick             # N = 1,30, 10 requests
 //	go run ./hack/bench-admission -n 1,10 -requests 30 -variants signet-ivp,naive-ivp
+//	go run ./hack/bench-admission -n 1,30,100 -variants shared-ivp,shared-cpol,naive-ivp
 //
-// The table goes to stdout, progress to stderr, JSON to bench/results/admission-<date>.json.
+// The table (median and p99 per variant and N, and median(N=max)/median(N=min) per
+// variant) goes to stdout, progress to stderr, JSON to bench/results/admission-<date>.json.
 // The machine is usually shared: compare ratios measured within one run.
 package main
 
@@ -64,14 +77,19 @@ type variant struct {
 	Kind   string               `json:"kind"`
 	Engine trustv1alpha1.Engine `json:"-"`
 	Signet bool                 `json:"viaSignet"`
+	// Shared: without Signet, the policies render.RenderShared renders for all N
+	// registries; otherwise (and not Signet) one render.Render policy per registry.
+	Shared bool `json:"sharedLayout,omitempty"`
 }
 
-// variants in the order they run for each N: the naive baseline right after Signet's
-// ImageValidatingPolicies, so the two are measured minutes apart.
+// variants in the order they run for each N: the naive and shared baselines right after
+// Signet's ImageValidatingPolicies, so they are measured minutes apart.
 var allVariants = []variant{
 	{ID: "signet-ivp", Label: "ImageValidatingPolicy via Signet", Kind: kindIVP, Engine: trustv1alpha1.EngineImageValidatingPolicy, Signet: true},
 	{ID: "naive-ivp", Label: "naive ImageValidatingPolicies (no Signet)", Kind: kindIVP, Engine: trustv1alpha1.EngineImageValidatingPolicy},
+	{ID: "shared-ivp", Label: "shared ImageValidatingPolicies (no Signet)", Kind: kindIVP, Engine: trustv1alpha1.EngineImageValidatingPolicy, Shared: true},
 	{ID: "signet-cpol", Label: "ClusterPolicy via Signet", Kind: kindCP, Engine: trustv1alpha1.EngineClusterPolicy, Signet: true},
+	{ID: "shared-cpol", Label: "shared ClusterPolicy (no Signet)", Kind: kindCP, Engine: trustv1alpha1.EngineClusterPolicy, Shared: true},
 }
 
 const (
@@ -105,10 +123,10 @@ type config struct {
 func parseFlags(args []string, out io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench-admission", flag.ContinueOnError)
 	fs.SetOutput(out)
-	ns := fs.String("n", "1,30,100,300", "comma-separated numbers of TrustedRegistries (policies) per step (-quick: 1,30)")
+	ns := fs.String("n", "1,30,100,300", "comma-separated numbers of TrustedRegistries per step (-quick: 1,30)")
 	requests := fs.Int("requests", 20, "measured Pod CREATEs per step, after the warm-up (-quick: 10)")
 	warmup := fs.Int("warmup", 3, "warm-up Pod CREATEs per step, not measured")
-	quick := fs.Bool("quick", false, "smoke run: N = 1,30 and 10 requests, no load-average wait (~1 min)")
+	quick := fs.Bool("quick", false, "smoke run: N = 1,30 and 10 requests, no load-average wait")
 	vs := fs.String("variants", variantIDs(allVariants), "comma-separated variants to run: "+variantIDs(allVariants))
 	maxLoad := fs.Float64("max-load", 2.5, "before starting, wait until the 1-minute load average is below this; 0: do not wait (-quick: 0)")
 	loadWait := fs.Duration("load-wait", 15*time.Minute, "give up waiting for -max-load after this long and run anyway")
@@ -119,7 +137,12 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	verbose := fs.Bool("v", false, "also print Signet's log on stderr (it always goes to a file)")
 	keep := fs.Bool("keep", false, "keep the stack's directory (Kyverno's and the apiserver's logs) after the run")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./hack/bench-admission [-n 1,30,100,300] [-requests 20] [-quick] [flags]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./hack/bench-admission [-n 1,30,100,300] [-requests 20] [-variants %s] [-quick] [flags]\n\n", variantIDs(allVariants))
+		fmt.Fprintf(fs.Output(), "Variants (run in this order for each N):\n")
+		for _, v := range allVariants {
+			fmt.Fprintf(fs.Output(), "  %-12s %s\n", v.ID, v.Label)
+		}
+		fmt.Fprintln(fs.Output())
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -19,8 +19,11 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(c.Ns, []int{1, 30, 100, 300}) || c.Requests != 20 || c.Warmup != 3 || c.Mode != "full" || c.MaxLoad != 2.5 ||
-		len(c.Variants) != 3 || !c.Restart || c.SignetDuringMeasure {
+		len(c.Variants) != 5 || !c.Restart || c.SignetDuringMeasure {
 		t.Errorf("defaults: %+v", c)
+	}
+	if got := variantIDs(c.Variants); got != "signet-ivp,naive-ivp,shared-ivp,signet-cpol,shared-cpol" {
+		t.Errorf("default variants %q", got)
 	}
 
 	c, err = parseFlags([]string{"-quick"}, io.Discard)
@@ -49,9 +52,34 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("variants %q, want the canonical order", got)
 	}
 
+	// the shared variants, without Signet, in the canonical order
+	c, err = parseFlags([]string{"-n", "1,30,100", "-requests", "20", "-variants", "shared-ivp,shared-cpol,naive-ivp"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := variantIDs(c.Variants); got != "naive-ivp,shared-ivp,shared-cpol" || c.Mode != "custom" || !slices.Equal(c.Ns, []int{1, 30, 100}) {
+		t.Errorf("shared variants: %q, %+v", got, c)
+	}
+	for _, v := range c.Variants {
+		if v.Signet || v.Shared != strings.HasPrefix(v.ID, "shared-") || (v.Kind == kindCP) != strings.HasSuffix(v.ID, "-cpol") {
+			t.Errorf("variant %+v", v)
+		}
+	}
+
+	// the usage lists every variant
+	var usage bytes.Buffer
+	if _, err := parseFlags([]string{"-h"}, &usage); err == nil {
+		t.Error("-h: no flag.ErrHelp")
+	}
+	for _, v := range allVariants {
+		if !strings.Contains(usage.String(), v.ID) || !strings.Contains(usage.String(), v.Label) {
+			t.Errorf("usage lacks %s:\n%s", v.ID, usage.String())
+		}
+	}
+
 	for _, bad := range [][]string{
 		{"-n", "0"}, {"-n", "1,x"}, {"-n", ","}, {"-n", "1001"},
-		{"-requests", "0"}, {"-warmup", "-1"}, {"-variants", "ivp"}, {"-variants", ""},
+		{"-requests", "0"}, {"-warmup", "-1"}, {"-variants", "ivp"}, {"-variants", ""}, {"-variants", "shared"},
 		{"-max-load", "-1"}, {"-step-timeout", "10s"}, {"extra"}, {"-nope"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
@@ -82,16 +110,25 @@ func TestReport(t *testing.T) {
 	r := newResults(cfg, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
 	r.Baselines = []step{{Variant: "none", Label: "no policy (baseline)", Latency: lat(7, 9)}}
 	add := func(v variant, n int, med, p99 float64) {
-		r.Steps = append(r.Steps, step{Variant: v.ID, Label: v.Label, Kind: v.Kind, N: n, Latency: lat(med, p99), KyvernoReadySeconds: 1.5, KyvernoRSSAfterMiB: 140})
+		pols := n
+		if v.Shared {
+			pols = 1
+		}
+		r.Steps = append(r.Steps, step{Variant: v.ID, Label: v.Label, Kind: v.Kind, N: n, Policies: pols, Latency: lat(med, p99), KyvernoReadySeconds: 1.5, KyvernoRSSAfterMiB: 140})
 	}
-	ivp, naive, cpol := allVariants[0], allVariants[1], allVariants[2]
+	ivp, naive, shared, cpol, sharedCP := variantByID(t, "signet-ivp"), variantByID(t, "naive-ivp"), variantByID(t, "shared-ivp"),
+		variantByID(t, "signet-cpol"), variantByID(t, "shared-cpol")
 	add(ivp, 1, 19, 25)
 	add(ivp, 300, 3160, 9500)
 	add(naive, 1, 18, 24)
 	r.Steps[len(r.Steps)-1].SpecsEqualSignet = ptrTo(true)
 	add(naive, 300, 3100, 4000)
+	add(shared, 1, 20, 30)
+	add(shared, 300, 26, 36)
 	add(cpol, 1, 10, 12)
 	add(cpol, 300, 14, 20)
+	add(sharedCP, 1, 11, 13)
+	add(sharedCP, 300, 13, 26)
 	r.Steps[1].Latency.Timeouts = 1
 	r.evaluate()
 
@@ -101,8 +138,12 @@ func TestReport(t *testing.T) {
 	if got := r.Steps[1].PerPolicyMs; got < 10.5 || got > 10.52 {
 		t.Errorf("per policy = %v", got)
 	}
-	if len(r.Ratios) != 3 || r.Ratios[0].Met || !r.Ratios[2].Met || r.Ratios[2].ToN != 300 || r.Ratios[2].FromN != 1 {
+	if len(r.Ratios) != 5 || r.Ratios[0].Met || r.Ratios[1].Met || !r.Ratios[2].Met || !r.Ratios[3].Met || !r.Ratios[4].Met ||
+		r.Ratios[3].ToN != 300 || r.Ratios[3].FromN != 1 {
 		t.Errorf("ratios: %+v", r.Ratios)
+	}
+	if rt := r.Ratios[2]; rt.Variant != "shared-ivp" || rt.Ratio != 1.3 || rt.P99Ratio != 1.2 {
+		t.Errorf("shared-ivp ratio: %+v", rt)
 	}
 
 	var b bytes.Buffer
@@ -114,7 +155,8 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"ImageValidatingPolicy via Signet", "3.16 s", "166×", "1.40×", "MISSED", "met",
 		"no policy (baseline)", "7.0 ms", "10.5 ms", "1 timeouts", "restrictRegistries is false",
-		"median(N=300) / median(N=1)", "against the 10s webhook timeout", "identical (checked at N = 1)",
+		"median(N=300) / median(N=1)", "against the 10s webhook timeout", "identical to Signet's signet-<registry> policies (checked at N = 1)",
+		"shared ImageValidatingPolicies (no Signet)", "shared ClusterPolicy (no Signet)", "1.30×", "p99: 1.20×", "p99: 2.00×",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -123,6 +165,17 @@ func TestReport(t *testing.T) {
 	if _, err := json.Marshal(r); err != nil {
 		t.Error(err)
 	}
+}
+
+func variantByID(t *testing.T, id string) variant {
+	t.Helper()
+	for _, v := range allVariants {
+		if v.ID == id {
+			return v
+		}
+	}
+	t.Fatalf("no variant %s", id)
+	return variant{}
 }
 
 func lat(med, p99 float64) latency {

@@ -75,6 +75,8 @@ type step struct {
 	ViaSignet bool   `json:"viaSignet"`
 	N         int    `json:"n"`
 	Policies  int    `json:"policiesPresent"`
+	// PolicyNames are the step's policies when there are at most 10.
+	PolicyNames []string `json:"policyNames,omitempty"`
 
 	// seconds from the first create
 	CreateSeconds       float64  `json:"createSeconds,omitempty"`
@@ -124,6 +126,8 @@ type ratio struct {
 	FromN   int     `json:"fromN"`
 	ToN     int     `json:"toN"`
 	Ratio   float64 `json:"medianRatio"`
+	// P99Ratio is the same ratio of the p99s.
+	P99Ratio float64 `json:"p99Ratio,omitempty"`
 	// CPURatio is the same ratio of Kyverno's CPU time per admission.
 	CPURatio float64 `json:"kyvernoCPURatio,omitempty"`
 	Target   float64 `json:"target"`
@@ -146,7 +150,8 @@ func newResults(cfg config, start time.Time) *results {
 		},
 		Notes: []string{
 			"restrictRegistries is false: with true, every registry would deny the images of all the others (the measured Pod's image matches registry 0 only), so no Pod could be admitted with N > 1.",
-			"naive-ivp are N ImageValidatingPolicies rendered with internal/render and applied without Signet; today that is exactly Signet's layout (one ImageValidatingPolicy per TrustedRegistry, same spec; naiveSpecsEqualSignets checks it on the live objects).",
+			"naive-ivp are N ImageValidatingPolicies rendered with render.Render (one per TrustedRegistry) and applied without Signet; that is Signet's per-registry layout (naiveSpecsEqualSignets checks it on the live objects of registries 0 and 1 when Signet generates signet-<registry> policies).",
+			"shared-ivp and shared-cpol are the policies render.RenderShared renders for the same N registries (same specs and keys; at most three ImageValidatingPolicies, enforce/enforce-pin/audit, here all in enforce; or one ClusterPolicy with a rule per registry), applied without Signet under the names shared.<group> instead of signet.<group>; naiveSpecsEqualSignets compares them with Signet's live signet.* policies when Signet generates the shared layout.",
 			signetNote(cfg),
 			"With no policy Kyverno registers no resource webhook, so the baseline Pod CREATE never reaches Kyverno: it is the apiserver and etcd alone.",
 			"Kyverno CPU/adm is the CPU time of the Kyverno process per measured admission (/proc, all threads): less sensitive to the shared machine's load than latency.",
@@ -157,9 +162,9 @@ func newResults(cfg config, start time.Time) *results {
 
 func signetNote(cfg config) string {
 	if cfg.SignetDuringMeasure {
-		return "Signet's manager runs during every measurement (-signet-during-measure; also for naive-ivp, with no TrustedRegistry): with Pod insights every Pod CREATE in production enqueues every TrustedRegistry guarding it, see signetReconcilesDuringMeasurement."
+		return "Signet's manager runs during every measurement (-signet-during-measure; also for the naive and shared variants, with no TrustedRegistry): with Pod insights every Pod CREATE in production enqueues every TrustedRegistry guarding it, see signetReconcilesDuringMeasurement."
 	}
-	return "Signet's manager runs while a Signet step loads (until every registry is Ready and enforced) and is stopped while Pods are measured: with Pod insights a burst of Pod CREATEs still leads to one (coalesced) reconcile of every TrustedRegistry guarding the namespace, work that would compete with Kyverno for the same 2 cores (-signet-during-measure keeps it running). The naive steps run without Signet."
+	return "Signet's manager runs while a Signet step loads (until every registry is Ready and enforced) and is stopped while Pods are measured: with Pod insights a burst of Pod CREATEs still leads to one (coalesced) reconcile of every TrustedRegistry guarding the namespace, work that would compete with Kyverno for the same 2 cores (-signet-during-measure keeps it running). The naive and shared steps run without Signet."
 }
 
 func (r *results) finish() {
@@ -169,7 +174,7 @@ func (r *results) finish() {
 }
 
 // evaluate fills ratios: each step's median against the smallest N of its variant, the
-// cost per policy above the 0-policy baseline, and the largest-N/smallest-N ratios.
+// cost per registry above the 0-policy baseline, and the largest-N/smallest-N ratios.
 func (r *results) evaluate() {
 	base := 0.0
 	if len(r.Baselines) > 0 && r.Baselines[0].Error == "" {
@@ -198,6 +203,9 @@ func (r *results) evaluate() {
 			rt := ratio{Variant: v.ID, Label: v.Label, FromN: first.N, ToN: last.N, Ratio: last.RatioToFirst, Target: targetRatio}
 			if first.KyvernoCPUms > 0 {
 				rt.CPURatio = last.KyvernoCPUms / first.KyvernoCPUms
+			}
+			if first.Latency.P99Ms > 0 {
+				rt.P99Ratio = last.Latency.P99Ms / first.Latency.P99Ms
 			}
 			rt.Met = rt.Ratio <= targetRatio
 			r.Ratios = append(r.Ratios, rt)
@@ -288,7 +296,7 @@ func printReport(w io.Writer, r *results) {
 		width = max(width, len(s.Label))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tN\tmedian\tp99\tvs smallest N\tper policy\tKyverno CPU/adm\tKyverno RSS\tKyverno ready\terrors\t\n", width, "engine")
+	fmt.Fprintf(tw, "%-*s\tN\tpolicies\tmedian\tp99\tvs smallest N\tper registry\tKyverno CPU/adm\tKyverno RSS\tKyverno ready\terrors\t\n", width, "engine")
 	row := func(s step) {
 		errs := strconv.Itoa(s.Latency.Errors)
 		if s.Latency.Timeouts > 0 {
@@ -312,7 +320,11 @@ func printReport(w io.Writer, r *results) {
 		case s.PerPolicyMs != 0:
 			per = fmt.Sprintf("%.2f ms", s.PerPolicyMs)
 		}
-		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", width, s.Label, s.N, ms(s.Latency.MedianMs), ms(s.Latency.P99Ms),
+		pols := "–"
+		if s.Policies > 0 {
+			pols = strconv.Itoa(s.Policies)
+		}
+		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", width, s.Label, s.N, pols, ms(s.Latency.MedianMs), ms(s.Latency.P99Ms),
 			ratioString(s.RatioToFirst), per, ms(s.KyvernoCPUms), rss, ready, errs)
 	}
 	if len(r.Baselines) > 0 {
@@ -338,21 +350,33 @@ func printReport(w io.Writer, r *results) {
 			if rt.Met {
 				verdict = "met"
 			}
-			fmt.Fprintf(w, "  %-44s %8s  %-6s  (Kyverno CPU per admission: %s)\n", rt.Label, ratioString(rt.Ratio), verdict, ratioString(rt.CPURatio))
+			label := rt.Label
+			if rt.ToN != r.Ratios[0].ToN || rt.FromN != r.Ratios[0].FromN {
+				label += fmt.Sprintf(" (N=%d/N=%d)", rt.ToN, rt.FromN)
+			}
+			fmt.Fprintf(w, "  %-44s %8s  %-6s  (p99: %s, Kyverno CPU per admission: %s)\n", label, ratioString(rt.Ratio), verdict,
+				ratioString(rt.P99Ratio), ratioString(rt.CPURatio))
 		}
 	}
-	var same, differ []string
-	for _, s := range r.Steps {
-		if s.SpecsEqualSignet != nil {
+	for _, v := range r.Config.Variants {
+		var same, differ []string
+		for _, s := range r.Steps {
+			if s.Variant != v.ID || s.SpecsEqualSignet == nil {
+				continue
+			}
 			if *s.SpecsEqualSignet {
 				same = append(same, strconv.Itoa(s.N))
 			} else {
 				differ = append(differ, strconv.Itoa(s.N))
 			}
 		}
-	}
-	if len(same) > 0 && len(differ) == 0 {
-		fmt.Fprintf(w, "\nnaive = Signet's layout today: the live specs of registries 0 and 1 are identical (checked at N = %s)\n", strings.Join(same, ", "))
+		what := "the live specs of registries 0 and 1 are identical to Signet's signet-<registry> policies"
+		if v.Shared {
+			what = "the live specs of the shared policies are identical to Signet's signet.* policies"
+		}
+		if len(same) > 0 && len(differ) == 0 {
+			fmt.Fprintf(w, "\n%s = Signet's layout: %s (checked at N = %s)\n", v.ID, what, strings.Join(same, ", "))
+		}
 	}
 	var findings []string
 	for _, s := range r.Steps {
@@ -364,7 +388,7 @@ func printReport(w io.Writer, r *results) {
 			findings = append(findings, fmt.Sprintf("%s N=%d failed: %s", s.Label, s.N, s.Error))
 		}
 		if s.SpecsEqualSignet != nil && !*s.SpecsEqualSignet {
-			findings = append(findings, fmt.Sprintf("naive N=%d: the rendered specs differ from Signet's live ones", s.N))
+			findings = append(findings, fmt.Sprintf("%s N=%d: the rendered specs differ from Signet's live ones", s.Variant, s.N))
 		}
 	}
 	if len(findings) > 0 {

@@ -75,8 +75,10 @@ func (e *env) baseline(ctx context.Context, tag string) (step, error) {
 	return st, nil
 }
 
-// load creates N registries (through Signet) or N naive policies, and waits until Signet
-// reports all Ready, Kyverno reports every policy ready, and the last one is enforced.
+// load creates N registries (through Signet), N naive policies or the shared policies
+// of N registries, and waits until Signet reports all Ready, Kyverno reports every policy
+// of the step ready and serves it from its webhook configuration, and the last registry's
+// policy is enforced.
 func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 	gvr := gvrFor(v.Kind)
 	if v.Signet {
@@ -85,6 +87,9 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 		}
 	}
 	t0 := time.Now()
+	// names are the policies the step waits for: the ones applied (naive, shared), or
+	// the ones the registries' status names (Signet; completed below with every policy
+	// labelled as Signet's, whatever the layout).
 	var names []string
 	if v.Signet {
 		err := benchkit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
@@ -93,35 +98,52 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 		if err != nil {
 			return fmt.Errorf("creating TrustedRegistries: %w", err)
 		}
-		for i := range n {
-			names = append(names, render.PolicyName(registryName(i)))
-		}
 	} else {
-		objs := make([]*unstructured.Unstructured, n)
-		for i := range n {
-			obj, err := e.naivePolicy(i, v.Engine)
+		var objs []*unstructured.Unstructured
+		if v.Shared {
+			pols, err := e.sharedPolicies(n, v.Engine)
 			if err != nil {
-				return fmt.Errorf("rendering policy %d: %w", i, err)
+				return fmt.Errorf("rendering the shared policies: %w", err)
 			}
-			objs[i] = &unstructured.Unstructured{Object: obj}
-			names = append(names, objs[i].GetName())
+			for _, p := range pols {
+				objs = append(objs, &unstructured.Unstructured{Object: p})
+			}
+		} else {
+			for i := range n {
+				obj, err := e.naivePolicy(i, v.Engine)
+				if err != nil {
+					return fmt.Errorf("rendering policy %d: %w", i, err)
+				}
+				objs = append(objs, &unstructured.Unstructured{Object: obj})
+			}
 		}
-		err := benchkit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
+		for _, o := range objs {
+			names = append(names, o.GetName())
+		}
+		err := benchkit.Parallel(ctx, len(objs), applyWorkers, func(ctx context.Context, i int) error {
 			_, err := e.dyn.Resource(gvr).Create(ctx, objs[i], metav1.CreateOptions{FieldManager: "bench-naive"})
-			return err
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", objs[i].GetKind(), objs[i].GetName(), err)
+			}
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("creating policies: %w", err)
 		}
 	}
 	st.CreateSeconds = time.Since(t0).Seconds()
-	e.logf("  created %d in %.1fs", n, st.CreateSeconds)
+	if v.Signet {
+		e.logf("  created %d TrustedRegistries in %.1fs", n, st.CreateSeconds)
+	} else {
+		e.logf("  created %d %ss for %d registries in %.1fs", len(names), v.Kind, n, st.CreateSeconds)
+	}
 
 	if v.Signet {
 		var last string
 		err := poll(ctx, pollEvery, fmt.Sprintf("%d TrustedRegistries Ready", n), func(ctx context.Context) (bool, error) {
-			ready, why, err := e.registriesReady(ctx, v.Kind)
+			ready, why, policies, err := e.registriesReady(ctx, v.Kind)
 			last = why
+			names = policies
 			return err == nil && ready == n, err
 		})
 		if err != nil {
@@ -135,25 +157,66 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 	if v.Signet {
 		sel = render.LabelManagedBy + "=signet"
 	}
-	err := poll(ctx, pollEvery, fmt.Sprintf("Kyverno to report %d %ss ready", n, v.Kind), func(ctx context.Context) (bool, error) {
+	var want []string
+	err := poll(ctx, pollEvery, "Kyverno to report every "+v.Kind+" ready and serve it", func(ctx context.Context) (bool, error) {
 		list, err := e.dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
 			return false, err
 		}
-		ready := 0
+		byName := map[string]*unstructured.Unstructured{}
 		for i := range list.Items {
-			if slices.Contains(names, list.Items[i].GetName()) && policyReady(&list.Items[i]) {
-				ready++
+			byName[list.Items[i].GetName()] = &list.Items[i]
+		}
+		want = slices.Clone(names)
+		if v.Signet {
+			// Signet's policies, one per registry or shared: whatever it labels as its own
+			for name := range byName {
+				if !slices.Contains(want, name) {
+					want = append(want, name)
+				}
 			}
 		}
-		st.Policies = len(list.Items)
-		return ready == n, fmt.Errorf("%d of %d ready", ready, n)
+		slices.Sort(want)
+		st.Policies = len(want)
+		if len(want) == 0 {
+			return false, fmt.Errorf("no %s labelled %s", v.Kind, sel)
+		}
+		notReady, why := 0, ""
+		for _, name := range want {
+			u, ok := byName[name]
+			switch {
+			case !ok:
+				notReady++
+				if why == "" {
+					why = name + " is missing"
+				}
+			case !policyReady(u):
+				notReady++
+				if why == "" {
+					why = name + ": " + policyStatus(u)
+				}
+			}
+		}
+		if notReady > 0 {
+			return false, fmt.Errorf("%d of %d ready; e.g. %s", len(want)-notReady, len(want), why)
+		}
+		missing, err := e.notInWebhooks(ctx, v.Kind, want)
+		if err != nil {
+			return false, err
+		}
+		if len(missing) > 0 {
+			return false, fmt.Errorf("all %d ready, %d not in Kyverno's webhooks yet (e.g. %s)", len(want), len(missing), missing[0])
+		}
+		return true, nil
 	})
 	if err != nil {
 		return err
 	}
+	if len(want) <= 10 {
+		st.PolicyNames = want
+	}
 	st.KyvernoReadySeconds = time.Since(t0).Seconds()
-	e.logf("  Kyverno reports all %d %ss ready after %.1fs", n, v.Kind, st.KyvernoReadySeconds)
+	e.logf("  Kyverno reports all %d %ss ready and in its webhooks after %.1fs", len(want), v.Kind, st.KyvernoReadySeconds)
 
 	// The last policy must deny an unsigned image under its pattern: then the policy is
 	// live in admission, not only marked ready. Each probe goes through all N policies.
@@ -187,59 +250,104 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 	if p := findProc(e.stack.Dir(), "kyverno"); p != 0 {
 		st.KyvernoRSSLoadedMiB = rssMiB(p, "VmRSS")
 	}
-	return e.compareSpecs(ctx, v, n, st)
+	return e.compareSpecs(ctx, v, n, want, st)
 }
 
-// compareSpecs keeps Signet's live ImageValidatingPolicy specs of registries 0 and 1 and
-// checks that the naive ones are the same (today's layout is the naive one).
-func (e *env) compareSpecs(ctx context.Context, v variant, n int, st *step) error {
+// compareSpecs keeps the specs of Signet's live ImageValidatingPolicies (per N, by name)
+// and checks that the naive (registries 0 and 1) or shared policies have the same specs as
+// their counterparts in Signet's layout: signet-<registry> for naive-<registry>, signet.<x>
+// for shared.<x>. When Signet's layout is not the variant's (no counterpart), nothing is
+// compared.
+func (e *env) compareSpecs(ctx context.Context, v variant, n int, names []string, st *step) error {
 	if v.Kind != kindIVP {
 		return nil
 	}
-	var specs []map[string]any
-	for i := range min(n, 2) {
-		name := "naive-" + registryName(i)
-		if v.Signet {
-			name = render.PolicyName(registryName(i))
+	if v.Signet {
+		list, err := e.dyn.Resource(ivpGVR).List(ctx, metav1.ListOptions{LabelSelector: render.LabelManagedBy + "=signet"})
+		if err != nil {
+			return err
+		}
+		specs := map[string]map[string]any{}
+		for i := range list.Items {
+			spec, _ := list.Items[i].Object["spec"].(map[string]any)
+			specs[list.Items[i].GetName()] = spec
+		}
+		e.signetSpecs[n] = specs
+		return nil
+	}
+	signet, ok := e.signetSpecs[n]
+	if !ok {
+		return nil
+	}
+	// name of the bench's policy -> name of Signet's counterpart
+	pairs := map[string]string{}
+	if v.Shared {
+		for _, name := range names {
+			pairs[name] = signetNameOfShared(name)
+		}
+	} else {
+		for i := range min(n, 2) {
+			pairs["naive-"+registryName(i)] = render.PolicyName(registryName(i))
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	same := true
+	for name, counterpart := range pairs {
+		want, ok := signet[counterpart]
+		if !ok {
+			return nil // Signet's layout is another one
 		}
 		u, err := e.dyn.Resource(ivpGVR).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		spec, _ := u.Object["spec"].(map[string]any)
-		specs = append(specs, spec)
+		same = same && reflect.DeepEqual(want, spec)
 	}
-	if v.Signet {
-		e.signetSpecs[n] = specs
-		return nil
+	if v.Shared && len(pairs) != countShared(signet) {
+		same = false // Signet has more (or fewer) shared policies
 	}
-	if want, ok := e.signetSpecs[n]; ok {
-		same := reflect.DeepEqual(want, specs)
-		st.SpecsEqualSignet = &same
-	}
+	st.SpecsEqualSignet = &same
 	return nil
 }
 
+func countShared(specs map[string]map[string]any) int {
+	c := 0
+	for name := range specs {
+		if strings.HasPrefix(name, signetSharedPrefix) {
+			c++
+		}
+	}
+	return c
+}
+
 // registriesReady counts the bench's TrustedRegistries that are Ready for their current
-// generation with a policy of the wanted kind.
-func (e *env) registriesReady(ctx context.Context, kind string) (int, string, error) {
+// generation with a policy of the wanted kind, and returns the policies their status
+// names (one per registry or shared, whatever Signet's layout).
+func (e *env) registriesReady(ctx context.Context, kind string) (int, string, []string, error) {
 	list := &trustv1alpha1.TrustedRegistryList{}
 	if err := e.cl.List(ctx, list, client.MatchingLabels{benchLabel: "true"}); err != nil {
-		return 0, "", err
+		return 0, "", nil, err
 	}
 	ready := 0
 	why := ""
+	var policies []string
 	for i := range list.Items {
 		tr := &list.Items[i]
 		c := meta.FindStatusCondition(tr.Status.Conditions, trustv1alpha1.ConditionReady)
 		if c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == tr.Generation &&
 			tr.Status.Policy != nil && tr.Status.Policy.Kind == kind {
 			ready++
+			if p := tr.Status.Policy.Name; p != "" && !slices.Contains(policies, p) {
+				policies = append(policies, p)
+			}
 		} else if why == "" && c != nil {
 			why = fmt.Sprintf("e.g. %s: Ready=%s %s: %s", tr.Name, c.Status, c.Reason, oneLine(c.Message, 200))
 		}
 	}
-	return ready, fmt.Sprintf("%d of %d Ready; %s", ready, len(list.Items), why), nil
+	return ready, fmt.Sprintf("%d of %d Ready; %s", ready, len(list.Items), why), policies, nil
 }
 
 // policyReady is Kyverno's own readiness of a policy: the Ready condition of a
@@ -257,6 +365,32 @@ func policyReady(u *unstructured.Unstructured) bool {
 	}
 	ready, _, _ := unstructured.NestedBool(u.Object, "status", "conditionStatus", "ready")
 	return ready
+}
+
+// policyStatus summarises why Kyverno does not report a policy ready: the conditions
+// that are not True, with their messages.
+func policyStatus(u *unstructured.Unstructured) string {
+	var conds []any
+	if u.GetKind() == kindCP {
+		conds, _, _ = unstructured.NestedSlice(u.Object, "status", "conditions")
+	} else {
+		conds, _, _ = unstructured.NestedSlice(u.Object, "status", "conditionStatus", "conditions")
+	}
+	var parts []string
+	if msg, _, _ := unstructured.NestedString(u.Object, "status", "conditionStatus", "message"); msg != "" {
+		parts = append(parts, msg)
+	}
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["status"] == "True" {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%v=%v %v: %v", m["type"], m["status"], m["reason"], m["message"]))
+	}
+	if len(parts) == 0 {
+		return "no status yet"
+	}
+	return oneLine(strings.Join(parts, "; "), 400)
 }
 
 // measure creates warm-up and measured Pods one after the other and records the latency
