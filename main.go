@@ -55,6 +55,7 @@ func run(args []string) error {
 		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")
 		podInsights      = fs.Bool("pod-insights", true, "watch Pods (images only) to report running images that no pattern matches in status.coverage")
 		rotationPreview  = fs.Bool("rotation-preview", false, "while keys are retiring, verify running images against the keys that remain (contacts registries; needs --pod-insights)")
+		policyLayout     = fs.String("policy-layout", string(controllers.LayoutShared), "how TrustedRegistries map to Kyverno policies: shared (a few shared policies, admission cost independent of the number of registries) or per-registry (one policy each)")
 		previewCreds     = fs.String("rotation-preview-credentials", "", "name of a kubernetes.io/dockerconfigjson Secret in the trust namespace used to pull signatures for rotation preview (default: anonymous)")
 	)
 	zapOpts := zap.Options{Development: false}
@@ -65,6 +66,10 @@ func run(args []string) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
+	layout := controllers.Layout(*policyLayout)
+	if layout != controllers.LayoutShared && layout != controllers.LayoutPerRegistry {
+		return fmt.Errorf("--policy-layout must be %q or %q, not %q", controllers.LayoutShared, controllers.LayoutPerRegistry, *policyLayout)
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -79,6 +84,7 @@ func run(args []string) error {
 		Workers:                 *workers,
 		CountBlocked:            *countBlocked,
 		PodInsights:             *podInsights,
+		Layout:                  layout,
 		DiscoveryMaxAge:         *discoveryMaxAge,
 		MetricsBindAddress:      *metricsAddr,
 		HealthProbeBindAddress:  *probeAddr,
@@ -96,6 +102,6 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	setupLog.Info("starting Signet", "trustNamespace", *trustNamespace, "workers", *workers)
+	setupLog.Info("starting Signet", "trustNamespace", *trustNamespace, "workers", *workers, "policyLayout", layout)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -26,13 +26,18 @@ func ringConfigMapName(registry string) string { return "signet-keyring-" + regi
 
 // ringConfigMap renders the persisted key ring: a ConfigMap in the trust namespace (public
 // keys only), owned by the TrustedRegistry so it goes away with it.
-func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ring keys.Ring) *unstructured.Unstructured {
+// input, when not empty, is the recorded input of the shared layout (inputDataKey).
+func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ring keys.Ring, input string) *unstructured.Unstructured {
 	data, err := ring.Marshal()
 	if err != nil {
 		// Marshal of a ring built by keys.Next cannot fail; keep the type honest anyway.
 		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
 	}
 	owner := ownerRef(registry)
+	cmData := map[string]any{ringDataKey: string(data)}
+	if input != "" {
+		cmData[inputDataKey] = input
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1",
 		"kind":       "ConfigMap",
@@ -52,7 +57,7 @@ func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ri
 				"blockOwnerDeletion": true,
 			}},
 		},
-		"data": map[string]any{ringDataKey: string(data)},
+		"data": cmData,
 	}}
 }
 

@@ -29,8 +29,11 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	if outcome.applied && p.policy != nil && (!readyChanged || newReady.Status != "True") {
 		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
 	}
-	if outcome.deletedOld != "" {
+	switch {
+	case outcome.deletedOld != "" && p.policy != nil:
 		emit(corev1.EventTypeNormal, "EngineSwitched", "Delete", fmt.Sprintf("deleted the previous %s after applying %s", outcome.deletedOld, p.policy.GetKind()))
+	case outcome.deletedOld != "":
+		emit(corev1.EventTypeNormal, "MovedToSharedPolicy", "Delete", fmt.Sprintf("deleted %s: the registry is enforced by a shared policy now", outcome.deletedOld))
 	}
 	if readyChanged {
 		eventType := corev1.EventTypeNormal

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -122,7 +123,8 @@ func eventTime(e *corev1.Event) time.Time {
 
 // observeBlocked counts the denials of one policy within the window ending at now. It also
 // returns when the oldest counted denial leaves the window (0: none counted).
-func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy string, now time.Time) (*trustv1alpha1.BlockedSummary, time.Duration, error) {
+// registry, when not empty, keeps only the denials that name it (a shared policy's).
+func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy, registry string, now time.Time) (*trustv1alpha1.BlockedSummary, time.Duration, error) {
 	list := &corev1.EventList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(kyvernoEventNamespace), client.MatchingFields{eventPolicyIndex: policy}); err != nil {
 		return nil, 0, fmt.Errorf("listing Kyverno events: %w", err)
@@ -137,6 +139,9 @@ func (r *TrustedRegistryReconciler) observeBlocked(ctx context.Context, policy s
 	for i := range list.Items {
 		e := &list.Items[i]
 		if e.Reason != kyvernoViolation || (e.Action != kyvernoBlockedAction && !strings.Contains(e.Message, "(blocked)")) {
+			continue
+		}
+		if registry != "" && !slices.Contains(registriesNamedIn(e.Message), registry) {
 			continue
 		}
 		at := eventTime(e)
@@ -384,9 +389,37 @@ func registryForEvent(_ context.Context, o client.Object) []reconcile.Request {
 	if !ok || e.Reason != kyvernoViolation {
 		return nil
 	}
+	if render.IsSharedPolicyName(e.InvolvedObject.Name) {
+		var reqs []reconcile.Request
+		for _, n := range registriesNamedIn(e.Message) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: n}})
+		}
+		return reqs
+	}
 	name, ok := strings.CutPrefix(e.InvolvedObject.Name, "signet-")
 	if !ok || name == "" {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+}
+
+// mergeBlocked adds the denials of b to a (either may be nil): counts add up, and the
+// newest denials of both are kept.
+func mergeBlocked(a, b *trustv1alpha1.BlockedSummary) *trustv1alpha1.BlockedSummary {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || b.Count == 0:
+		return a
+	case a.Count == 0:
+		return b
+	}
+	out := a.DeepCopy()
+	out.Count += b.Count
+	out.Recent = append(out.Recent, b.Recent...)
+	sort.SliceStable(out.Recent, func(i, j int) bool { return out.Recent[i].Time.After(out.Recent[j].Time.Time) })
+	if len(out.Recent) > maxBlockedRecent {
+		out.Recent = out.Recent[:maxBlockedRecent]
+	}
+	return out
 }

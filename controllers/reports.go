@@ -3,12 +3,16 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,6 +25,7 @@ import (
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/kyverno"
+	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/reports"
 )
 
@@ -86,13 +91,14 @@ func reportScheme() *runtime.Scheme {
 type reportWatcher struct {
 	mgr        ctrl.Manager
 	watch      func(src source.Source) error
+	mapFn      handler.MapFunc
 	mu         sync.Mutex
 	caches     map[schema.GroupVersionKind]cache.Cache
 	lastWrites map[string]time.Time
 }
 
-func newReportWatcher(mgr ctrl.Manager, watch func(source.Source) error) *reportWatcher {
-	return &reportWatcher{mgr: mgr, watch: watch, caches: map[schema.GroupVersionKind]cache.Cache{}, lastWrites: map[string]time.Time{}}
+func newReportWatcher(mgr ctrl.Manager, watch func(source.Source) error, mapFn handler.MapFunc) *reportWatcher {
+	return &reportWatcher{mgr: mgr, watch: watch, mapFn: mapFn, caches: map[schema.GroupVersionKind]cache.Cache{}, lastWrites: map[string]time.Time{}}
 }
 
 // ensure starts the caches and watches of the served report kinds; it returns the caches
@@ -118,7 +124,7 @@ func (w *reportWatcher) ensure(ctx context.Context, served kyverno.Served) (map[
 		if err := w.mgr.Add(c); err != nil {
 			return nil, fmt.Errorf("starting the %s cache: %w", kind.gvk.Kind, err)
 		}
-		if err := w.watch(source.Kind[client.Object](c, kind.newObj(), handler.EnqueueRequestsFromMapFunc(registriesInReport))); err != nil {
+		if err := w.watch(source.Kind[client.Object](c, kind.newObj(), handler.EnqueueRequestsFromMapFunc(w.mapFn))); err != nil {
 			return nil, fmt.Errorf("watching %s: %w", kind.gvk.Kind, err)
 		}
 		w.caches[kind.gvk] = c
@@ -149,20 +155,106 @@ func indexReportPolicies(o client.Object) []string {
 	return out
 }
 
-// registriesInReport maps a report to the TrustedRegistries whose policies it mentions.
-func registriesInReport(_ context.Context, o client.Object) []reconcile.Request {
-	var reqs []reconcile.Request
-	for _, policy := range indexReportPolicies(o) {
-		if name, ok := strings.CutPrefix(policy, reports.PolicyPrefix); ok && name != "" {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+// registriesInReport maps a report to the TrustedRegistries it has results for: the owner
+// of a policy of its own; for a shared policy, the registry of a ClusterPolicy rule or the
+// registries its messages name, and for results that name none (passes), the registries
+// that guard the report's namespace.
+func (r *TrustedRegistryReconciler) registriesInReport(ctx context.Context, o client.Object) []reconcile.Request {
+	rep, err := reports.FromObject(o, reports.IsSignetPolicy)
+	if err != nil {
+		return nil
+	}
+	names := map[string]bool{}
+	byNamespace := false
+	for _, res := range rep.Results {
+		if name, ok := strings.CutPrefix(res.Policy, reports.PolicyPrefix); ok && name != "" {
+			names[name] = true
+			continue
 		}
+		if reg, ok := render.RegistryOfSharedRule(res.Rule); ok {
+			names[reg] = true
+			continue
+		}
+		found := registriesNamedIn(res.Message)
+		for _, n := range found {
+			names[n] = true
+		}
+		if len(found) == 0 {
+			byNamespace = true
+		}
+	}
+	var reqs []reconcile.Request
+	if byNamespace && o.GetNamespace() != "" {
+		for _, req := range r.registriesForNamespace(ctx, o.GetNamespace()) {
+			if !names[req.Name] {
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	for n := range names {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: n}})
 	}
 	return reqs
 }
 
+// registryNameRE finds the TrustedRegistry names in a policy message or a Kyverno event:
+// "TrustedRegistry <name>" in messages, "[verify.<name>]" and "[allow.<name>]" rule names.
+var registryNameRE = regexp.MustCompile(`(?:TrustedRegistry |\[(?:verify|allow)\.)([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)`)
+
+// registriesNamedIn lists the registries a message names, sorted, without repeats.
+func registriesNamedIn(msg string) []string {
+	var out []string
+	for _, m := range registryNameRE.FindAllStringSubmatch(msg, -1) {
+		if !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sharedResultMatcher accepts the results of the shared policies that concern one
+// registry: a ClusterPolicy rule of its own, a message that names it, or — for results
+// that name no registry (passes, errors) — a Pod in a namespace it guards that runs an
+// image of its patterns (any Pod there when Pods are not watched).
+func sharedResultMatcher(registry *trustv1alpha1.TrustedRegistry, policies map[string]bool, guarded map[string]bool, pods []*corev1.Pod) reports.ResultMatcher {
+	var podImagesByName map[string][]string
+	if pods != nil {
+		podImagesByName = make(map[string][]string, len(pods))
+		for _, p := range pods {
+			podImagesByName[p.Namespace+"/"+p.Name] = podImages(p)
+		}
+	}
+	matcher := render.NewMatcher(registryPatterns(registry))
+	return func(res *reports.Result) bool {
+		if !policies[res.Policy] {
+			return false
+		}
+		if reg, ok := render.RegistryOfSharedRule(res.Rule); ok {
+			return reg == registry.Name
+		}
+		if named := registriesNamedIn(res.Message); len(named) > 0 {
+			return slices.Contains(named, registry.Name)
+		}
+		if !guarded[res.Namespace] {
+			return false
+		}
+		imgs, known := podImagesByName[res.Namespace+"/"+res.Name]
+		if podImagesByName == nil || !known {
+			return true
+		}
+		for _, img := range imgs {
+			if matcher.Match(img) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // observeReports aggregates the results of one policy across the served report APIs.
 // It returns nil when no report API is served.
-func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Served, policy string) (*trustv1alpha1.ReportSummary, error) {
+func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Served, policies []string, match reports.ResultMatcher) (*trustv1alpha1.ReportSummary, error) {
 	caches, err := w.ensure(ctx, served)
 	if err != nil {
 		return nil, err
@@ -184,19 +276,36 @@ func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Serve
 		if !synced {
 			return nil, fmt.Errorf("the %s cache has not synced yet", kind.gvk.Kind)
 		}
-		list := kind.newList()
-		if err := c.List(ctx, list, client.MatchingFields{reportPolicyIndex: policy}); err != nil {
-			return nil, fmt.Errorf("listing %s: %w", kind.gvk.Kind, err)
-		}
-		for _, o := range kind.items(list) {
-			r, err := reports.FromObject(o, reports.IsSignetPolicy)
-			if err != nil {
-				continue
+		seen := map[string]bool{}
+		for _, policy := range policies {
+			list := kind.newList()
+			if err := c.List(ctx, list, client.MatchingFields{reportPolicyIndex: policy}); err != nil {
+				return nil, fmt.Errorf("listing %s: %w", kind.gvk.Kind, err)
 			}
-			all = append(all, r)
+			for _, o := range kind.items(list) {
+				if key := o.GetNamespace() + "/" + o.GetName(); seen[key] {
+					continue
+				} else {
+					seen[key] = true
+				}
+				r, err := reports.FromObject(o, reports.IsSignetPolicy)
+				if err != nil {
+					continue
+				}
+				all = append(all, r)
+			}
 		}
 	}
-	summary := reports.Aggregate(all, map[string]bool{policy: true}, reports.MaxFailing)
+	set := map[string]bool{}
+	for _, p := range policies {
+		set[p] = true
+	}
+	var summary trustv1alpha1.ReportSummary
+	if match != nil {
+		summary = reports.AggregateResults(all, func(r *reports.Result) bool { return set[r.Policy] && match(r) }, reports.MaxFailing)
+	} else {
+		summary = reports.Aggregate(all, set, reports.MaxFailing)
+	}
 	return &summary, nil
 }
 

@@ -114,6 +114,9 @@ type managerOpts struct {
 	syncPeriod *time.Duration
 	insights   bool // blocked counts and Pod coverage
 	preview    *controllers.RotationPreview
+	// layout defaults to per-registry here: most tests look at one registry's own policy;
+	// shared_test.go covers the shared layout (the operator's default).
+	layout controllers.Layout
 }
 
 type runningManager struct {
@@ -138,6 +141,7 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 		CountBlocked:                 o.insights,
 		PodInsights:                  o.insights,
 		Preview:                      o.preview,
+		Layout:                       layoutOr(o.layout),
 		SyncPeriod:                   o.syncPeriod,
 		SkipControllerNameValidation: true, // several managers run in one test binary
 	})
@@ -158,6 +162,13 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 	}
 	t.Cleanup(stop)
 	return &runningManager{writes: wc, stop: stop}
+}
+
+func layoutOr(l controllers.Layout) controllers.Layout {
+	if l == "" {
+		return controllers.LayoutPerRegistry
+	}
+	return l
 }
 
 // --- fixtures -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -33,6 +34,7 @@ import (
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/internal/reports"
 )
 
 // conflictRetry is how soon a reconcile that lost an optimistic-concurrency race reads again.
@@ -64,13 +66,19 @@ type TrustedRegistryReconciler struct {
 	// Preview, when set, verifies running images against the keys that remain while keys
 	// are retiring (status.rotationPreview, condition RotationSafe). Needs PodInsights.
 	Preview *RotationPreview
+	// Layout is LayoutShared (the default when empty) or LayoutPerRegistry.
+	Layout Layout
 
 	controller   controller.Controller
 	reports      *reportWatcher
 	watchPolicy  func(gvk schema.GroupVersionKind) error
 	watchedMu    sync.Mutex
 	watchedKinds map[schema.GroupVersionKind]bool
+	sharedEvents chan event.GenericEvent
+	placements   placementCache
 }
+
+func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
 
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
@@ -96,8 +104,15 @@ type observed struct {
 	// ring is the persisted key ring (empty when none was stored yet).
 	ring       keys.Ring
 	ringStored *corev1.ConfigMap
-	// live holds the existing generated policy of each served engine kind.
+	// live holds, per served engine kind, the policy that enforces the registry now: its own
+	// policy (per-registry layout) or the shared policy holding its branch (shared layout).
 	live map[trustv1alpha1.Engine]*unstructured.Unstructured
+	// shared is where the registry's branch is in the shared policies, by engine kind;
+	// legacy holds policies of its own left from the per-registry layout.
+	shared map[trustv1alpha1.Engine]*sharedPlacement
+	legacy []*unstructured.Unstructured
+	// storedInput is the recorded last good input of the shared layout ("" when none).
+	storedInput string
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
 	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
@@ -122,15 +137,23 @@ type keyError struct {
 // Reconcile brings one TrustedRegistry to its desired state.
 func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
+	if req.Namespace == sharedRequestNamespace {
+		return r.reconcileShared(ctx)
+	}
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
-		// Deleted: owner references let the garbage collector remove the policy and ring.
-		if apierrors.IsNotFound(err) && r.reports != nil {
-			r.reports.forget(req.Name)
+		// Deleted: owner references let the garbage collector remove the policy and ring;
+		// its branch leaves the shared policies.
+		if apierrors.IsNotFound(err) {
+			if r.reports != nil {
+				r.reports.forget(req.Name)
+			}
+			r.triggerShared()
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
+		r.triggerShared()
 		return ctrl.Result{}, nil
 	}
 
@@ -139,7 +162,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	now := r.Clock.Now()
-	plan := compute(obs, r.TrustNamespace, now)
+	plan := compute(obs, r.TrustNamespace, now, r.sharedLayout())
 	if r.Preview != nil && r.PodInsights {
 		obs.previewOn = true
 		if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, plan.ring, obs.pods); err != nil {
@@ -152,6 +175,19 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if plan.persistRing != nil {
 		if err := r.applyObject(ctx, plan.persistRing); err != nil {
 			applyErr = fmt.Errorf("persisting key ring: %w", err)
+		} else if plan.input != nil {
+			r.triggerShared()
+		}
+	}
+	if applyErr == nil && plan.input != nil && plan.inForce(obs) {
+		// The branch is in force in a shared policy: a policy of its own from the
+		// per-registry layout is redundant now.
+		for _, l := range obs.legacy {
+			if err := r.Client.Delete(ctx, l); client.IgnoreNotFound(err) != nil {
+				applyErr = fmt.Errorf("deleting %s %s (replaced by the shared policy): %w", l.GetKind(), l.GetName(), err)
+			} else {
+				outcome.deletedOld = l.GetKind() + " " + l.GetName()
+			}
 		}
 	}
 	if applyErr == nil && plan.policy != nil {
@@ -165,7 +201,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		case changed:
 			outcome.applied = true
 		}
-		if err == nil {
+		if err == nil && !r.sharedLayout() {
 			for engine, live := range obs.live {
 				if engine == plan.engine || live == nil {
 					continue
@@ -218,7 +254,8 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 // observe performs every read of one reconcile.
 func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*observed, error) {
-	obs := &observed{registry: registry, live: map[trustv1alpha1.Engine]*unstructured.Unstructured{}}
+	obs := &observed{registry: registry, live: map[trustv1alpha1.Engine]*unstructured.Unstructured{},
+		shared: map[trustv1alpha1.Engine]*sharedPlacement{}}
 
 	served, err := r.Discovery.Served()
 	if err != nil {
@@ -259,6 +296,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			return nil, reconcile.TerminalError(fmt.Errorf("key ring ConfigMap %s/%s is unreadable (%w); delete it to start a new ring", cm.Namespace, cm.Name, err))
 		}
 		obs.ring, obs.ringStored = ring, cm
+		obs.storedInput = cm.Data[inputDataKey]
 	}
 
 	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
@@ -277,25 +315,31 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			return nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, render.PolicyName(registry.Name), err)
 		default:
 			if live.GetLabels()[render.LabelRegistry] == registry.Name {
-				obs.live[engine] = live
+				if r.sharedLayout() {
+					obs.legacy = append(obs.legacy, live)
+				} else {
+					obs.live[engine] = live
+				}
+			}
+		}
+	}
+	if r.sharedLayout() {
+		if err := r.observePlacement(ctx, obs); err != nil {
+			return nil, err
+		}
+		for engine, p := range obs.shared {
+			obs.live[engine] = p.policy
+		}
+		// Until its branch is in a shared policy, a policy of its own still enforces it.
+		for _, l := range obs.legacy {
+			for engine := range map[trustv1alpha1.Engine]bool{trustv1alpha1.EngineImageValidatingPolicy: true, trustv1alpha1.EngineClusterPolicy: true} {
+				if render.GVK(engine).Kind == l.GetKind() && obs.live[engine] == nil {
+					obs.live[engine] = l
+				}
 			}
 		}
 	}
 
-	if r.reports != nil {
-		summary, err := r.reports.observeReports(ctx, served, render.PolicyName(registry.Name))
-		if err != nil {
-			return nil, err
-		}
-		obs.reports = summary
-	}
-	if r.CountBlocked {
-		blocked, requeue, err := r.observeBlocked(ctx, render.PolicyName(registry.Name), r.Clock.Now())
-		if err != nil {
-			return nil, err
-		}
-		obs.blocked, obs.blockedRequeue = blocked, requeue
-	}
 	if r.PodInsights {
 		pods, err := r.guardedPods(ctx, registry)
 		if err != nil {
@@ -304,15 +348,68 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		obs.pods = pods
 		obs.coverage = observeCoverage(registry, pods)
 	}
+	// Which policies enforce the registry, and how to tell its results and denials from
+	// those of other registries sharing them.
+	policies := []string{render.PolicyName(registry.Name)}
+	var match reports.ResultMatcher
+	sharedNames := map[string]bool{}
+	for _, sp := range obs.shared {
+		sharedNames[sp.policy.GetName()] = true
+	}
+	if len(sharedNames) > 0 {
+		guarded, err := r.guardedNamespaces(ctx, registry)
+		if err != nil {
+			return nil, err
+		}
+		gset := map[string]bool{}
+		for _, n := range guarded {
+			gset[n] = true
+		}
+		for n := range sharedNames {
+			policies = append(policies, n)
+		}
+		sort.Strings(policies[1:])
+		shared := sharedResultMatcher(registry, sharedNames, gset, obs.pods)
+		own := policies[0]
+		match = func(res *reports.Result) bool { return res.Policy == own || shared(res) }
+	}
+	if r.reports != nil {
+		summary, err := r.reports.observeReports(ctx, served, policies, match)
+		if err != nil {
+			return nil, err
+		}
+		obs.reports = summary
+	}
+	if r.CountBlocked {
+		var total *trustv1alpha1.BlockedSummary
+		var requeue time.Duration
+		for i, policy := range policies {
+			filter := ""
+			if i > 0 {
+				filter = registry.Name
+			}
+			blocked, rq, err := r.observeBlocked(ctx, policy, filter, r.Clock.Now())
+			if err != nil {
+				return nil, err
+			}
+			total = mergeBlocked(total, blocked)
+			requeue = minPositive(requeue, rq)
+		}
+		obs.blocked, obs.blockedRequeue = total, requeue
+	}
 	return obs, nil
 }
 
 // plan is the pure outcome of compute: what to write and what to report.
 type plan struct {
-	ring         keys.Ring
-	persistRing  *unstructured.Unstructured // nil: stored ring is up to date
-	engine       trustv1alpha1.Engine       // "" when no engine is usable
-	policy       *unstructured.Unstructured // nil: apply nothing (keep what is there)
+	ring        keys.Ring
+	persistRing *unstructured.Unstructured // nil: stored ring is up to date
+	engine      trustv1alpha1.Engine       // "" when no engine is usable
+	policy      *unstructured.Unstructured // nil: apply nothing (keep what is there)
+	// input is, in the shared layout, the input recorded for the shared policies (nil:
+	// keep the recorded one); inputHash is render.InputHash of it.
+	input        *render.Input
+	inputHash    string
 	requeueAfter time.Duration
 
 	// Why no policy is applied, for status.
@@ -357,7 +454,7 @@ func resolveEngine(want trustv1alpha1.Engine, served kyverno.Served) (trustv1alp
 
 // compute is pure: from what was observed and the time, it decides the key ring, the
 // policy to apply (if any) and when to come back.
-func compute(obs *observed, trustNamespace string, now time.Time) plan {
+func compute(obs *observed, trustNamespace string, now time.Time, shared bool) plan {
 	p := plan{ring: obs.ring}
 	registry := obs.registry
 
@@ -376,8 +473,15 @@ func compute(obs *observed, trustNamespace string, now time.Time) plan {
 		overlap = o.Duration
 	}
 	p.ring, p.requeueAfter = keys.Next(obs.ring, obs.resolved, overlap, now)
+	// The recorded input stays as it is until a new one renders; in the per-registry
+	// layout there is none (a recorded one is removed, so its branch leaves the shared
+	// policies once the registry's own policy is in place).
+	input := ""
+	if shared {
+		input = obs.storedInput
+	}
 	if obs.ringStored == nil || !ringEqual(obs.ring, p.ring) {
-		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring)
+		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
 	}
 
 	engine, reason, msg := resolveEngine(registry.Spec.Policy.Engine, obs.served)
@@ -391,7 +495,14 @@ func compute(obs *observed, trustNamespace string, now time.Time) plan {
 	p.engine = engine
 	p.kyvernoReady = true
 
-	policy, err := render.Render(render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine})
+	in := render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine}
+	var policy *unstructured.Unstructured
+	var err error
+	if shared {
+		err = render.CheckShared(in)
+	} else {
+		policy, err = render.Render(in)
+	}
 	if err != nil {
 		// Either an InvalidError (the spec asks for something no policy can enforce) or a
 		// bug; both are terminal until the spec changes, and both keep the last policy.
@@ -404,8 +515,37 @@ func compute(obs *observed, trustNamespace string, now time.Time) plan {
 		}
 		return p
 	}
+	if shared {
+		stored := ""
+		if obs.ringStored != nil {
+			stored = obs.ringStored.Data[inputDataKey]
+		}
+		enc, err := encodeInput(in)
+		if err == nil {
+			p.inputHash, err = render.InputHash(in)
+		}
+		if err != nil {
+			p.blocked, p.blockedMsg, p.terminal = trustv1alpha1.ReasonInvalidSpec, err.Error(), err
+			return p
+		}
+		p.input = &in
+		if enc != stored {
+			p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, enc)
+		}
+		return p
+	}
 	p.policy = policy
+	if obs.storedInput != "" && obs.live[engine] != nil && obs.live[engine].GetAnnotations()[render.AnnotationHash] == policy.GetAnnotations()[render.AnnotationHash] {
+		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, "")
+	}
 	return p
+}
+
+// inForce tells whether the shared policy of the resolved engine holds the registry's
+// current input.
+func (p plan) inForce(obs *observed) bool {
+	sp := obs.shared[p.engine]
+	return p.input != nil && sp != nil && sp.entry.hash == p.inputHash
 }
 
 func anyLive(obs *observed) (trustv1alpha1.Engine, *unstructured.Unstructured) {

@@ -133,7 +133,10 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel)).
+		// a key ring (and the recorded input) changed: its registry, and the shared policies
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return append(registryFromLabel(ctx, o), sharedRequest)
+		})).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
@@ -158,16 +161,18 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		}
 		b = b.WatchesRawSource(source.Channel(r.Preview.events, &handler.EnqueueRequestForObject{}))
 	}
+	r.sharedEvents = make(chan event.GenericEvent, 1)
+	b = b.WatchesRawSource(source.Channel(r.sharedEvents, handler.EnqueueRequestsFromMapFunc(toShared)))
 	c, err := b.Build(r)
 	if err != nil {
 		return err
 	}
 	r.controller = c
-	r.reports = newReportWatcher(mgr, c.Watch)
+	r.reports = newReportWatcher(mgr, c.Watch, r.registriesInReport)
 	r.watchPolicy = func(gvk schema.GroupVersionKind) error {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), u, handler.EnqueueRequestsFromMapFunc(registryFromLabel)))
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), u, handler.EnqueueRequestsFromMapFunc(registriesForPolicy)))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/keys"
+	"github.com/signet-operator/signet/internal/render"
 )
 
 // computeStatus is pure: it derives the whole status from what was observed, the plan and
@@ -35,6 +36,9 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 	default:
 		st.Policy = nil
 	}
+	if sp := obs.shared[p.engine]; sp != nil && st.Policy != nil && st.Policy.Kind == sp.policy.GetKind() && st.Policy.Name == sp.policy.GetName() {
+		st.Policy.Branch = sp.entry.branch
+	}
 
 	set := func(condType string, status metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
@@ -50,10 +54,22 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 	}
 
 	// PolicyApplied
-	policyOK := false
+	policyOK, pending := false, false
 	switch {
 	case applyErr != nil:
 		set(trustv1alpha1.ConditionPolicyApplied, metav1.ConditionFalse, trustv1alpha1.ReasonApplyFailed, applyErr.Error())
+	case p.inForce(obs):
+		policyOK = true
+		sp := obs.shared[p.engine]
+		set(trustv1alpha1.ConditionPolicyApplied, metav1.ConditionTrue, trustv1alpha1.ReasonApplied,
+			fmt.Sprintf("the shared %s %s holds the current spec and keys in %s", sp.policy.GetKind(), sp.policy.GetName(), sp.entry.branch))
+	case p.input != nil:
+		pending = true
+		msg := "the current spec and keys are recorded and wait for the shared " + render.GVK(p.engine).Kind + " to take them"
+		if live != nil {
+			msg += fmt.Sprintf("; meanwhile %s %s enforces the previous ones", live.GetKind(), live.GetName())
+		}
+		set(trustv1alpha1.ConditionPolicyApplied, metav1.ConditionFalse, trustv1alpha1.ReasonSharedPolicyPending, msg)
 	case p.policy != nil:
 		policyOK = true
 		set(trustv1alpha1.ConditionPolicyApplied, metav1.ConditionTrue, trustv1alpha1.ReasonApplied,
@@ -116,6 +132,10 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 		set(trustv1alpha1.ConditionReady, metav1.ConditionFalse, trustv1alpha1.ReasonApplyFailed, applyErr.Error())
 		set(trustv1alpha1.ConditionReconciling, metav1.ConditionTrue, trustv1alpha1.ReasonProgressing, "retrying after a failed write")
 		set(trustv1alpha1.ConditionStalled, metav1.ConditionFalse, trustv1alpha1.ReasonProgressing, "")
+	case pending:
+		set(trustv1alpha1.ConditionReady, metav1.ConditionFalse, trustv1alpha1.ReasonSharedPolicyPending, "waiting for the shared "+render.GVK(p.engine).Kind+" to take the current spec and keys")
+		set(trustv1alpha1.ConditionReconciling, metav1.ConditionTrue, trustv1alpha1.ReasonSharedPolicyPending, "")
+		set(trustv1alpha1.ConditionStalled, metav1.ConditionFalse, trustv1alpha1.ReasonSharedPolicyPending, "")
 	case !policyOK:
 		msg := p.blockedMsg
 		if live != nil {
@@ -131,7 +151,13 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 		set(trustv1alpha1.ConditionReconciling, metav1.ConditionFalse, trustv1alpha1.ReasonPolicyNotReady, "")
 		set(trustv1alpha1.ConditionStalled, metav1.ConditionTrue, trustv1alpha1.ReasonPolicyNotReady, readyMsg)
 	default:
-		set(trustv1alpha1.ConditionReady, metav1.ConditionTrue, trustv1alpha1.ReasonReady, readyMessage(registry, p))
+		kind, name := "", ""
+		if p.policy != nil {
+			kind, name = p.policy.GetKind(), p.policy.GetName()
+		} else if live != nil {
+			kind, name = live.GetKind(), live.GetName()
+		}
+		set(trustv1alpha1.ConditionReady, metav1.ConditionTrue, trustv1alpha1.ReasonReady, readyMessage(registry, p, kind, name))
 		set(trustv1alpha1.ConditionReconciling, metav1.ConditionFalse, trustv1alpha1.ReasonReady, "")
 		set(trustv1alpha1.ConditionStalled, metav1.ConditionFalse, trustv1alpha1.ReasonReady, "")
 	}
@@ -195,7 +221,7 @@ func keysResolvedMessage(registry *trustv1alpha1.TrustedRegistry) string {
 }
 
 // readyMessage answers "is it enforced, with which keys, where" in one sentence.
-func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan) string {
+func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan, kind, name string) string {
 	action := registry.Spec.Action
 	if action == "" {
 		action = trustv1alpha1.ActionEnforce
@@ -227,7 +253,7 @@ func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan) string {
 		required = 1
 	}
 	msg := fmt.Sprintf("%s %s %s signatures (%d required; %s) on %s in %s",
-		p.policy.GetKind(), p.policy.GetName(), verb, required, signers, strings.Join(images, ", "), strings.Join(where, " and "))
+		kind, name, verb, required, signers, strings.Join(images, ", "), strings.Join(where, " and "))
 	if registry.Spec.RestrictRegistries == nil || *registry.Spec.RestrictRegistries {
 		msg += "; images from other registries are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
 	}

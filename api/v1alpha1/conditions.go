@@ -63,6 +63,9 @@ const (
 	// ReasonKeptLastGoodPolicy: an error prevents rendering the desired policy; the last
 	// applied policy stays in force (fail closed).
 	ReasonKeptLastGoodPolicy = "KeptLastGoodPolicy"
+	// ReasonSharedPolicyPending: the current spec and keys are recorded and wait for the
+	// shared policy to take them; the previous branch (if any) stays in force meanwhile.
+	ReasonSharedPolicyPending = "SharedPolicyPending"
 	// ReasonInvalidSpec: the spec is valid for the CRD schema but cannot be rendered.
 	ReasonInvalidSpec = "InvalidSpec"
 

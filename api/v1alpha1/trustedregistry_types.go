@@ -351,6 +351,11 @@ type PolicyReference struct {
 	Kind string `json:"kind"`
 	// Name of the (cluster-scoped) policy.
 	Name string `json:"name"`
+	// Branch is the part of a shared policy that holds this TrustedRegistry: for an
+	// ImageValidatingPolicy its entry in variables.registries and the signer set it uses;
+	// for a ClusterPolicy its rules. Empty for a policy of its own.
+	// +optional
+	Branch string `json:"branch,omitempty"`
 }
 
 // KeyStatus is one key of the key ring.

@@ -44,6 +44,9 @@ type Options struct {
 	CountBlocked bool
 	PodInsights  bool
 	Preview      *controllers.RotationPreview
+	// Layout of the generated policies: controllers.LayoutShared (default) or
+	// controllers.LayoutPerRegistry.
+	Layout controllers.Layout
 	// DiscoveryMaxAge bounds how long served Kyverno kinds are trusted without a CRD event.
 	DiscoveryMaxAge time.Duration
 	// MetricsBindAddress and HealthProbeBindAddress ("" or "0": off).
@@ -128,6 +131,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		CountBlocked:   o.CountBlocked,
 		PodInsights:    o.PodInsights,
 		Preview:        o.Preview,
+		Layout:         o.Layout,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)

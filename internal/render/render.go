@@ -21,13 +21,13 @@ import (
 type Key struct {
 	// Name is the spec.keys name (a Retiring key keeps the name it had). All fingerprints
 	// under one name are one signer for requiredSignatures.
-	Name string
+	Name string `json:"name"`
 	// Fingerprint is "sha256:" and the hex SHA-256 of the DER SubjectPublicKeyInfo.
-	Fingerprint string
+	Fingerprint string `json:"fingerprint"`
 	// PEM is the normalised "PUBLIC KEY" PEM block.
-	PEM string
+	PEM string `json:"pem"`
 	// State is Active or Retiring.
-	State v1alpha1.KeyState
+	State v1alpha1.KeyState `json:"state"`
 }
 
 // Input is everything Render needs.

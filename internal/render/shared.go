@@ -49,9 +49,9 @@ import (
 // rule whose match does not select the namespace before any image work.
 
 const (
-	// AnnotationRegistries lists, as JSON {registry: input hash}, the branches a shared
-	// policy holds, so each TrustedRegistry can tell that its current spec and keys are in
-	// force.
+	// AnnotationRegistries lists, as JSON {registry: "<input hash> <branch>"}, the branches
+	// a shared policy holds, so each TrustedRegistry can tell that its current spec and
+	// keys are in force, and where.
 	AnnotationRegistries = "trust.signet.dev/registries"
 	// LabelShard marks a shared policy with its group (enforce, enforce-pin, audit, all).
 	LabelShard = "trust.signet.dev/shard"
@@ -61,6 +61,9 @@ const (
 	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
 	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
 	maxSharedPolicyBytes = 800 * 1024
+	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
+	// registries annotation well under the 256 KiB annotation limit.
+	maxSharedRegistries = 1000
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
 	// names at most 56).
@@ -223,7 +226,7 @@ func RenderShared(ins []Input) (*SharedPolicies, error) {
 // renderChunks renders one shard, split into as few policies as fit the size budget
 // (contiguous runs of registries in name order).
 func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]*unstructured.Unstructured, error) {
-	for n := 1; n <= len(bs); n++ {
+	for n := (len(bs) + maxSharedRegistries - 1) / maxSharedRegistries; n <= len(bs); n++ {
 		var (
 			policies []*unstructured.Unstructured
 			fits     = true
@@ -265,10 +268,6 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 		spec        any
 		annotations = map[string]any{}
 	)
-	hashes := map[string]string{}
-	for _, b := range bs {
-		hashes[b.s.name] = b.hash
-	}
 	switch k.engine {
 	case v1alpha1.EngineImageValidatingPolicy:
 		ivp, branchOf := buildSharedIVP(k, bs)
@@ -292,7 +291,11 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 	if err != nil {
 		return nil, err
 	}
-	hj, err := json.Marshal(hashes) // map keys are sorted: deterministic
+	entries := map[string]string{}
+	for _, b := range bs {
+		entries[b.s.name] = b.hash + " " + place[b.s.name].Branch
+	}
+	hj, err := json.Marshal(entries) // map keys are sorted: deterministic
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
 	}

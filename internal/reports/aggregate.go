@@ -24,6 +24,10 @@ func PolicySet(policies map[string]bool) func(policy, rule string) bool {
 	return func(policy, _ string) bool { return policies[policy] }
 }
 
+// ResultMatcher accepts results one by one, when policy and rule are not enough to tell
+// whose a result is (a shared policy holds many TrustedRegistries; its messages name them).
+type ResultMatcher func(r *Result) bool
+
 // Aggregate summarises the results of reports whose policy is in policies (the policies
 // generated for one TrustedRegistry). See AggregateFunc.
 func Aggregate(reports []Report, policies map[string]bool, maxFailing int) v1alpha1.ReportSummary {
@@ -53,6 +57,15 @@ func Aggregate(reports []Report, policies map[string]bool, maxFailing int) v1alp
 //
 // The summary depends only on the multiset of results, never on their order.
 func AggregateFunc(reports []Report, match func(policy, rule string) bool, maxFailing int) v1alpha1.ReportSummary {
+	return aggregate(reports, match, nil, maxFailing)
+}
+
+// AggregateResults is AggregateFunc with a matcher that sees each whole result.
+func AggregateResults(reports []Report, match ResultMatcher, maxFailing int) v1alpha1.ReportSummary {
+	return aggregate(reports, nil, match, maxFailing)
+}
+
+func aggregate(reports []Report, match func(policy, rule string) bool, matchResult ResultMatcher, maxFailing int) v1alpha1.ReportSummary {
 	var counts [5]int64 // pass, fail, warn, error, skip
 	var newest int64
 	sel := selector{k: min(max(maxFailing, 0), MaxFailing)}
@@ -72,6 +85,9 @@ func AggregateFunc(reports []Report, match func(policy, rule string) bool, maxFa
 			} else {
 				ok = match == nil || match(r.Policy, r.Rule)
 				lastPolicy, lastRule, lastOK, haveLast = r.Policy, r.Rule, ok, true
+			}
+			if ok && matchResult != nil {
+				ok = matchResult(r)
 			}
 			if !ok {
 				continue

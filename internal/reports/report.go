@@ -39,8 +39,11 @@ const (
 // generates. Kyverno writes a cluster-scoped policy by its name and a namespaced one as
 // "namespace/name"; Signet's policies are cluster-scoped.
 func IsSignetPolicy(policy string) bool {
-	return strings.HasPrefix(policy, PolicyPrefix)
+	return strings.HasPrefix(policy, PolicyPrefix) || strings.HasPrefix(policy, SharedPolicyPrefix)
 }
+
+// SharedPolicyPrefix starts the name of every shared policy ("signet.ivp.enforce").
+const SharedPolicyPrefix = "signet."
 
 // Result is one report result, reduced to what the summary needs. A result that names
 // several resources (Kyverno's CLI writes subjects; the reports-controller writes one

@@ -1,0 +1,310 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+// Layout says how TrustedRegistries map to Kyverno policies.
+type Layout string
+
+const (
+	// LayoutShared (the default) renders every TrustedRegistry as a branch of a few shared
+	// policies, so that Pod admission costs the same with 1 or 1,000 registries.
+	LayoutShared Layout = "shared"
+	// LayoutPerRegistry renders one policy per TrustedRegistry, owned by it.
+	LayoutPerRegistry Layout = "per-registry"
+)
+
+// The shared policies are reconciled under one work-queue key that no TrustedRegistry can
+// have (a namespace with a slash), so the workqueue serialises their writes and coalesces
+// bursts of triggers into one pass.
+const sharedRequestNamespace = "signet.dev/shared-policies"
+
+var sharedRequest = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: sharedRequestNamespace, Name: "all"}}
+
+// inputDataKey holds, in the key ring ConfigMap, the last input of the registry that
+// rendered without error: the shared policies are always rendered from these, so a
+// registry whose Secret became unreadable or whose spec became invalid keeps its last good
+// branch (fail closed).
+const inputDataKey = "policy-input.json"
+
+// storedInput is the persisted form of a render.Input.
+type storedInput struct {
+	Name   string                            `json:"name"`
+	UID    types.UID                         `json:"uid"`
+	Spec   trustv1alpha1.TrustedRegistrySpec `json:"spec"`
+	Keys   []render.Key                      `json:"keys"`
+	Engine trustv1alpha1.Engine              `json:"engine"`
+}
+
+func encodeInput(in render.Input) (string, error) {
+	b, err := json.Marshal(storedInput{Name: in.Registry.Name, UID: in.Registry.UID, Spec: in.Registry.Spec, Keys: in.Keys, Engine: in.Engine})
+	if err != nil {
+		return "", fmt.Errorf("encoding the policy input: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeInput(s string) (render.Input, error) {
+	var si storedInput
+	if err := json.Unmarshal([]byte(s), &si); err != nil {
+		return render.Input{}, err
+	}
+	tr := &trustv1alpha1.TrustedRegistry{}
+	tr.Name, tr.UID, tr.Spec = si.Name, si.UID, si.Spec
+	return render.Input{Registry: tr, Keys: si.Keys, Engine: si.Engine}, nil
+}
+
+// triggerShared asks for a pass over the shared policies (non-blocking: one pending
+// trigger is as good as many).
+func (r *TrustedRegistryReconciler) triggerShared() {
+	if r.sharedEvents == nil {
+		return
+	}
+	select {
+	case r.sharedEvents <- event.GenericEvent{}:
+	default:
+	}
+}
+
+func toShared(context.Context, client.Object) []reconcile.Request {
+	return []reconcile.Request{sharedRequest}
+}
+
+// reconcileShared renders the shared policies from the recorded inputs of all existing
+// TrustedRegistries and writes those that differ. Policies that gain registries are written
+// before those that lose some, and emptied policies are deleted last, so a registry moving
+// between policies (Audit to Enforce, another engine) is never unenforced in between.
+func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.Result, error) {
+	logger := log.FromContext(ctx).WithValues("sharedPolicies", true)
+	served, err := r.Discovery.Served()
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("discovering Kyverno kinds: %w", err)
+	}
+	cms := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, cms, client.InNamespace(r.TrustNamespace), client.MatchingLabels{render.LabelManagedBy: managedByValue}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing key rings: %w", err)
+	}
+	var ins []render.Input
+	for i := range cms.Items {
+		cm := &cms.Items[i]
+		raw, ok := cm.Data[inputDataKey]
+		if !ok {
+			continue
+		}
+		in, err := decodeInput(raw)
+		if err != nil {
+			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("ConfigMap %s/%s: unreadable %s (%w); delete it to have it written again", cm.Namespace, cm.Name, inputDataKey, err))
+		}
+		tr := &trustv1alpha1.TrustedRegistry{}
+		switch err := r.Client.Get(ctx, types.NamespacedName{Name: in.Registry.Name}, tr); {
+		case apierrors.IsNotFound(err):
+			continue // deleted: its branch goes
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+		if tr.UID != in.Registry.UID || !tr.DeletionTimestamp.IsZero() {
+			continue // a new registry of the same name writes its own input
+		}
+		ins = append(ins, in)
+	}
+	res, err := render.RenderShared(ins)
+	if err != nil {
+		// A recorded input that no longer renders (after an upgrade, say): keep every
+		// shared policy as it is rather than drop the registry.
+		return ctrl.Result{}, fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
+	}
+
+	live := map[string]*unstructured.Unstructured{}
+	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
+		gvk := render.GVK(engine)
+		if !served.Has(gvk) {
+			continue
+		}
+		if err := r.ensurePolicyWatch(engine); err != nil {
+			return ctrl.Result{}, err
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			live[u.GetKind()+"/"+u.GetName()] = u
+		}
+	}
+
+	desired := map[string]bool{}
+	var growing, shrinking []*unstructured.Unstructured
+	for _, p := range res.Policies {
+		key := p.GetKind() + "/" + p.GetName()
+		desired[key] = true
+		if l := live[key]; l != nil && !subsetOf(registriesOf(l), registriesOf(p)) {
+			shrinking = append(shrinking, p)
+		} else {
+			growing = append(growing, p)
+		}
+	}
+	for _, p := range append(growing, shrinking...) {
+		gvk := p.GroupVersionKind()
+		if !served.Has(gvk) {
+			return ctrl.Result{}, fmt.Errorf("%s %s: %s is not served (any more)", p.GetKind(), p.GetName(), gvk.GroupVersion())
+		}
+		changed, err := r.applyPolicy(ctx, p, live[p.GetKind()+"/"+p.GetName()])
+		if err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			}
+			return ctrl.Result{}, err
+		}
+		if changed {
+			logger.Info("shared policy written", "kind", p.GetKind(), "name", p.GetName(), "registries", len(registriesOf(p)))
+		}
+	}
+	keys := make([]string, 0, len(live))
+	for k := range live {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if desired[k] {
+			continue
+		}
+		l := live[k]
+		if err := r.Client.Delete(ctx, l); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting the emptied %s %s: %w", l.GetKind(), l.GetName(), err)
+		}
+		logger.Info("shared policy deleted: no TrustedRegistry left in it", "kind", l.GetKind(), "name", l.GetName())
+	}
+	return ctrl.Result{}, nil
+}
+
+// registryEntry is one value of the registries annotation: "<input hash> <branch>".
+type registryEntry struct {
+	hash, branch string
+}
+
+// registriesOf parses the registries annotation of a shared policy.
+func registriesOf(u *unstructured.Unstructured) map[string]registryEntry {
+	raw := u.GetAnnotations()[render.AnnotationRegistries]
+	m := map[string]string{}
+	if raw == "" || json.Unmarshal([]byte(raw), &m) != nil {
+		return nil
+	}
+	out := make(map[string]registryEntry, len(m))
+	for name, v := range m {
+		h, b, _ := strings.Cut(v, " ")
+		out[name] = registryEntry{hash: h, branch: b}
+	}
+	return out
+}
+
+func subsetOf(a, b map[string]registryEntry) bool {
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// registriesForPolicy maps a generated policy to what must look at it again: its
+// TrustedRegistry (a policy of its own), or the shared-policy pass and every registry in
+// the shared policy (their status shows its readiness and whether their branch is in it).
+func registriesForPolicy(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetLabels()[render.LabelManagedBy] != managedByValue {
+		return nil
+	}
+	if _, shared := o.GetLabels()[render.LabelShard]; !shared {
+		return registryFromLabel(ctx, o)
+	}
+	reqs := []reconcile.Request{sharedRequest}
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return reqs
+	}
+	names := make([]string, 0)
+	for name := range registriesOf(u) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: n}})
+	}
+	return reqs
+}
+
+// placementCache remembers the parsed registries annotation of each shared policy by
+// resourceVersion: every TrustedRegistry reconcile looks its branch up there.
+type placementCache struct {
+	mu sync.Mutex
+	m  map[string]placementEntry
+}
+
+type placementEntry struct {
+	rv      string
+	entries map[string]registryEntry
+}
+
+func (c *placementCache) get(u *unstructured.Unstructured) map[string]registryEntry {
+	key := u.GetKind() + "/" + u.GetName()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]placementEntry{}
+	}
+	if e, ok := c.m[key]; ok && e.rv == u.GetResourceVersion() && u.GetResourceVersion() != "" {
+		return e.entries
+	}
+	entries := registriesOf(u)
+	c.m[key] = placementEntry{rv: u.GetResourceVersion(), entries: entries}
+	return entries
+}
+
+// sharedPlacement is where a registry's branch currently is.
+type sharedPlacement struct {
+	policy *unstructured.Unstructured
+	entry  registryEntry
+}
+
+// observePlacement finds the shared policy that holds the registry's branch now, for each
+// served engine kind.
+func (r *TrustedRegistryReconciler) observePlacement(ctx context.Context, obs *observed) error {
+	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
+		gvk := render.GVK(engine)
+		if !obs.served.Has(gvk) {
+			continue
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
+			return fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			if e, ok := r.placements.get(u)[obs.registry.Name]; ok {
+				obs.shared[engine] = &sharedPlacement{policy: u, entry: e}
+			}
+		}
+	}
+	return nil
+}
