@@ -85,7 +85,8 @@ type ivpCalls struct {
 }
 
 func ivpEnv(db sigDB, calls *ivpCalls) (*cel.Env, error) {
-	opts := append(baseEnvOptions(),
+	// Kyverno's ImageValidatingPolicy environment also has cel.bind (ext.Bindings)
+	opts := append(baseEnvOptions(), ext.Bindings(),
 		cel.Variable("images", cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
 		cel.Variable("attestors", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Function("verifyImageSignatures",

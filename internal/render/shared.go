@@ -78,7 +78,8 @@ const (
 	shVarNeeds      = "needs"
 	shVarNamespaces = "namespaces"
 	shVarGuarded    = "guarded"
-	shVarCanonical  = "canonicalImages"
+	shVarImageInfo  = "imageInfo"
+	shVarPrefixes   = "prefixes"
 	shVarDisallowed = "disallowed"
 	shVarUndigested = "undigested"
 	shVarUnsigned   = "unsigned"
@@ -346,12 +347,7 @@ func prefixGroups(bs []*branch) ([]string, map[string][]string) {
 	for _, b := range bs {
 		for _, ip := range b.s.patterns.parsed {
 			for _, alt := range ip.alternatives() {
-				prefix, _ := regexp.MustCompile(`^(?:` + alt + `)`).LiteralPrefix()
-				if i := strings.LastIndex(prefix, "/"); i >= 0 {
-					prefix = prefix[:i+1]
-				} else {
-					prefix = ""
-				}
+				prefix := literalDir(alt)
 				groups[prefix] = append(groups[prefix], alt)
 			}
 		}
@@ -363,4 +359,15 @@ func prefixGroups(bs []*branch) ([]string, map[string][]string) {
 	}
 	sort.Strings(prefixes)
 	return prefixes, groups
+}
+
+// literalDir is the literal prefix of a pattern alternative (a regular expression over
+// canonical images) up to and including its last '/': every image the alternative matches
+// starts with it.
+func literalDir(alt string) string {
+	prefix, _ := regexp.MustCompile(`(?:` + alt + `)`).LiteralPrefix()
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		return prefix[:i+1]
+	}
+	return ""
 }

@@ -195,65 +195,139 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		}
 		nsEntries = append(nsEntries, celString(n)+": ["+strings.Join(idx, ", ")+"]")
 	}
+	// Prefix index: the literal directory prefixes of each registry's patterns ("ghcr.io/
+	// org/"), so that an image is only matched against the registries whose prefix it has.
+	byPrefix := map[string][]int{}
+	depth := 0
+	for i, b := range bs {
+		for _, pre := range branchPrefixes(b) {
+			byPrefix[pre] = append(byPrefix[pre], i)
+			depth = max(depth, strings.Count(pre, "/"))
+		}
+	}
+	prefixList := make([]string, 0, len(byPrefix))
+	for pre := range byPrefix {
+		prefixList = append(prefixList, pre)
+	}
+	sort.Strings(prefixList)
+	var prefixEntries []string
+	for _, pre := range prefixList {
+		idx := make([]string, 0, len(byPrefix[pre]))
+		for _, i := range byPrefix[pre] {
+			idx = append(idx, strconv.Itoa(i))
+		}
+		prefixEntries = append(prefixEntries, celString(pre)+": ["+strings.Join(idx, ", ")+"]")
+	}
+
 	v := func(name string) string { return "variables." + name }
-	reg := v(shVarRegistries) + "[r]"
+	reg := func(r string) string { return v(shVarRegistries) + "[" + r + "]" }
 	var guarded []string
 	if len(nsNames) > 0 {
 		guarded = append(guarded, "(object.metadata.namespace in "+v(shVarNamespaces)+" ? "+v(shVarNamespaces)+"[object.metadata.namespace] : [])")
 	}
 	guarded = append(guarded, selectorTerms...)
+
+	// candidates: the registries listed under each directory prefix of the canonical image
+	// c (split into parts), one map lookup per level.
+	var cands []string
+	if _, ok := byPrefix[""]; ok {
+		cands = append(cands, v(shVarPrefixes)+"['']")
+	}
+	for d := 1; d <= depth; d++ {
+		pre := "parts[0] + '/'"
+		for k := 1; k < d; k++ {
+			pre += " + parts[" + strconv.Itoa(k) + "] + '/'"
+		}
+		cands = append(cands, fmt.Sprintf("(size(parts) > %d && (%s) in %s ? %s[%s] : [])", d, pre, v(shVarPrefixes), v(shVarPrefixes), pre))
+	}
+	if len(cands) == 0 {
+		cands = []string{"[]"}
+	}
+	// [raw image, canonical image, ",<index>,<index>,": the registries whose patterns it matches]
+	imageInfo := v(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
+		strings.Join(cands, " + ") + ").filter(r, c.matches(" + reg("r") + ".re)).map(r, string(r)).join(',') + ','])))"
+	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
 	signedBy := func(img, set string) string {
 		one := v(shVarSets) + "[" + set + "].exists(g, g.exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0))"
 		count := "size(" + v(shVarSets) + "[" + set + "].filter(g, g.exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0))) >= " + v(shVarNeeds) + "[" + set + "]"
 		return "(" + v(shVarNeeds) + "[" + set + "] == 1 ? " + one + " : " + count + ")"
 	}
-	set := "int(" + reg + ".set)"
-	failing := func(branches, tail, bad string) string {
-		return branches + ".map(r, [string(" + reg + "." + tail + ")] + " + v(shVarCanonical) + ".filter(p, " + bad + ").map(p, p[0])).filter(x, size(x) > 1)"
-	}
-	inReg := "p[1].matches(" + reg + ".re)"
 	spec.Variables = []admissionregistrationv1.Variable{
 		{Name: ivpVarPodImages, Expression: celPodImages},
 		{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
 		{Name: shVarRegistries, Expression: "[" + strings.Join(regs, ", ") + "]"},
 		{Name: shVarSets, Expression: "[" + strings.Join(sets, ", ") + "]"},
 		{Name: shVarNeeds, Expression: "[" + strings.Join(needs, ", ") + "]"},
+		{Name: shVarPrefixes, Expression: "{" + strings.Join(prefixEntries, ", ") + "}"},
 	}
 	if len(nsNames) > 0 {
 		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: "{" + strings.Join(nsEntries, ", ") + "}"})
 	}
 	spec.Variables = append(spec.Variables,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(guarded, " + ")},
-		// [raw, canonical] per image, so each image is canonicalised once
-		admissionregistrationv1.Variable{Name: shVarCanonical, Expression: v(ivpVarPodImages) + ".map(i, [i, " + celCanonical("i") + "])"},
-		// each check is a list of [message tail, offending images...] per failing branch:
-		// variables are evaluated once, so a denial does not verify twice for its message
-		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: failing(v(shVarGuarded)+".filter(r, "+reg+".restrict == 'true')", "allowTail", "!"+inReg)},
-		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: failing(v(shVarGuarded)+".filter(r, "+reg+".digest == 'true')", "digestTail", inReg+" && !p[0].contains('@sha256:')")},
-		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: failing(v(shVarGuarded), "signTail", inReg+" && !"+signedBy("p[0]", set))},
+		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
+		// restriction, per restricting registry of the namespace: [message tail, images
+		// outside its patterns...]; no regular expression runs here
+		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + reg("r") + ".restrict == 'true').map(r, [string(" + reg("r") + ".allowTail)] + " +
+			v(shVarImageInfo) + ".filter(p, !p[2].contains(',' + string(r) + ',')).map(p, p[0])).filter(x, size(x) > 1)"},
+		// digest and signatures, per image: [image, message tail of each registry of the
+		// namespace whose patterns it matches and whose check fails...]
+		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: v(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
+			".filter(r, r in " + v(shVarGuarded) + " && " + reg("r") + ".digest == 'true').map(r, string(" + reg("r") + ".digestTail))).filter(x, size(x) > 1)"},
+		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: v(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
+			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+reg("r")+".set)") + ").map(r, string(" + reg("r") + ".signTail))).filter(x, size(x) > 1)"},
 	)
 	unchanged := v(ivpVarUnchanged) + " || "
-	message := func(list string) string {
+	perRegistry := func(list string) string {
 		return v(list) + ".map(x, 'image(s) ' + x.filter(i, i != x[0]).join(', ') + x[0]).join('; ')"
+	}
+	perImage := func(list string) string {
+		return v(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
 	}
 	spec.Validations = []admissionregistrationv1.Validation{
 		{
 			Expression:        unchanged + "size(" + v(shVarDisallowed) + ") == 0",
 			Message:           "image(s) not allowed by the TrustedRegistries that guard this namespace",
-			MessageExpression: message(shVarDisallowed),
+			MessageExpression: perRegistry(shVarDisallowed),
 		},
 		{
 			Expression:        unchanged + "size(" + v(shVarUndigested) + ") == 0",
 			Message:           "image(s) must be referenced by digest (image@sha256:...)",
-			MessageExpression: message(shVarUndigested),
+			MessageExpression: perImage(shVarUndigested),
 		},
 		{
 			Expression:        unchanged + "size(" + v(shVarUnsigned) + ") == 0",
 			Message:           "image(s) not signed by the trusted signers of the TrustedRegistries that guard this namespace",
-			MessageExpression: message(shVarUnsigned),
+			MessageExpression: perImage(shVarUnsigned),
 		},
 	}
 	return spec, branchOf
+}
+
+// branchPrefixes lists the literal directory prefixes of a registry's patterns, leaving
+// out those that extend another one (an image with the longer prefix has the shorter too).
+func branchPrefixes(b *branch) []string {
+	var all []string
+	for _, ip := range b.s.patterns.parsed {
+		for _, alt := range ip.alternatives() {
+			all = append(all, literalDir(alt))
+		}
+	}
+	all = sortedUnique(all)
+	var out []string
+	for _, p := range all {
+		redundant := false
+		for _, q := range out {
+			if strings.HasPrefix(p, q) {
+				redundant = true
+				break
+			}
+		}
+		if !redundant {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // celNSMapKeys is a CEL map literal with the names as keys, for an O(1) "in" test.
