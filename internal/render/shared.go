@@ -62,8 +62,9 @@ const (
 	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
 	maxSharedPolicyBytes = 800 * 1024
 	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
-	// registries annotation well under the 256 KiB annotation limit.
-	maxSharedRegistries = 1000
+	// registries annotation well under the 256 KiB annotation limit and each generated map
+// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
+	maxSharedRegistries = 500
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
 	// names at most 56).

@@ -167,10 +167,14 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		}
 		alts = append(alts, "(c.startsWith("+celString(p)+") && c.matches("+re+"))")
 	}
+	// CEL parsers refuse expressions over 100,000 characters: split into several
+	// references (Kyverno takes an image that any of them matches)
 	canon := celCanonical("ref")
-	spec.MatchImageReferences = []policiesv1.MatchImageReference{{
-		Expression: "[" + canon + "].exists(c, " + strings.Join(alts, " || ") + ")",
-	}}
+	for _, chunk := range chunks(alts, maxExpressionChars) {
+		spec.MatchImageReferences = append(spec.MatchImageReferences, policiesv1.MatchImageReference{
+			Expression: "[" + canon + "].exists(c, " + strings.Join(chunk, " || ") + ")",
+		})
+	}
 
 	// Data.
 	regs := make([]string, 0, len(bs))
@@ -181,9 +185,9 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 			"'restrict': " + celString(strconv.FormatBool(b.s.restrict)),
 			"'digest': " + celString(strconv.FormatBool(b.s.verifyDig)),
 			"'set': " + celString(strconv.Itoa(setOf[i])),
-			"'allowTail': " + celString(restrictionTail(b.s)),
-			"'digestTail': " + celString(digestTail(b.s)),
-			"'signTail': " + celString(signatureTail(b.s)),
+			"'patterns': " + celString(listForMessage(b.s.patterns.raw, maxPatternsInMessage)),
+			"'who': " + celString(signerQuantifier(b.s)),
+			"'signers': " + celString(signerNames(b.s.signers)),
 		}
 		regs = append(regs, "{"+strings.Join(fields, ", ")+"}")
 	}
@@ -252,14 +256,29 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		count := "size(" + v(shVarSets) + "[" + set + "].filter(g, g.exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0))) >= " + v(shVarNeeds) + "[" + set + "]"
 		return "(" + v(shVarNeeds) + "[" + set + "] == 1 ? " + one + " : " + count + ")"
 	}
+	var regChunks []admissionregistrationv1.Variable
+	registriesVariable := func(regs []string) admissionregistrationv1.Variable {
+		parts := chunks(regs, maxExpressionChars)
+		if len(parts) == 1 {
+			return admissionregistrationv1.Variable{Name: shVarRegistries, Expression: "[" + strings.Join(regs, ", ") + "]"}
+		}
+		var refs []string
+		for i, part := range parts {
+			name := shVarRegistries + strconv.Itoa(i)
+			regChunks = append(regChunks, admissionregistrationv1.Variable{Name: name, Expression: "[" + strings.Join(part, ", ") + "]"})
+			refs = append(refs, v(name))
+		}
+		return admissionregistrationv1.Variable{Name: shVarRegistries, Expression: strings.Join(refs, " + ")}
+	}
 	spec.Variables = []admissionregistrationv1.Variable{
 		{Name: ivpVarPodImages, Expression: celPodImages},
 		{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
-		{Name: shVarRegistries, Expression: "[" + strings.Join(regs, ", ") + "]"},
+		registriesVariable(regs),
 		{Name: shVarSets, Expression: "[" + strings.Join(sets, ", ") + "]"},
 		{Name: shVarNeeds, Expression: "[" + strings.Join(needs, ", ") + "]"},
 		{Name: shVarPrefixes, Expression: "{" + strings.Join(prefixEntries, ", ") + "}"},
 	}
+	spec.Variables = append(regChunks, spec.Variables...)
 	if len(nsNames) > 0 {
 		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: "{" + strings.Join(nsEntries, ", ") + "}"})
 	}
@@ -268,14 +287,14 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
 		// restriction, per restricting registry of the namespace: [message tail, images
 		// outside its patterns...]; no regular expression runs here
-		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + reg("r") + ".restrict == 'true').map(r, [string(" + reg("r") + ".allowTail)] + " +
+		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + reg("r") + ".restrict == 'true').map(r, [' not allowed by TrustedRegistry ' + string(" + reg("r") + ".name) + ': only images matching ' + string(" + reg("r") + ".patterns) + ' may run in this namespace'] + " +
 			v(shVarImageInfo) + ".filter(p, !p[2].contains(',' + string(r) + ',')).map(p, p[0])).filter(x, size(x) > 1)"},
 		// digest and signatures, per image: [image, message tail of each registry of the
 		// namespace whose patterns it matches and whose check fails...]
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: v(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && " + reg("r") + ".digest == 'true').map(r, string(" + reg("r") + ".digestTail))).filter(x, size(x) > 1)"},
+			".filter(r, r in " + v(shVarGuarded) + " && " + reg("r") + ".digest == 'true').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + string(" + reg("r") + ".name) + ' requires digests')).filter(x, size(x) > 1)"},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: v(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+reg("r")+".set)") + ").map(r, string(" + reg("r") + ".signTail))).filter(x, size(x) > 1)"},
+			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+reg("r")+".set)") + ").map(r, ' not signed by ' + string(" + reg("r") + ".who) + ' of TrustedRegistry ' + string(" + reg("r") + ".name) + ' (' + string(" + reg("r") + ".signers) + ')')).filter(x, size(x) > 1)"},
 	)
 	unchanged := v(ivpVarUnchanged) + " || "
 	perRegistry := func(list string) string {
@@ -339,20 +358,35 @@ func celNSMapKeys(names []string) string {
 	return "{" + strings.Join(entries, ", ") + "}"
 }
 
-// The message tails of the per-registry policies, for the shared policy's data.
-func restrictionTail(s *settings) string {
-	return fmt.Sprintf(" not allowed by TrustedRegistry %s: only images matching %s may run in this namespace",
-		s.name, listForMessage(s.patterns.raw, maxPatternsInMessage))
-}
-
-func digestTail(s *settings) string {
-	return fmt.Sprintf(" must be referenced by digest (image@sha256:...): TrustedRegistry %s requires digests", s.name)
-}
-
-func signatureTail(s *settings) string {
+// signerQuantifier is how the signature message of the per-registry policy says which
+// signers it needed.
+func signerQuantifier(s *settings) string {
 	if s.required == 1 {
-		return fmt.Sprintf(" not signed by any trusted signer of TrustedRegistry %s (%s)", s.name, signerNames(s.signers))
+		return "any trusted signer"
 	}
-	return fmt.Sprintf(" not signed by at least %d of the %d trusted signers of TrustedRegistry %s (%s)",
-		s.required, len(s.signers), s.name, signerNames(s.signers))
+	return fmt.Sprintf("at least %d of the %d trusted signers", s.required, len(s.signers))
+}
+
+// maxExpressionChars bounds one generated CEL expression: Kubernetes' and Kyverno's CEL
+// parsers refuse expressions over 100,000 characters.
+const maxExpressionChars = 60_000
+
+// chunks splits items (joined with short separators) into runs of at most budget
+// characters; an item longer than budget is a run of its own.
+func chunks(items []string, budget int) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, it := range items {
+		if len(cur) > 0 && size+len(it)+4 > budget {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, it)
+		size += len(it) + 4
+	}
+	if len(cur) > 0 || len(out) == 0 {
+		out = append(out, cur)
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -12,7 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/cel-go/cel"
+	policiesv1 "github.com/kyverno/api/api/policies.kyverno.io/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
@@ -262,5 +266,70 @@ func TestSharedGolden(t *testing.T) {
 			}
 			t.Errorf("stale golden file testdata/%s: no shared policy renders it", e.Name())
 		}
+	}
+}
+
+// TestSharedScales renders 1,000 registries (distinct patterns, half sharing a key): the
+// shared policies stay few, every CEL expression stays under the parsers' size limit and
+// compiles, and every policy stays under the object size budget.
+func TestSharedScales(t *testing.T) {
+	shared := testKey(t, "ci", 1, v1alpha1.KeyActive)
+	var ins []Input
+	for i := 0; i < 1000; i++ {
+		name := fmt.Sprintf("team-%d", i)
+		tr := registry(name, func(s *v1alpha1.TrustedRegistrySpec) {
+			s.Images = patterns(fmt.Sprintf("registry.example.com:5000/team-%d/*", i))
+			s.Namespaces.Names = []string{"production"}
+		})
+		tr.UID = types.UID(fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:36])
+		key := shared
+		if i%2 == 1 {
+			key = testKey(t, "ci", byte(2+i%200), v1alpha1.KeyActive)
+		}
+		ins = append(ins, Input{Registry: tr, Keys: []Key{key}, Engine: v1alpha1.EngineImageValidatingPolicy})
+	}
+	res, err := RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Policies) != 2 || len(res.Placements) != 1000 {
+		t.Fatalf("%d policies, %d placements; want 2 (500 registries each) and 1000", len(res.Policies), len(res.Placements))
+	}
+	env, err := ivpEnv(sigDB{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	menv, err := matchImageEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range res.Policies {
+		b, _ := json.Marshal(u.Object)
+		if len(b) > maxSharedPolicyBytes {
+			t.Errorf("%s: %d bytes", u.GetName(), len(b))
+		}
+		var spec policiesv1.ImageValidatingPolicySpec
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object["spec"].(map[string]any), &spec); err != nil {
+			t.Fatal(err)
+		}
+		check := func(e *cel.Env, expr string) {
+			if len(expr) > 100_000 {
+				t.Errorf("%s: expression of %d characters", u.GetName(), len(expr))
+			}
+			if _, err := compileCEL(e, expr); err != nil {
+				t.Errorf("%s: %v", u.GetName(), err)
+			}
+		}
+		for _, v := range spec.Variables {
+			check(env, v.Expression)
+		}
+		for _, v := range spec.Validations {
+			check(env, v.Expression)
+			check(env, v.MessageExpression)
+		}
+		for _, m := range spec.MatchImageReferences {
+			check(menv, m.Expression)
+		}
+		t.Logf("%s: %d KiB, %d variables, %d matchImageReferences", u.GetName(), len(b)/1024, len(spec.Variables), len(spec.MatchImageReferences))
 	}
 }
