@@ -76,7 +76,6 @@ const (
 const (
 	shVarRegistries = "registries"
 	shVarSets       = "signerSets"
-	shVarNeeds      = "needs"
 	shVarNamespaces = "namespaces"
 	shVarGuarded    = "guarded"
 	shVarImageInfo  = "imageInfo"
@@ -195,6 +194,11 @@ func RenderShared(ins []Input) (*SharedPolicies, error) {
 			return nil, fmt.Errorf("TrustedRegistry %s: %w", in.Registry.Name, err)
 		}
 		s, _ := resolve(in)
+		for _, p := range s.patterns.raw {
+			if strings.ContainsAny(p, ";\n") {
+				return nil, fmt.Errorf("TrustedRegistry %s: %w", in.Registry.Name, invalidf("image pattern %q contains ';' or a line break", p))
+			}
+		}
 		h, err := InputHash(in)
 		if err != nil {
 			return nil, err

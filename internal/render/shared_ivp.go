@@ -48,8 +48,7 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 	// Attestors and signer sets, deduplicated by content.
 	attestors := map[string]policiesv1.Attestor{}
 	setIndex := map[string]int{}
-	var sets []string // CEL literal of each set
-	var needs []string
+	var sets []string // "<required>|<attestor>,<attestor>|<attestor>": one signer per '|' part
 	branchOf := map[string]string{}
 	setOf := make([]int, len(bs))
 	setUsers := map[int]int{}
@@ -77,18 +76,16 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			signers = append(signers, celStringList(names))
+			signers = append(signers, strings.Join(names, ","))
 		}
 		// the order of signers does not change what the set accepts
 		sort.Strings(signers)
-		lit := "[" + strings.Join(signers, ", ") + "]"
-		key := lit + "/" + strconv.Itoa(b.s.required)
+		key := strconv.Itoa(b.s.required) + "|" + strings.Join(signers, "|")
 		idx, ok := setIndex[key]
 		if !ok {
 			idx = len(sets)
 			setIndex[key] = idx
-			sets = append(sets, lit)
-			needs = append(needs, strconv.Itoa(b.s.required))
+			sets = append(sets, key)
 		}
 		setOf[i] = idx
 		setUsers[idx]++
@@ -113,7 +110,16 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		spec.Attestors = append(spec.Attestors, attestors[n])
 	}
 
-	// Namespaces: a map from name to branches, and per-branch selector tests.
+	// Data. Kyverno 1.19 compiles the policy again on every admission request, and
+	// compiling costs per syntax node: the per-registry data are therefore a few string
+	// literals (one node each, whatever their length), split into lists and searched with
+	// string functions at evaluation time, never lists or maps of literals.
+	//
+	//   registryData: one line per registry, fields separated by tabs: name, regular
+	//     expression, restrict (0/1), digest (0/1), signer set, patterns and signers for
+	//     messages, the quantifier of the signature message;
+	//   signerSetData: one line per signer set: "<required>|<attestors of signer 1>|…";
+	//   namespaceData and prefixData: "\n<key>=<registry>,<registry>\n…" indexes.
 	byNS := map[string][]int{}
 	var selectorTerms []string
 	anySelector := false
@@ -126,11 +132,7 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 			selectorTerms = append(selectorTerms, fmt.Sprintf("((%s) ? [%d] : [])", celSelector(b.s.ns.selector), i))
 		}
 	}
-	nsNames := make([]string, 0, len(byNS))
-	for n := range byNS {
-		nsNames = append(nsNames, n)
-	}
-	sort.Strings(nsNames)
+	nsNames := indexKeys(byNS)
 	if !anySelector {
 		spec.MatchConstraints.NamespaceSelector = &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{
@@ -143,7 +145,7 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		// is fetched for them).
 		var terms []string
 		if len(nsNames) > 0 {
-			terms = append(terms, "object.metadata.namespace in "+celNSMapKeys(nsNames))
+			terms = append(terms, celString("\n"+strings.Join(nsNames, "\n")+"\n")+".contains('\\n' + object.metadata.namespace + '\\n')")
 		}
 		for _, b := range bs {
 			if b.s.ns.selector != nil {
@@ -156,51 +158,6 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		}}
 	}
 
-	// matchImageReferences: the union of all patterns, grouped by literal prefix.
-	prefixes, groups := prefixGroups(bs)
-	var alts []string
-	for _, p := range prefixes {
-		re := celRawString(`^(?:` + strings.Join(groups[p], `|`) + `)$`)
-		if p == "" {
-			alts = append(alts, "c.matches("+re+")")
-			continue
-		}
-		alts = append(alts, "(c.startsWith("+celString(p)+") && c.matches("+re+"))")
-	}
-	// CEL parsers refuse expressions over 100,000 characters: split into several
-	// references (Kyverno takes an image that any of them matches)
-	canon := celCanonical("ref")
-	for _, chunk := range chunks(alts, maxExpressionChars) {
-		spec.MatchImageReferences = append(spec.MatchImageReferences, policiesv1.MatchImageReference{
-			Expression: "[" + canon + "].exists(c, " + strings.Join(chunk, " || ") + ")",
-		})
-	}
-
-	// Data.
-	regs := make([]string, 0, len(bs))
-	for i, b := range bs {
-		fields := []string{
-			"'name': " + celString(b.s.name),
-			"'re': " + celRawString(b.s.patterns.re),
-			"'restrict': " + celString(strconv.FormatBool(b.s.restrict)),
-			"'digest': " + celString(strconv.FormatBool(b.s.verifyDig)),
-			"'set': " + celString(strconv.Itoa(setOf[i])),
-			"'patterns': " + celString(listForMessage(b.s.patterns.raw, maxPatternsInMessage)),
-			"'who': " + celString(signerQuantifier(b.s)),
-			"'signers': " + celString(signerNames(b.s.signers)),
-		}
-		regs = append(regs, "{"+strings.Join(fields, ", ")+"}")
-	}
-	nsEntries := make([]string, 0, len(nsNames))
-	for _, n := range nsNames {
-		idx := make([]string, 0, len(byNS[n]))
-		for _, i := range byNS[n] {
-			idx = append(idx, strconv.Itoa(i))
-		}
-		nsEntries = append(nsEntries, celString(n)+": ["+strings.Join(idx, ", ")+"]")
-	}
-	// Prefix index: the literal directory prefixes of each registry's patterns ("ghcr.io/
-	// org/"), so that an image is only matched against the registries whose prefix it has.
 	byPrefix := map[string][]int{}
 	depth := 0
 	for i, b := range bs {
@@ -209,92 +166,123 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 			depth = max(depth, strings.Count(pre, "/"))
 		}
 	}
-	prefixList := make([]string, 0, len(byPrefix))
-	for pre := range byPrefix {
-		prefixList = append(prefixList, pre)
-	}
-	sort.Strings(prefixList)
-	var prefixEntries []string
-	for _, pre := range prefixList {
-		idx := make([]string, 0, len(byPrefix[pre]))
-		for _, i := range byPrefix[pre] {
-			idx = append(idx, strconv.Itoa(i))
+	prefixList := indexKeys(byPrefix)
+
+	var regLines []string
+	for i, b := range bs {
+		fields := []string{
+			b.s.name, b.s.patterns.re, boolDigit(b.s.restrict), boolDigit(b.s.verifyDig), strconv.Itoa(setOf[i]),
+			listForMessage(b.s.patterns.raw, maxPatternsInMessage), signerNames(b.s.signers), signerQuantifier(b.s),
 		}
-		prefixEntries = append(prefixEntries, celString(pre)+": ["+strings.Join(idx, ", ")+"]")
+		regLines = append(regLines, strings.Join(fields, ";"))
 	}
 
 	v := func(name string) string { return "variables." + name }
-	reg := func(r string) string { return v(shVarRegistries) + "[" + r + "]" }
+	field := func(r string, i int) string {
+		return "string(" + v(shVarRegistries) + "[" + r + "]).split(';')[" + strconv.Itoa(i) + "]"
+	}
+	const (
+		fName = iota
+		fRE
+		fRestrict
+		fDigest
+		fSet
+		fPatterns
+		fSigners
+		fWho
+	)
+	// lookup returns the registries listed under key in an index variable.
+	lookup := func(index, key string) string {
+		data := "string(" + v(index) + ")"
+		return "(" + data + ".contains('\\n' + " + key + " + '=') ? " + data + ".substring(" + data + ".indexOf('\\n' + " + key + " + '=') + size(" + key + ") + 2).split('\\n')[0].split(',').map(s, int(s)) : [])"
+	}
 	var guarded []string
 	if len(nsNames) > 0 {
-		guarded = append(guarded, "(object.metadata.namespace in "+v(shVarNamespaces)+" ? "+v(shVarNamespaces)+"[object.metadata.namespace] : [])")
+		guarded = append(guarded, lookup(shVarNamespaces, "object.metadata.namespace"))
 	}
 	guarded = append(guarded, selectorTerms...)
 
-	// candidates: the registries listed under each directory prefix of the canonical image
-	// c (split into parts), one map lookup per level.
-	var cands []string
+	// candidates of the canonical image c (split into parts): the registries listed
+	// under each of its directory prefixes, one lookup per level
+	var cands, dirs []string
 	if _, ok := byPrefix[""]; ok {
-		cands = append(cands, v(shVarPrefixes)+"['']")
+		cands = append(cands, lookup(shVarPrefixes, "''"))
 	}
 	for d := 1; d <= depth; d++ {
 		pre := "parts[0] + '/'"
 		for k := 1; k < d; k++ {
 			pre += " + parts[" + strconv.Itoa(k) + "] + '/'"
 		}
-		cands = append(cands, fmt.Sprintf("(size(parts) > %d && (%s) in %s ? %s[%s] : [])", d, pre, v(shVarPrefixes), v(shVarPrefixes), pre))
+		cands = append(cands, fmt.Sprintf("(size(parts) > %d ? %s : [])", d, lookup(shVarPrefixes, "("+pre+")")))
+		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, celString(prefixIndex(prefixList, byPrefix)), pre))
 	}
 	if len(cands) == 0 {
 		cands = []string{"[]"}
 	}
+	// matchImageReferences: every image with the directory prefix of some registry (a
+	// superset of what the patterns match; the validations use the exact expressions)
+	canon := celCanonical("ref")
+	if len(dirs) == 0 {
+		dirs = []string{"true"}
+	}
+	spec.MatchImageReferences = []policiesv1.MatchImageReference{{
+		Expression: "[" + canon + "].exists(c, [c.split('/')].exists(parts, " + strings.Join(dirs, " || ") + "))",
+	}}
+
 	// [raw image, canonical image, ",<index>,<index>,": the registries whose patterns it matches]
 	imageInfo := v(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
-		strings.Join(cands, " + ") + ").filter(r, c.matches(" + reg("r") + ".re)).map(r, string(r)).join(',') + ','])))"
+		strings.Join(cands, " + ") + ").filter(r, c.matches(" + field("r", fRE) + ")).map(r, string(r)).join(',') + ','])))"
 	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
 	signedBy := func(img, set string) string {
-		one := v(shVarSets) + "[" + set + "].exists(g, g.exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0))"
-		count := "size(" + v(shVarSets) + "[" + set + "].filter(g, g.exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0))) >= " + v(shVarNeeds) + "[" + set + "]"
-		return "(" + v(shVarNeeds) + "[" + set + "] == 1 ? " + one + " : " + count + ")"
+		parts := "string(" + v(shVarSets) + "[" + set + "]).split('|')"
+		verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
+		return "cel.bind(sp, " + parts + ", sp[0] == '1' ? sp.exists(g, " + verified + ") : size(sp.filter(g, " + verified + ")) >= int(sp[0]))"
 	}
-	var regChunks []admissionregistrationv1.Variable
-	registriesVariable := func(regs []string) admissionregistrationv1.Variable {
-		parts := chunks(regs, maxExpressionChars)
-		if len(parts) == 1 {
-			return admissionregistrationv1.Variable{Name: shVarRegistries, Expression: "[" + strings.Join(regs, ", ") + "]"}
-		}
-		var refs []string
-		for i, part := range parts {
-			name := shVarRegistries + strconv.Itoa(i)
-			regChunks = append(regChunks, admissionregistrationv1.Variable{Name: name, Expression: "[" + strings.Join(part, ", ") + "]"})
-			refs = append(refs, v(name))
-		}
-		return admissionregistrationv1.Variable{Name: shVarRegistries, Expression: strings.Join(refs, " + ")}
+	// a CEL expression may not exceed 100,000 characters: the registry lines are split
+	// into several variables when needed
+	var dataVars []admissionregistrationv1.Variable
+	var dataRefs []string
+	var chunk []string
+	size := 0
+	flush := func() {
+		name := shVarRegistries + "Data" + strconv.Itoa(len(dataVars))
+		dataVars = append(dataVars, admissionregistrationv1.Variable{Name: name, Expression: celString(strings.Join(chunk, "\n"))})
+		dataRefs = append(dataRefs, "string("+v(name)+").split('\\n')")
+		chunk, size = nil, 0
 	}
+	for _, l := range regLines {
+		if len(chunk) > 0 && size+len(l)+8 > maxDataChars {
+			flush()
+		}
+		chunk = append(chunk, l)
+		size += len(l) + 8
+	}
+	flush()
+	registries := admissionregistrationv1.Variable{Name: shVarRegistries, Expression: strings.Join(dataRefs, " + ")}
 	spec.Variables = []admissionregistrationv1.Variable{
 		{Name: ivpVarPodImages, Expression: celPodImages},
 		{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
-		registriesVariable(regs),
-		{Name: shVarSets, Expression: "[" + strings.Join(sets, ", ") + "]"},
-		{Name: shVarNeeds, Expression: "[" + strings.Join(needs, ", ") + "]"},
-		{Name: shVarPrefixes, Expression: "{" + strings.Join(prefixEntries, ", ") + "}"},
+		registries,
+		{Name: shVarSets, Expression: celString(strings.Join(sets, "\n")) + ".split('\\n')"},
+		{Name: shVarPrefixes, Expression: celString(prefixIndex(prefixList, byPrefix))},
 	}
-	spec.Variables = append(regChunks, spec.Variables...)
+	spec.Variables = append(dataVars, spec.Variables...)
 	if len(nsNames) > 0 {
-		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: "{" + strings.Join(nsEntries, ", ") + "}"})
+		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: celString(prefixIndex(nsNames, byNS))})
 	}
 	spec.Variables = append(spec.Variables,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(guarded, " + ")},
 		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
 		// restriction, per restricting registry of the namespace: [message tail, images
 		// outside its patterns...]; no regular expression runs here
-		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + reg("r") + ".restrict == 'true').map(r, [' not allowed by TrustedRegistry ' + string(" + reg("r") + ".name) + ': only images matching ' + string(" + reg("r") + ".patterns) + ' may run in this namespace'] + " +
+		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + field("r", fRestrict) + " == '1').map(r, [' not allowed by TrustedRegistry ' + " + field("r", fName) + " + ': only images matching ' + " + field("r", fPatterns) + " + ' may run in this namespace'] + " +
 			v(shVarImageInfo) + ".filter(p, !p[2].contains(',' + string(r) + ',')).map(p, p[0])).filter(x, size(x) > 1)"},
 		// digest and signatures, per image: [image, message tail of each registry of the
 		// namespace whose patterns it matches and whose check fails...]
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: v(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && " + reg("r") + ".digest == 'true').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + string(" + reg("r") + ".name) + ' requires digests')).filter(x, size(x) > 1)"},
+			".filter(r, r in " + v(shVarGuarded) + " && " + field("r", fDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field("r", fName) + " + ' requires digests')).filter(x, size(x) > 1)"},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: v(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+reg("r")+".set)") + ").map(r, ' not signed by ' + string(" + reg("r") + ".who) + ' of TrustedRegistry ' + string(" + reg("r") + ".name) + ' (' + string(" + reg("r") + ".signers) + ')')).filter(x, size(x) > 1)"},
+			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+field("r", fSet)+")") + ").map(r, ' not signed by ' + " + field("r", fWho) + " + ' of TrustedRegistry ' + " + field("r", fName) + " + ' (' + " + field("r", fSigners) + " + ')')).filter(x, size(x) > 1)"},
 	)
 	unchanged := v(ivpVarUnchanged) + " || "
 	perRegistry := func(list string) string {
@@ -349,14 +337,44 @@ func branchPrefixes(b *branch) []string {
 	return out
 }
 
-// celNSMapKeys is a CEL map literal with the names as keys, for an O(1) "in" test.
-func celNSMapKeys(names []string) string {
-	entries := make([]string, 0, len(names))
-	for _, n := range names {
-		entries = append(entries, celString(n)+": true")
+// maxDataChars bounds one generated data literal: CEL parsers refuse expressions over
+// 100,000 characters.
+const maxDataChars = 80_000
+
+func boolDigit(b bool) string {
+	if b {
+		return "1"
 	}
-	return "{" + strings.Join(entries, ", ") + "}"
+	return "0"
 }
+
+func indexKeys(m map[string][]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// prefixIndex encodes an index as "\n<key>=<i>,<i>\n<key>=<i>\n".
+func prefixIndex(keys []string, m map[string][]int) string {
+	var b strings.Builder
+	b.WriteString("\n")
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteString("=")
+		for j, i := range m[k] {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(strconv.Itoa(i))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 
 // signerQuantifier is how the signature message of the per-registry policy says which
 // signers it needed.
@@ -367,26 +385,3 @@ func signerQuantifier(s *settings) string {
 	return fmt.Sprintf("at least %d of the %d trusted signers", s.required, len(s.signers))
 }
 
-// maxExpressionChars bounds one generated CEL expression: Kubernetes' and Kyverno's CEL
-// parsers refuse expressions over 100,000 characters.
-const maxExpressionChars = 60_000
-
-// chunks splits items (joined with short separators) into runs of at most budget
-// characters; an item longer than budget is a run of its own.
-func chunks(items []string, budget int) [][]string {
-	var out [][]string
-	var cur []string
-	size := 0
-	for _, it := range items {
-		if len(cur) > 0 && size+len(it)+4 > budget {
-			out = append(out, cur)
-			cur, size = nil, 0
-		}
-		cur = append(cur, it)
-		size += len(it) + 4
-	}
-	if len(cur) > 0 || len(out) == 0 {
-		out = append(out, cur)
-	}
-	return out
-}
