@@ -267,8 +267,12 @@ func (s *scenario) dumpDiagnostics() {
 		tr.ManagedFields = nil
 		y, _ := yaml.Marshal(tr)
 		fmt.Fprintf(&b, "----- TrustedRegistry %s -----\n%s", name, y)
-		for _, gvk := range []schema.GroupVersionKind{kyverno.ImageValidatingPolicy, kyverno.ClusterPolicy} {
-			fmt.Fprintf(&b, "----- %s signet-%s -----\n%s", gvk.Kind, name, s.policyYAML(ctx, gvk, "signet-"+name))
+		if p := tr.Status.Policy; p != nil {
+			gvk := kyverno.ImageValidatingPolicy
+			if p.Kind == kyverno.ClusterPolicy.Kind {
+				gvk = kyverno.ClusterPolicy
+			}
+			fmt.Fprintf(&b, "----- %s %s (%s) -----\n%s", p.Kind, p.Name, p.Branch, s.policyYAML(ctx, gvk, p.Name))
 		}
 	}
 	fmt.Fprintf(&b, "----- signet manager (%s) -----\n%s\n", filepath.Join(s.logDir, "signet.log"), tail(filepath.Join(s.logDir, "signet.log"), 60))
@@ -586,14 +590,37 @@ var signetEngines = []struct {
 	{trustv1alpha1.EngineClusterPolicy, "ClusterPolicy", "cpol"},
 }
 
-// denial fragments: what Kyverno's answer must say, per engine and reason.
+// denial fragments: what Kyverno's answer must say, per engine and reason. The shared
+// policies (signet.ivp.enforce, signet.cpol.all) hold every registry: the message names
+// the registry (ImageValidatingPolicy) or the rule does (ClusterPolicy verify.<name>).
 func registryDenial(kind, registry string) []string {
-	return []string{"signet-" + registry, "not allowed by TrustedRegistry " + registry}
+	return []string{sharedPolicyPrefix(kind), "not allowed by TrustedRegistry " + registry}
 }
 
 func signatureDenial(kind, registry string) []string {
 	if kind == "ClusterPolicy" {
-		return []string{"signet-" + registry, "verify-signatures", "failed to verify image"}
+		return []string{sharedPolicyPrefix(kind), "verify." + registry, "failed to verify image"}
 	}
-	return []string{"signet-" + registry, "not signed by", "TrustedRegistry " + registry}
+	return []string{sharedPolicyPrefix(kind), "not signed by", "TrustedRegistry " + registry}
+}
+
+func sharedPolicyPrefix(kind string) string {
+	if kind == "ClusterPolicy" {
+		return "signet.cpol."
+	}
+	return "signet.ivp."
+}
+
+// inSharedPolicy tells whether any shared policy of the kind still holds the registry.
+func (s *scenario) inSharedPolicy(kind, registry string) (bool, error) {
+	list, err := s.stack.Dynamic().Resource(policyGVR(policyGVK(kind))).List(s.ctx, metav1.ListOptions{LabelSelector: "trust.signet.dev/shard"})
+	if err != nil {
+		return false, err
+	}
+	for _, p := range list.Items {
+		if strings.Contains(p.GetAnnotations()["trust.signet.dev/registries"], `"`+registry+`":`) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -83,9 +83,9 @@ func TestSignetSeed(t *testing.T) {
 			got := s.waitReady(name, e.kind)
 			if i > 0 {
 				prev := signetEngines[i-1]
-				s.waitFor("the "+prev.kind+" to be deleted after the engine switch", func() (bool, error) {
-					_, err := s.stack.Dynamic().Resource(policyGVR(policyGVK(prev.kind))).Get(s.ctx, "signet-"+name, metav1.GetOptions{})
-					return apierrors.IsNotFound(err), err
+				s.waitFor("the registry to leave the shared "+prev.kind+" after the engine switch", func() (bool, error) {
+					in, err := s.inSharedPolicy(prev.kind, name)
+					return !in, err
 				})
 			}
 			if want := fingerprint(t, key.PublicKeyPEM); len(got.Status.Keys) != 1 || got.Status.Keys[0].Fingerprint != want || got.Status.Keys[0].State != trustv1alpha1.KeyActive {
@@ -105,7 +105,7 @@ func TestSignetSeed(t *testing.T) {
 			s.denied("Docker Hub image by digest", newPod("production", p+"dockerhub", dockerHubImage), registryDenial(e.kind, name)...)
 			s.denied("Docker Hub short name", newPod("production", p+"nginx", "nginx"), registryDenial(e.kind, name)...)
 			s.denied("another registry, signed by our key", newPod("production", p+"other-registry", foreign), registryDenial(e.kind, name)...)
-			s.denied("signed image referenced by tag (digest required)", newPod("production", p+"tagged", tagged), "signet-"+name, map[string]string{
+			s.denied("signed image referenced by tag (digest required)", newPod("production", p+"tagged", tagged), sharedPolicyPrefix(e.kind), map[string]string{
 				"ImageValidatingPolicy": "must be referenced by digest", "ClusterPolicy": "missing digest",
 			}[e.kind])
 			s.admitted("unrelated namespace, unsigned", newPod("sandbox", p+"unsigned", unsigned))
@@ -588,14 +588,12 @@ func TestSignetDeletionCleansUp(t *testing.T) {
 			if err := s.client.Delete(s.ctx, s.get(name), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 				t.Fatal(err)
 			}
-			gvr := policyGVR(policyGVK(e.kind))
-			s.waitFor("the generated policy and the key ring to be garbage-collected", func() (bool, error) {
-				_, err := s.stack.Dynamic().Resource(gvr).Get(s.ctx, "signet-"+name, metav1.GetOptions{})
-				if !apierrors.IsNotFound(err) {
-					return false, client.IgnoreNotFound(err)
+			s.waitFor("the registry to leave the shared policy and the key ring to be garbage-collected", func() (bool, error) {
+				if in, err := s.inSharedPolicy(e.kind, name); in || err != nil {
+					return false, err
 				}
 				cm := &corev1.ConfigMap{}
-				err = s.client.Get(s.ctx, client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}, cm)
+				err := s.client.Get(s.ctx, client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}, cm)
 				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 			})
 			s.waitFor("Kyverno to stop enforcing", func() (bool, error) {
