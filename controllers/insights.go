@@ -34,6 +34,8 @@ const (
 	maxUncovered     = 10
 	// eventPolicyIndex indexes cached events by the name of the object they regard.
 	eventPolicyIndex = "involvedObject.name"
+	// sharedEventsKey indexes the events of every shared policy together.
+	sharedEventsKey = "signet.*"
 )
 
 // shrinkEvent keeps only what the blocked summary reads.

@@ -383,12 +383,14 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 	if r.CountBlocked {
 		var total *trustv1alpha1.BlockedSummary
 		var requeue time.Duration
-		for i, policy := range policies {
-			filter := ""
-			if i > 0 {
-				filter = registry.Name
-			}
-			blocked, rq, err := r.observeBlocked(ctx, policy, filter, r.Clock.Now())
+		// its own policy's denials, and those of any shared policy (of either engine: an
+		// engine switch keeps the count) that name it
+		sources := [][2]string{{policies[0], ""}}
+		if r.sharedLayout() {
+			sources = append(sources, [2]string{sharedEventsKey, registry.Name})
+		}
+		for _, src := range sources {
+			blocked, rq, err := r.observeBlocked(ctx, src[0], src[1], r.Clock.Now())
 			if err != nil {
 				return nil, err
 			}

@@ -122,7 +122,14 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 
 	if r.CountBlocked {
 		if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Event{}, eventPolicyIndex,
-			func(o client.Object) []string { return []string{o.(*corev1.Event).InvolvedObject.Name} }); err != nil {
+			func(o client.Object) []string {
+				name := o.(*corev1.Event).InvolvedObject.Name
+				if render.IsSharedPolicyName(name) {
+					// every shared policy's denials, whichever engine and group
+					return []string{name, sharedEventsKey}
+				}
+				return []string{name}
+			}); err != nil {
 			return fmt.Errorf("indexing events: %w", err)
 		}
 	}

@@ -161,12 +161,12 @@ func TestSignetContainers(t *testing.T) {
 			s.ephemeral("Docker Hub ephemeral container", ns, "debug-target", "busybox", registryDenial(e.kind, name)...)
 			if e.engine == trustv1alpha1.EngineClusterPolicy {
 				err := s.addEphemeral(ns, "debug-target", signedTool)
-				if err != nil && strings.Contains(err.Error(), "verify-signatures: unverified image") {
+				if err != nil && strings.Contains(err.Error(), "verify."+name+": unverified image") {
 					t.Logf("signed ephemeral container denied: %s", oneLine(err.Error()))
 					t.Skip("known renderer issue: the ClusterPolicy's verifyImages rule (required: true) denies every ephemeral " +
 						"container of a matched image, signed or not: Kyverno's mutating webhook verifies the signature, but the " +
 						"kyverno.io/verify-images annotation it records cannot be written through the pods/ephemeralcontainers " +
-						"subresource, so the validating webhook answers \"verify-signatures: unverified image …\" " +
+						"subresource, so the validating webhook answers \"verify.<registry>: unverified image …\" " +
 						"(fails closed; kubectl debug with a trusted image is impossible under the ClusterPolicy engine)")
 				}
 				if err != nil {
