@@ -63,7 +63,7 @@ const (
 	maxSharedPolicyBytes = 800 * 1024
 	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
 	// registries annotation well under the 256 KiB annotation limit and each generated map
-// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
+	// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
 	maxSharedRegistries = 500
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
@@ -179,7 +179,7 @@ func engineTag(e v1alpha1.Engine) string {
 // take it). It is pure and deterministic: the result does not depend on the order of ins.
 // Any input that Render would refuse makes it fail, naming the registry: a shared policy
 // is never rendered without a registry that asked to be in it.
-func RenderShared(ins []Input) (*SharedPolicies, error) {
+func RenderShared(ins []Input) (*SharedPolicies, error) { //nolint:revive // the pair Render / RenderShared reads better than Shared
 	byKey := map[shardKey][]*branch{}
 	seen := map[string]bool{}
 	for _, in := range ins {
@@ -342,28 +342,6 @@ func sharedKeyAttestor(fingerprint string, ignoreLog bool) string {
 func sharedKeylessAttestor(id *v1alpha1.KeylessIdentity, ignoreLog bool) string {
 	sum := sha256.Sum256([]byte(strings.Join([]string{id.Issuer, id.IssuerRegExp, id.Subject, id.SubjectRegExp, strconv.FormatBool(ignoreLog)}, "\x00")))
 	return "kl_" + hex.EncodeToString(sum[:])[:24]
-}
-
-// prefixGroups groups the alternatives of the patterns of all branches by literal prefix
-// (up to the last '/' of the regular expression's literal prefix), for the
-// matchImageReferences expression.
-func prefixGroups(bs []*branch) ([]string, map[string][]string) {
-	groups := map[string][]string{}
-	for _, b := range bs {
-		for _, ip := range b.s.patterns.parsed {
-			for _, alt := range ip.alternatives() {
-				prefix := literalDir(alt)
-				groups[prefix] = append(groups[prefix], alt)
-			}
-		}
-	}
-	prefixes := make([]string, 0, len(groups))
-	for p := range groups {
-		groups[p] = sortedUnique(groups[p])
-		prefixes = append(prefixes, p)
-	}
-	sort.Strings(prefixes)
-	return prefixes, groups
 }
 
 // literalDir is the literal prefix of a pattern alternative (a regular expression over

@@ -375,7 +375,6 @@ func prefixIndex(keys []string, m map[string][]int) string {
 	return b.String()
 }
 
-
 // signerQuantifier is how the signature message of the per-registry policy says which
 // signers it needed.
 func signerQuantifier(s *settings) string {
@@ -384,4 +383,3 @@ func signerQuantifier(s *settings) string {
 	}
 	return fmt.Sprintf("at least %d of the %d trusted signers", s.required, len(s.signers))
 }
-
