@@ -37,7 +37,8 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	}
 	if readyChanged {
 		eventType := corev1.EventTypeNormal
-		if newReady.Status != "True" {
+		// waiting for the shared policy to take a new spec is a normal step, not a problem
+		if newReady.Status != "True" && newReady.Reason != trustv1alpha1.ReasonSharedPolicyPending {
 			eventType = corev1.EventTypeWarning
 		}
 		emit(eventType, newReady.Reason, "Reconcile", newReady.Message)

@@ -2,7 +2,7 @@
 // TrustedRegistry manifests for GitOps pipelines and release jobs. The operator (manager)
 // stays the default when the first argument is not a subcommand.
 //
-//	signet render -f tr.yaml --key ci=cosign.pub      the exact policy the operator applies
+//	signet render -f tr.yaml --key ci=cosign.pub      the exact policies the operator applies
 //	signet verify IMAGE -f tr.yaml --key ci=cosign.pub would the policy admit IMAGE?
 //	signet lint -f tr.yaml [FILE|DIR...]              would the apiserver accept the manifests?
 //	signet help | signet version

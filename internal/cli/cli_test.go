@@ -98,15 +98,30 @@ func TestHelpAndVersion(t *testing.T) {
 
 // decodeTR reads a manifest as the operator would see it after the apiserver defaulted it.
 func decodeTR(t *testing.T, path string) *v1alpha1.TrustedRegistry {
+	return decodeTRNamed(t, path, "")
+}
+
+// decodeTRNamed is decodeTR for the document named name ("" : the first).
+func decodeTRNamed(t *testing.T, path, name string) *v1alpha1.TrustedRegistry {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	docs, _ := splitDocuments(data)
-	obj, err := decode(docs[0])
-	if err != nil {
-		t.Fatal(err)
+	var obj map[string]any
+	for _, d := range docs {
+		o, err := decode(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md, _ := o["metadata"].(map[string]any); name == "" || (md != nil && md["name"] == name) {
+			obj = o
+			break
+		}
+	}
+	if obj == nil {
+		t.Fatalf("no document named %q in %s", name, path)
 	}
 	v, err := trValidator()
 	if err != nil {
@@ -137,7 +152,7 @@ func TestRenderSeedEqualsRendererOutput(t *testing.T) {
 	}
 	withUID := writeFile(t, dir, "tr.yaml", strings.Replace(string(data), "  name: yourorg\n", "  name: yourorg\n  uid: 6a1f0c4e-8f0e-4a57-9d0c-2f1b1f0e9a11\n", 1))
 	for _, engine := range []v1alpha1.Engine{v1alpha1.EngineImageValidatingPolicy, v1alpha1.EngineClusterPolicy} {
-		r := runCLI(t, "", "render", "-f", withUID, "--key", "ci-2026="+keyPath, "--engine", string(engine))
+		r := runCLI(t, "", "render", "--layout", "per-registry", "-f", withUID, "--key", "ci-2026="+keyPath, "--engine", string(engine))
 		r.want(t, ExitOK)
 		tr := decodeTR(t, withUID)
 		policy, err := render.Render(render.Input{Registry: tr, Engine: engine,
@@ -163,7 +178,7 @@ func TestRenderSeedEqualsRendererOutput(t *testing.T) {
 	}
 
 	// without metadata.uid: no uid in the owner reference, and a note says so
-	r := runCLI(t, "", "render", "-f", seedSample, "--key", "ci-2026="+keyPath)
+	r := runCLI(t, "", "render", "--layout", "per-registry", "-f", seedSample, "--key", "ci-2026="+keyPath)
 	r.want(t, ExitOK, "metadata.uid is not in the manifest", "spec.policy.engine is Auto")
 	var obj map[string]any
 	if err := yaml.Unmarshal([]byte(r.out), &obj); err != nil {
@@ -174,7 +189,7 @@ func TestRenderSeedEqualsRendererOutput(t *testing.T) {
 		t.Fatalf("owner reference %v, kind %v", ref, obj["kind"])
 	}
 	// stdin and quiet
-	r2 := runCLI(t, string(data), "render", "-q", "-f", "-", "--key", "ci-2026="+keyPath)
+	r2 := runCLI(t, string(data), "render", "--layout", "per-registry", "-q", "-f", "-", "--key", "ci-2026="+keyPath)
 	r2.want(t, ExitOK)
 	if r2.err != "" || r2.out != r.out {
 		t.Fatalf("stdin render differs or is noisy: %q", r2.err)
@@ -217,8 +232,8 @@ spec:
 		want(t, ExitFailed, `bad.yaml:1: TrustedRegistry "bad": spec.images[0]: Invalid value: "*": image pattern must start with a registry host`)
 
 	two := writeFile(t, dir, "two.yaml", string(mustRead(t, seedSample))+"\n---\n"+strings.ReplaceAll(string(mustRead(t, seedSample)), "yourorg", "second"))
-	runCLI(t, "", "render", "-f", two, "--key", "ci-2026="+keyPath).want(t, ExitUsage, "2 TrustedRegistries found", "--name")
-	runCLI(t, "", "render", "-f", two, "--name", "second", "--key", "ci-2026="+keyPath).want(t, ExitOK, "name: signet-second")
+	runCLI(t, "", "render", "--layout", "per-registry", "-f", two, "--key", "ci-2026="+keyPath).want(t, ExitUsage, "2 TrustedRegistries found", "--name")
+	runCLI(t, "", "render", "--layout", "per-registry", "-f", two, "--name", "second", "--key", "ci-2026="+keyPath).want(t, ExitOK, "name: signet-second")
 
 	// a keyless regular expression that the CRD accepts but Go cannot compile
 	badRE := writeFile(t, dir, "re.yaml", `apiVersion: trust.signet.dev/v1alpha1
@@ -236,7 +251,7 @@ func TestRenderRetiringKey(t *testing.T) {
 	dir := t.TempDir()
 	newKey, _ := writeKey(t, dir, "new")
 	oldKey, _ := writeKey(t, dir, "old")
-	r := runCLI(t, "", "render", "-q", "-f", seedSample, "--key", "ci-2026="+newKey, "--retiring-key", "ci-2026="+oldKey)
+	r := runCLI(t, "", "render", "--layout", "per-registry", "-q", "-f", seedSample, "--key", "ci-2026="+newKey, "--retiring-key", "ci-2026="+oldKey)
 	r.want(t, ExitOK)
 	if n := strings.Count(r.out, "BEGIN PUBLIC KEY"); n != 2 {
 		t.Fatalf("%d keys inlined, want 2", n)
@@ -447,4 +462,48 @@ func TestLoadCertificates(t *testing.T) {
 	if _, _, err := loadCertificates(writeFile(t, dir, "empty.pem", "")); err == nil {
 		t.Fatal("an empty bundle was accepted")
 	}
+}
+
+// TestRenderSharedLayout: the default layout prints the shared policies of every
+// TrustedRegistry in the files, exactly as render.RenderShared renders them; --name keeps
+// the policies that hold one registry.
+func TestRenderSharedLayout(t *testing.T) {
+	dir := t.TempDir()
+	keyPath, kp := writeKey(t, dir, "cosign.pub")
+	pk, err := keys.ParsePublicKey(kp.PublicKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := string(mustRead(t, seedSample))
+	two := writeFile(t, dir, "two.yaml", seed+"\n---\n"+strings.ReplaceAll(strings.ReplaceAll(seed, "yourorg", "second"), "name: second\n", "name: second\n  uid: 6a1f0c4e-8f0e-4a57-9d0c-2f1b1f0e9a12\n"))
+	r := runCLI(t, "", "render", "-q", "-f", two, "--key", "ci-2026="+keyPath)
+	r.want(t, ExitOK, "name: signet.ivp.enforce", `"second":`, `"yourorg":`)
+
+	var ins []render.Input
+	for _, name := range []string{"yourorg", "second"} {
+		tr := decodeTRNamed(t, two, name)
+		if tr.UID == "" {
+			tr.UID = "00000000-0000-0000-0000-000000000000"
+		}
+		ins = append(ins, render.Input{Registry: tr, Engine: v1alpha1.EngineImageValidatingPolicy,
+			Keys: []render.Key{{Name: "ci-2026", Fingerprint: pk.Fingerprint, PEM: pk.PEM, State: v1alpha1.KeyActive}}})
+	}
+	res, err := render.RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range res.Policies {
+		y, err := yaml.Marshal(p.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(y))
+	}
+	if got := r.out; got != strings.Join(want, "---\n") {
+		t.Fatalf("signet render differs from RenderShared\n--- cli\n%s\n--- renderer\n%s", got, strings.Join(want, "---\n"))
+	}
+	runCLI(t, "", "render", "-q", "-f", two, "--name", "second", "--key", "ci-2026="+keyPath).want(t, ExitOK, "name: signet.ivp.enforce")
+	runCLI(t, "", "render", "-q", "-f", two, "--name", "third", "--key", "ci-2026="+keyPath).want(t, ExitUsage, `no TrustedRegistry named "third"`)
+	runCLI(t, "", "render", "-f", two, "--layout", "sideways", "--key", "ci-2026="+keyPath).want(t, ExitUsage, "--layout must be")
 }

@@ -198,6 +198,17 @@ func admit(ctx context.Context, v *crdvalidate.Validator, d document) (*admitted
 // selectRegistry reads the inputs and returns the one TrustedRegistry they hold (or the one
 // named name). Other kinds of objects are skipped.
 func selectRegistry(ctx context.Context, inputs []string, name string, s Streams) (*admitted, int) {
+	all, code := admitRegistries(ctx, inputs, name, true, s)
+	if all == nil {
+		return nil, code
+	}
+	return all[0], 0
+}
+
+// admitRegistries reads the TrustedRegistries of the inputs (only the one named name, when
+// not empty), defaulted and validated as the apiserver would store them. With one, more
+// than one is a usage error (choose with --name).
+func admitRegistries(ctx context.Context, inputs []string, name string, one bool, s Streams) ([]*admitted, int) {
 	docs, err := readDocuments(inputs, s.In)
 	if err != nil {
 		fmt.Fprintf(s.Err, "signet: %v\n", err)
@@ -231,7 +242,7 @@ func selectRegistry(ctx context.Context, inputs []string, name string, s Streams
 	case len(found) == 0:
 		fmt.Fprintf(s.Err, "signet: no TrustedRegistry in %s\n", strings.Join(inputs, ", "))
 		return nil, ExitUsage
-	case len(found) > 1:
+	case len(found) > 1 && one:
 		var locs []string
 		for _, d := range found {
 			locs = append(locs, d.loc+" "+d.describe())
@@ -239,17 +250,26 @@ func selectRegistry(ctx context.Context, inputs []string, name string, s Streams
 		fmt.Fprintf(s.Err, "signet: %d TrustedRegistries found (%s); choose one with --name\n", len(found), strings.Join(locs, ", "))
 		return nil, ExitUsage
 	}
-	a, problems, err := admit(ctx, v, found[0])
-	if err != nil {
-		fmt.Fprintf(s.Err, "signet: %v\n", err)
-		return nil, ExitUsage
-	}
-	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintf(s.Err, "%s: %s: %s\n", found[0].loc, found[0].describe(), p)
+	var out []*admitted
+	refused := false
+	for _, d := range found {
+		a, problems, err := admit(ctx, v, d)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet: %v\n", err)
+			return nil, ExitUsage
 		}
+		for _, p := range problems {
+			fmt.Fprintf(s.Err, "%s: %s: %s\n", d.loc, d.describe(), p)
+		}
+		if len(problems) > 0 {
+			refused = true
+			continue
+		}
+		out = append(out, a)
+	}
+	if refused {
 		fmt.Fprintln(s.Err, "signet: the apiserver would refuse this TrustedRegistry (see signet lint)")
 		return nil, ExitFailed
 	}
-	return a, 0
+	return out, 0
 }

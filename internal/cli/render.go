@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
@@ -11,9 +13,15 @@ import (
 )
 
 const renderHelp = `
-Prints, as YAML, the Kyverno policy the operator applies for a TrustedRegistry manifest,
-byte for byte: the manifest is defaulted and validated as the apiserver does it (the CRD is
+Prints, as YAML, the Kyverno policies the operator applies for TrustedRegistry manifests,
+byte for byte: each manifest is defaulted and validated as the apiserver does it (the CRD is
 embedded in this binary), then passed to the operator's renderer.
+
+--layout shared (the operator's default, --policy-layout=shared) renders every
+TrustedRegistry found in the files into the shared policies (signet.ivp.enforce, …,
+signet.cpol.all), as the operator would if they were all the cluster's registries; --name
+keeps only the policies that hold that registry. --layout per-registry renders the one
+policy of a single TrustedRegistry (choose it with --name when the files hold several).
 
 Every key in spec.keys needs --key NAME=PATH (the PEM public key the Secret holds, e.g. the
 cosign.pub written by cosign generate-key-pair). They are all Active: rotation state lives in
@@ -39,7 +47,8 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	fs.Var(&active, "key", "NAME=PATH: the PEM public key of spec.keys entry NAME; repeatable")
 	fs.Var(&retiring, "retiring-key", "NAME=PATH: a key being rotated out (Retiring), still accepted during the overlap; repeatable")
 	engineFlag := fs.String("engine", "", "ImageValidatingPolicy or ClusterPolicy, when spec.policy.engine is Auto (default ImageValidatingPolicy)")
-	name := fs.String("name", "", "the TrustedRegistry to render when the files hold several")
+	name := fs.String("name", "", "per-registry: the TrustedRegistry to render when the files hold several; shared: print only the policies holding it")
+	layout := fs.String("layout", "shared", "shared (the operator's default) or per-registry")
 	quiet := fs.Bool("q", false, "no notes on standard error")
 	pos, code, ok := parseFlags(fs, args, s)
 	if !ok {
@@ -49,6 +58,14 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	if len(files) == 0 {
 		fmt.Fprintln(s.Err, "signet render: -f FILE is required")
 		fs.Usage()
+		return ExitUsage
+	}
+	switch *layout {
+	case "shared":
+		return renderShared(ctx, files, *name, *engineFlag, *quiet, active, retiring, s)
+	case "per-registry":
+	default:
+		fmt.Fprintf(s.Err, "signet render: --layout must be shared or per-registry, not %q\n", *layout)
 		return ExitUsage
 	}
 	a, code := selectRegistry(ctx, files, *name, s)
@@ -101,4 +118,95 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 		return ExitUsage
 	}
 	return ExitOK
+}
+
+// renderShared prints the shared policies of all TrustedRegistries in the files.
+func renderShared(ctx context.Context, files []string, name, engineFlag string, quiet bool, active, retiring keyFlag, s Streams) int {
+	all, code := admitRegistries(ctx, files, "", false, s)
+	if all == nil {
+		return code
+	}
+	var ins []render.Input
+	var notes []string
+	seen := map[string]bool{}
+	noUID := false
+	for _, a := range all {
+		tr := a.registry
+		if seen[tr.Name] {
+			fmt.Fprintf(s.Err, "signet render: TrustedRegistry %q appears twice\n", tr.Name)
+			return ExitUsage
+		}
+		seen[tr.Name] = true
+		ring, n, err := buildRing(tr, active, retiring)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet render: TrustedRegistry %q: %v\n", tr.Name, err)
+			return ExitUsage
+		}
+		notes = append(notes, n...)
+		engine, note, err := resolveEngine(tr.Spec.Policy.Engine, engineFlag)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet render: %v\n", err)
+			return ExitUsage
+		}
+		if note != "" {
+			notes = append(notes, note)
+		}
+		if !a.hasUID {
+			tr.UID = types.UID(placeholderUID)
+			noUID = true
+		}
+		ins = append(ins, render.Input{Registry: tr, Keys: ring, Engine: engine})
+	}
+	if name != "" && !seen[name] {
+		fmt.Fprintf(s.Err, "signet render: no TrustedRegistry named %q in %s\n", name, strings.Join(files, ", "))
+		return ExitUsage
+	}
+	if noUID {
+		notes = append(notes, "metadata.uid is not in every manifest: the registries annotation's input hashes differ from the cluster's")
+	}
+	res, err := render.RenderShared(ins)
+	if err != nil {
+		fmt.Fprintf(s.Err, "signet render: %v\n", err)
+		if render.IsInvalid(err) {
+			return ExitFailed
+		}
+		return ExitUsage
+	}
+	var out []byte
+	for _, p := range res.Policies {
+		if name != "" && res.Placements[name].Policy != p.GetName() {
+			continue
+		}
+		y, err := yaml.Marshal(p.Object)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet render: %v\n", err)
+			return ExitUsage
+		}
+		if len(out) > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, y...)
+	}
+	if !quiet {
+		for _, n := range sortedUniqueStrings(notes) {
+			fmt.Fprintf(s.Err, "note: %s\n", n)
+		}
+	}
+	if _, err := s.Out.Write(out); err != nil {
+		return ExitUsage
+	}
+	return ExitOK
+}
+
+func sortedUniqueStrings(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

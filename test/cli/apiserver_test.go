@@ -76,7 +76,7 @@ func TestAgainstAPIServer(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					args := []string{"render", "-q", "-f", manifest, "--engine", string(engine)}
+					args := []string{"render", "-q", "--layout", "per-registry", "-f", manifest, "--engine", string(engine)}
 					for n, p := range tc.active {
 						args = append(args, "--key", n+"="+p)
 					}

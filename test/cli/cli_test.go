@@ -38,7 +38,7 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			golden := filepath.Join("testdata", tc.name+".golden")
 			eachRunner(t, func(t *testing.T, r runner) {
-				res := r.run(t, "", append([]string{"render", "-q"}, tc.args...)...)
+				res := r.run(t, "", append([]string{"render", "-q", "--layout", "per-registry"}, tc.args...)...)
 				res.want(t, 0)
 				if res.err != "" {
 					t.Fatalf("-q render wrote to stderr: %s", res.err)
