@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/hack/benchkit"
@@ -328,7 +329,7 @@ func runP3(ctx context.Context, cp *controlPlane, m *runningManager, name, secre
 	res := p3Result{Name: name, Registries: len(registries), Repeats: repeats}
 	want := make(map[string]bool, len(registries))
 	for _, r := range registries {
-		want[render.PolicyName(r)] = true
+		want[r] = true
 	}
 	if err := waitIdle(ctx, w); err != nil {
 		return res, err
@@ -345,14 +346,28 @@ func runP3(ctx context.Context, cp *controlPlane, m *runningManager, name, secre
 		}
 		got := make(map[string]time.Time, len(want))
 		sel := client.MatchingLabels{render.LabelManagedBy: "signet"}
-		if len(registries) == 1 {
-			sel[render.LabelRegistry] = registries[0]
-		}
+		// A registry has rotated when the policy enforcing it holds the new key: its own
+		// policy (per-registry layout), or a shared policy whose registries annotation shows
+		// a new input hash for it (the key alone may come from another registry's branch).
+		first := map[string]string{}
 		tr, err := track(ctx, cp.c, func() client.ObjectList { return ivpList() }, []client.ListOption{sel},
 			func(o k8sruntime.Object, at time.Time) bool {
 				u := o.(*unstructured.Unstructured)
-				if _, done := got[u.GetName()]; !done && want[u.GetName()] && hasKey(u, pub) {
-					got[u.GetName()] = at
+				if !hasKey(u, pub) {
+					for r, h := range policyRegistries(u) {
+						if _, seen := first[r]; !seen {
+							first[r] = h
+						}
+					}
+					return len(got) == len(want)
+				}
+				for r, h := range policyRegistries(u) {
+					if _, done := got[r]; done || !want[r] {
+						continue
+					}
+					if f, seen := first[r]; !seen || f != h || h == "" {
+						got[r] = at
+					}
 				}
 				return len(got) == len(want)
 			})
@@ -725,4 +740,22 @@ func heapProfile(dir, name string) {
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		fmt.Fprintln(os.Stderr, "heap profile:", err)
 	}
+}
+
+// policyRegistries lists the registries a generated policy enforces, with their input hash
+// (shared layout; "" for a policy of its own).
+func policyRegistries(u *unstructured.Unstructured) map[string]string {
+	if name := u.GetLabels()[render.LabelRegistry]; name != "" {
+		return map[string]string{name: ""}
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(u.GetAnnotations()[render.AnnotationRegistries]), &m); err != nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for r, v := range m {
+		h, _, _ := strings.Cut(v, " ")
+		out[r] = h
+	}
+	return out
 }
