@@ -35,6 +35,11 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	case outcome.deletedOld != "":
 		emit(corev1.EventTypeNormal, "MovedToSharedPolicy", "Delete", fmt.Sprintf("deleted %s: the registry is enforced by a shared policy now", outcome.deletedOld))
 	}
+	// Waiting for the shared policy is a step of every change, over in well under a second:
+	// no event for it (the Ready event that follows tells the outcome).
+	if readyChanged && newReady.Reason == trustv1alpha1.ReasonSharedPolicyPending {
+		readyChanged = false
+	}
 	if readyChanged {
 		eventType := corev1.EventTypeNormal
 		// waiting for the shared policy to take a new spec is a normal step, not a problem

@@ -173,10 +173,10 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	var applyErr error
 	outcome := applyOutcome{}
 	if plan.persistRing != nil {
+		// (the ConfigMap's watch event starts the pass over the shared policies once the
+		// cache holds the new input: triggering it now would render the old one first)
 		if err := r.applyObject(ctx, plan.persistRing); err != nil {
 			applyErr = fmt.Errorf("persisting key ring: %w", err)
-		} else if plan.input != nil {
-			r.triggerShared()
 		}
 	}
 	if applyErr == nil && plan.input != nil && plan.inForce(obs) {

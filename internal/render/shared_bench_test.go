@@ -156,3 +156,32 @@ func BenchmarkSharedIVPCompile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRenderShared renders n registries into the shared policies: the controller does
+// this on every pass over the shared policies.
+func BenchmarkRenderShared(b *testing.B) {
+	for _, n := range []int{200, 1000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			shared := testKey(b, "ci", 1, v1alpha1.KeyActive)
+			var ins []Input
+			for i := 0; i < n; i++ {
+				name := fmt.Sprintf("team-%d", i)
+				tr := registry(name, func(s *v1alpha1.TrustedRegistrySpec) {
+					s.Images = patterns(fmt.Sprintf("registry.example.com:5000/team-%d/*", i))
+				})
+				tr.UID = types.UID(fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:36])
+				key := shared
+				if i%2 == 1 {
+					key = testKey(b, "ci", byte(2+i%200), v1alpha1.KeyActive)
+				}
+				ins = append(ins, Input{Registry: tr, Keys: []Key{key}, Engine: v1alpha1.EngineImageValidatingPolicy})
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := RenderShared(ins); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
