@@ -81,6 +81,11 @@ func TestSignetSeed(t *testing.T) {
 				}
 			}
 			got := s.waitReady(name, e.kind)
+			// every registry of the cluster (all scenarios run at once) is a branch of the
+			// same shared policies
+			if pol := got.Status.Policy; pol == nil || !strings.HasPrefix(pol.Name, sharedPolicyPrefix(e.kind)) || pol.Branch == "" {
+				t.Errorf("status.policy = %+v, want a branch of a shared %s", pol, e.kind)
+			}
 			if i > 0 {
 				prev := signetEngines[i-1]
 				s.waitFor("the registry to leave the shared "+prev.kind+" after the engine switch", func() (bool, error) {
