@@ -261,12 +261,8 @@ func (r *TrustedRegistryReconciler) guardedNamespaces(ctx context.Context, regis
 }
 
 // guardedPods lists the Pods (as cached: images only) in the namespaces a TrustedRegistry
-// guards. Coverage and rotation preview both read this one list.
-func (r *TrustedRegistryReconciler) guardedPods(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) ([]*corev1.Pod, error) {
-	namespaces, err := r.guardedNamespaces(ctx, registry)
-	if err != nil {
-		return nil, err
-	}
+// guards (guardedNamespaces). Coverage and rotation preview both read this one list.
+func (r *TrustedRegistryReconciler) guardedPods(ctx context.Context, namespaces []string) ([]*corev1.Pod, error) {
 	var out []*corev1.Pod
 	for _, ns := range namespaces {
 		pods := &corev1.PodList{}

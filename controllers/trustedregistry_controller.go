@@ -340,8 +340,14 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 
+	var guarded []string
+	if r.PodInsights || len(obs.shared) > 0 {
+		if guarded, err = r.guardedNamespaces(ctx, registry); err != nil {
+			return nil, err
+		}
+	}
 	if r.PodInsights {
-		pods, err := r.guardedPods(ctx, registry)
+		pods, err := r.guardedPods(ctx, guarded)
 		if err != nil {
 			return nil, err
 		}
@@ -357,10 +363,6 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		sharedNames[sp.policy.GetName()] = true
 	}
 	if len(sharedNames) > 0 {
-		guarded, err := r.guardedNamespaces(ctx, registry)
-		if err != nil {
-			return nil, err
-		}
 		gset := map[string]bool{}
 		for _, n := range guarded {
 			gset[n] = true
