@@ -268,3 +268,28 @@ func TestSharedClusterPolicy(t *testing.T) {
 		t.Fatalf("%d write requests after convergence, want 0: %v", n, writes)
 	}
 }
+
+// TestSharedDriftIsReverted: a hand edit that weakens a shared policy is reverted.
+func TestSharedDriftIsReverted(t *testing.T) {
+	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
+	create(t, keySecret("sd-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("sd"))
+	t.Cleanup(func() { deleteRegistry(t, "sd") })
+	waitCondition(t, "sd", trustv1alpha1.ConditionReady, "True/Ready")
+	p := waitShared(t, ivpGVK, "signet.ivp.enforce", "sd", "sd")
+	if err := unstructured.SetNestedStringSlice(p.Object, []string{"Audit"}, "spec", "validationActions"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sharedClient.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the shared policy restored", func() error {
+		p, err := getPolicy(sharedClient, ivpGVK, "signet.ivp.enforce")
+		if err != nil {
+			return err
+		}
+		if actions, _, _ := unstructured.NestedStringSlice(p.Object, "spec", "validationActions"); strings.Join(actions, ",") != "Deny" {
+			return fmt.Errorf("validationActions %v", actions)
+		}
+		return nil
+	})
+}
