@@ -129,9 +129,13 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 	res, err := render.RenderShared(ins)
 	if err != nil {
 		// A recorded input that no longer renders (after an upgrade, say): keep every
-		// shared policy as it is rather than drop the registry.
-		return ctrl.Result{}, fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
+		// shared policy as it is rather than drop the registry; the registries waiting for
+		// the shared policies say why in their status.
+		err = fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
+		r.setSharedErr(err)
+		return ctrl.Result{}, err
 	}
+	r.setSharedErr(nil)
 
 	live := map[string]*unstructured.Unstructured{}
 	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
@@ -307,4 +311,22 @@ func (r *TrustedRegistryReconciler) observePlacement(ctx context.Context, obs *o
 		}
 	}
 	return nil
+}
+
+// setSharedErr remembers the outcome of the last pass over the shared policies that could
+// not render, for the status of the registries waiting on it.
+func (r *TrustedRegistryReconciler) setSharedErr(err error) {
+	r.sharedErrMu.Lock()
+	defer r.sharedErrMu.Unlock()
+	if err == nil {
+		r.sharedErr = ""
+		return
+	}
+	r.sharedErr = err.Error()
+}
+
+func (r *TrustedRegistryReconciler) lastSharedErr() string {
+	r.sharedErrMu.Lock()
+	defer r.sharedErrMu.Unlock()
+	return r.sharedErr
 }

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
@@ -292,4 +294,55 @@ func TestSharedDriftIsReverted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSharedUnrenderableRecordFailsClosed: a recorded input that no longer renders (as
+// after an upgrade with stricter checks) stops every write of the shared policies rather
+// than drop that registry; registries waiting for them say why; removing it unblocks.
+func TestSharedUnrenderableRecordFailsClosed(t *testing.T) {
+	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
+	create(t, keySecret("ur-old-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("ur-old"))
+	t.Cleanup(func() { deleteRegistry(t, "ur-old"); deleteRegistry(t, "ur-new") })
+	waitCondition(t, "ur-old", trustv1alpha1.ConditionReady, "True/Ready")
+	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-old")
+
+	// Corrupt ur-old's record the way a stricter renderer would see it: no image pattern.
+	// Its own spec stays unrenderable too, so its reconcile cannot record a new input.
+	old := getRegistry(t, "ur-old")
+	old.Spec.Keys = append(old.Spec.Keys, trustv1alpha1.PublicKey{Name: "ci-copy", SecretRef: old.Spec.Keys[0].SecretRef})
+	old.Spec.RequiredSignatures = 2
+	if err := sharedClient.Update(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, "ur-old", trustv1alpha1.ConditionPolicyApplied, "False/KeptLastGoodPolicy")
+	cm := &corev1.ConfigMap{}
+	if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-ur-old"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	rec := map[string]any{}
+	if err := json.Unmarshal([]byte(cm.Data["policy-input.json"]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["spec"].(map[string]any)["images"] = []any{}
+	b, _ := json.Marshal(rec)
+	cm.Data["policy-input.json"] = string(b)
+	if err := sharedClient.Update(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+
+	create(t, keySecret("ur-new-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("ur-new"))
+	tr := waitCondition(t, "ur-new", trustv1alpha1.ConditionPolicyApplied, "False/SharedPolicyPending")
+	eventually(t, 30*time.Second, "the pending registry to say why", func() error {
+		tr = getRegistry(t, "ur-new")
+		if msg := metaCondition(tr, trustv1alpha1.ConditionPolicyApplied).Message; !strings.Contains(msg, "TrustedRegistry ur-old") || !strings.Contains(msg, "spec.images is empty") {
+			return fmt.Errorf("PolicyApplied: %q", msg)
+		}
+		return nil
+	})
+	// the shared policy was not rewritten: ur-old's branch (and key) is still there
+	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-old")
+
+	deleteRegistry(t, "ur-old")
+	waitCondition(t, "ur-new", trustv1alpha1.ConditionReady, "True/Ready")
+	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-new")
 }

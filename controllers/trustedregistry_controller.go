@@ -76,6 +76,8 @@ type TrustedRegistryReconciler struct {
 	watchedKinds map[schema.GroupVersionKind]bool
 	sharedEvents chan event.GenericEvent
 	placements   placementCache
+	sharedErrMu  sync.Mutex
+	sharedErr    string
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -111,8 +113,10 @@ type observed struct {
 	// legacy holds policies of its own left from the per-registry layout.
 	shared map[trustv1alpha1.Engine]*sharedPlacement
 	legacy []*unstructured.Unstructured
-	// storedInput is the recorded last good input of the shared layout ("" when none).
+	// storedInput is the recorded last good input of the shared layout ("" when none);
+	// sharedErr is why the last pass over the shared policies failed ("" when it did not).
 	storedInput string
+	sharedErr   string
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
 	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
@@ -249,8 +253,17 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		logger.V(1).Info("spec cannot be rendered", "reason", plan.terminal.Error())
 		return ctrl.Result{}, reconcile.TerminalError(plan.terminal)
 	}
-	return ctrl.Result{RequeueAfter: minPositive(plan.requeueAfter, obs.blockedRequeue)}, nil
+	requeue := minPositive(plan.requeueAfter, obs.blockedRequeue)
+	if plan.input != nil && !plan.inForce(obs) {
+		// the shared policy's watch event normally comes first; this is for a pass over
+		// the shared policies that fails (its error shows in the status)
+		requeue = minPositive(requeue, sharedPendingRecheck)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
 }
+
+// sharedPendingRecheck is how often a registry waiting for the shared policies looks again.
+const sharedPendingRecheck = 10 * time.Second
 
 // observe performs every read of one reconcile.
 func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*observed, error) {
@@ -324,6 +337,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 	if r.sharedLayout() {
+		obs.sharedErr = r.lastSharedErr()
 		if err := r.observePlacement(ctx, obs); err != nil {
 			return nil, err
 		}

@@ -69,6 +69,9 @@ func computeStatus(obs *observed, p plan, applyErr error) trustv1alpha1.TrustedR
 		if live != nil {
 			msg += fmt.Sprintf("; meanwhile %s %s enforces the previous ones", live.GetKind(), live.GetName())
 		}
+		if obs.sharedErr != "" {
+			msg += "; the last pass over the shared policies failed: " + obs.sharedErr
+		}
 		set(trustv1alpha1.ConditionPolicyApplied, metav1.ConditionFalse, trustv1alpha1.ReasonSharedPolicyPending, msg)
 	case p.policy != nil:
 		policyOK = true
