@@ -18,6 +18,7 @@ import (
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/internal/reports"
 )
 
 // Kyverno records every request it denies as an events.k8s.io Event in namespace default:
@@ -53,7 +54,7 @@ func shrinkEvent(obj any) (any, error) {
 		Related:        e.Related,
 		Reason:         e.Reason,
 		Action:         e.Action,
-		Message:        truncate(e.Message, 512),
+		Message:        reports.TruncateNamingRegistries(e.Message, 512),
 		EventTime:      e.EventTime,
 		LastTimestamp:  e.LastTimestamp,
 		FirstTimestamp: e.FirstTimestamp,

@@ -3,9 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -197,21 +195,8 @@ func (r *TrustedRegistryReconciler) registriesInReport(ctx context.Context, o cl
 	return reqs
 }
 
-// registryNameRE finds the TrustedRegistry names in a policy message or a Kyverno event:
-// "TrustedRegistry <name>" in messages, "[verify.<name>]" and "[allow.<name>]" rule names.
-var registryNameRE = regexp.MustCompile(`(?:TrustedRegistry |\[(?:verify|allow)\.)([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)`)
-
-// registriesNamedIn lists the registries a message names, sorted, without repeats.
-func registriesNamedIn(msg string) []string {
-	var out []string
-	for _, m := range registryNameRE.FindAllStringSubmatch(msg, -1) {
-		if !slices.Contains(out, m[1]) {
-			out = append(out, m[1])
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// registriesNamedIn lists the registries a message names (reports.RegistriesNamedIn).
+func registriesNamedIn(msg string) []string { return reports.RegistriesNamedIn(msg) }
 
 // sharedResultMatcher accepts the results of the shared policies that concern one
 // registry: a ClusterPolicy rule of its own, a message that names it, or — for results

@@ -1,6 +1,9 @@
 package reports
 
 import (
+	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -130,7 +133,7 @@ func fromWGResults(reportNS string, scope *corev1.ObjectReference, in []policyre
 			Policy:    r.Policy,
 			Rule:      r.Rule,
 			Result:    string(r.Result),
-			Message:   truncate(r.Message, MaxMessageBytes),
+			Message:   TruncateNamingRegistries(r.Message, MaxMessageBytes),
 			Image:     ImageOf(r.Properties, r.Message),
 			Timestamp: r.Timestamp.Seconds,
 		})
@@ -158,7 +161,7 @@ func fromORResults(reportNS string, scope *corev1.ObjectReference, in []openrepo
 			Policy:    r.Policy,
 			Rule:      r.Rule,
 			Result:    string(r.Result),
-			Message:   truncate(r.Description, MaxMessageBytes),
+			Message:   TruncateNamingRegistries(r.Description, MaxMessageBytes),
 			Image:     ImageOf(r.Properties, r.Description),
 			Timestamp: r.Timestamp.Seconds,
 		})
@@ -191,6 +194,59 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// registryNameRE finds the TrustedRegistry names in a policy message or a Kyverno event:
+// "TrustedRegistry <name>" in the shared policies' messages, "[verify.<name>]" and
+// "[allow.<name>]" (the shared ClusterPolicy's rules) in Kyverno's event notes.
+var registryNameRE = regexp.MustCompile(`(?:TrustedRegistry |\[(?:verify|allow)\.)([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)`)
+
+// RegistriesNamedIn lists the TrustedRegistries a message names, sorted, without repeats.
+func RegistriesNamedIn(msg string) []string {
+	var out []string
+	for _, m := range registryNameRE.FindAllStringSubmatch(msg, -1) {
+		if !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TruncateNamingRegistries is truncate that keeps every TrustedRegistry the message names:
+// the names the cut would lose are appended as "… (TrustedRegistry a, TrustedRegistry b)",
+// so a result or denial of a shared policy still maps to all its registries (as many as
+// fit in n bytes).
+func TruncateNamingRegistries(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	all := RegistriesNamedIn(msg)
+	// cutting more can only lose more names: shorten until the suffix of the lost names
+	// fits (it may take at most half the bytes; names that do not fit are dropped)
+	cut := n
+	for {
+		short := truncate(msg, cut)
+		kept := RegistriesNamedIn(short)
+		var lost []string
+		for _, r := range all {
+			if !slices.Contains(kept, r) {
+				lost = append(lost, "TrustedRegistry "+r)
+			}
+		}
+		suffix := ""
+		for len(lost) > 0 {
+			suffix = " (" + strings.Join(lost, ", ") + ")"
+			if len(suffix) <= n/2 {
+				break
+			}
+			lost, suffix = lost[:len(lost)-1], ""
+		}
+		if len(short)+len(suffix) <= n {
+			return short + suffix
+		}
+		cut = n - len(suffix)
+	}
 }
 
 // truncate shortens s to at most n bytes, cutting at a rune boundary and ending with "…".

@@ -215,7 +215,7 @@ func shrinkMessage(msg string, props map[string]string) (string, map[string]stri
 	if len(msg) <= MaxMessageBytes {
 		return msg, props
 	}
-	short := truncate(msg, MaxMessageBytes)
+	short := TruncateNamingRegistries(msg, MaxMessageBytes)
 	if props[PropertyImage] == "" {
 		if img := imageFromMessage(msg); img != "" && imageFromMessage(short) != img {
 			if props == nil {
