@@ -146,13 +146,11 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		if err := r.ensurePolicyWatch(engine); err != nil {
 			return ctrl.Result{}, err
 		}
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
-			return ctrl.Result{}, fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
+		items, err := r.listShared(ctx, engine)
+		if err != nil {
+			return ctrl.Result{}, err
 		}
-		for i := range list.Items {
-			u := &list.Items[i]
+		for _, u := range items {
 			live[u.GetKind()+"/"+u.GetName()] = u
 		}
 	}
@@ -298,13 +296,11 @@ func (r *TrustedRegistryReconciler) observePlacement(ctx context.Context, obs *o
 		if !obs.served.Has(gvk) {
 			continue
 		}
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
-			return fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
+		items, err := r.listShared(ctx, engine)
+		if err != nil {
+			return err
 		}
-		for i := range list.Items {
-			u := &list.Items[i]
+		for _, u := range items {
 			if e, ok := r.placements.get(u)[obs.registry.Name]; ok {
 				obs.shared[engine] = &sharedPlacement{policy: u, entry: e}
 			}
@@ -329,4 +325,19 @@ func (r *TrustedRegistryReconciler) lastSharedErr() string {
 	r.sharedErrMu.Lock()
 	defer r.sharedErrMu.Unlock()
 	return r.sharedErr
+}
+
+// listShared lists the shared policies of one engine kind (from the cache).
+func (r *TrustedRegistryReconciler) listShared(ctx context.Context, engine trustv1alpha1.Engine) ([]*unstructured.Unstructured, error) {
+	gvk := render.GVK(engine)
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
+		return nil, fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
+	}
+	out := make([]*unstructured.Unstructured, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	return out, nil
 }

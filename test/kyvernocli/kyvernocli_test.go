@@ -65,15 +65,7 @@ type pod struct {
 }
 
 func TestKyvernoCLIApply(t *testing.T) {
-	cli, err := filepath.Abs(cliPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(cli); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s is missing: build it with `make kyverno-bins` (hack/build-kyverno.sh; make test does it first)", cli)
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	cli := kyvernoCLI(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -397,4 +389,20 @@ func containsAll(s string, subs []string) bool {
 		}
 	}
 	return true
+}
+
+// kyvernoCLI returns the absolute path of the Kyverno CLI built under bin/, or skips the
+// test when it has not been built.
+func kyvernoCLI(t *testing.T) string {
+	t.Helper()
+	cli, err := filepath.Abs(cliPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cli); errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("%s is missing: build it with `make kyverno-bins` (hack/build-kyverno.sh; make test does it first)", cli)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cli
 }

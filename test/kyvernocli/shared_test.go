@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,15 +56,7 @@ var trustedRegistryInMessage = regexp.MustCompile(`TrustedRegistry ([a-z0-9.-]+)
 //     report rows of the audit policy, not denials of an enforcing one;
 //   - a Pod in a namespace no registry guards is not evaluated.
 func TestKyvernoCLIApplyShared(t *testing.T) {
-	cli, err := filepath.Abs(cliPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(cli); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s is missing: build it with `make kyverno-bins` (hack/build-kyverno.sh; make test does it first)", cli)
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	cli := kyvernoCLI(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
