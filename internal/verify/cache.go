@@ -1,9 +1,10 @@
 package verify
 
 import (
-	"container/list"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/cache"
 )
 
 // verdict is what is cached: the outcome of every signer for one (repository, digest,
@@ -12,119 +13,53 @@ type verdict struct {
 	signers []SignerResult
 }
 
-type cacheEntry struct {
-	key     string
-	v       verdict
-	expires time.Time
+// verdictCache is apimachinery's size-bounded LRU cache with per-entry expiry, typed for
+// verdicts and counting hits and misses. A nil *verdictCache caches nothing.
+type verdictCache struct {
+	lru        *cache.LRUExpireCache
+	hits, miss atomic.Uint64
 }
 
-// lruCache is a size-bounded LRU map whose entries also expire. It is safe for concurrent
-// use. A nil *lruCache caches nothing.
-type lruCache struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List // front = most recently used
-	items map[string]*list.Element
-	hits  uint64
-	miss  uint64
-}
+// clockFunc adapts Options.Now to the cache's clock, so tests control expiry.
+type clockFunc func() time.Time
 
-func newLRUCache(maxEntries int) *lruCache {
+func (f clockFunc) Now() time.Time { return f() }
+
+func newVerdictCache(maxEntries int, now func() time.Time) *verdictCache {
 	if maxEntries <= 0 {
 		return nil
 	}
-	return &lruCache{max: maxEntries, ll: list.New(), items: map[string]*list.Element{}}
+	return &verdictCache{lru: cache.NewLRUExpireCacheWithClock(maxEntries, clockFunc(now))}
 }
 
-func (c *lruCache) get(key string, now time.Time) (verdict, bool) {
+func (c *verdictCache) get(key string) (verdict, bool) {
 	if c == nil {
 		return verdict{}, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
+	v, ok := c.lru.Get(key)
 	if !ok {
-		c.miss++
+		c.miss.Add(1)
 		return verdict{}, false
 	}
-	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) {
-		c.ll.Remove(el)
-		delete(c.items, key)
-		c.miss++
-		return verdict{}, false
-	}
-	c.ll.MoveToFront(el)
-	c.hits++
-	return e.v, true
+	c.hits.Add(1)
+	return v.(verdict), true
 }
 
-func (c *lruCache) put(key string, v verdict, expires time.Time) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*cacheEntry)
-		e.v, e.expires = v, expires
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, v: v, expires: expires})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.items, last.Value.(*cacheEntry).key)
+func (c *verdictCache) put(key string, v verdict, ttl time.Duration) {
+	if c != nil {
+		c.lru.Add(key, v, ttl)
 	}
 }
 
-func (c *lruCache) stats() CacheStats {
+func (c *verdictCache) stats() CacheStats {
 	if c == nil {
 		return CacheStats{}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return CacheStats{Entries: c.ll.Len(), Hits: c.hits, Misses: c.miss}
+	return CacheStats{Entries: len(c.lru.Keys()), Hits: c.hits.Load(), Misses: c.miss.Load()}
 }
 
 // CacheStats counts cache use since the Verifier was created.
 type CacheStats struct {
 	Entries      int
 	Hits, Misses uint64
-}
-
-// flight deduplicates concurrent verifications of the same cache key.
-type flight struct {
-	mu    sync.Mutex
-	calls map[string]*call
-}
-
-type call struct {
-	done chan struct{}
-	v    verdict
-	err  error
-}
-
-// do runs fn once for concurrent callers with the same key; the others wait for its result
-// (or for their own ctx to end, see Verifier.signatures).
-func (f *flight) begin(key string) (c *call, leader bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.calls == nil {
-		f.calls = map[string]*call{}
-	}
-	if c, ok := f.calls[key]; ok {
-		return c, false
-	}
-	c = &call{done: make(chan struct{})}
-	f.calls[key] = c
-	return c, true
-}
-
-func (f *flight) end(key string, c *call) {
-	f.mu.Lock()
-	delete(f.calls, key)
-	f.mu.Unlock()
-	close(c.done)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/render"
@@ -144,8 +145,8 @@ type Outcome struct {
 // concurrent use.
 type Verifier struct {
 	opts   Options
-	cache  *lruCache
-	flight flight
+	cache  *verdictCache
+	flight singleflight.Group
 }
 
 // New returns a Verifier.
@@ -165,7 +166,7 @@ func New(opts Options) *Verifier {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Verifier{opts: opts, cache: newLRUCache(opts.CacheSize)}
+	return &Verifier{opts: opts, cache: newVerdictCache(opts.CacheSize, opts.Now)}
 }
 
 // CacheStats reports the verdict cache's size and hit counts.
@@ -369,21 +370,18 @@ func (v *Verifier) signatures(ctx context.Context, dig name.Digest, ss []signer,
 	// The repository is part of the key: signatures live next to the image, so the same
 	// digest can be signed in one repository and not in another.
 	key := dig.Context().Name() + "@" + dig.DigestStr() + "|" + keysetID(ss, required, ignoreLog)
-	if vd, ok := v.cache.get(key, v.opts.Now()); ok {
+	if vd, ok := v.cache.get(key); ok {
 		return vd, true, nil
 	}
-	c, leader := v.flight.begin(key)
-	if !leader {
-		select {
-		case <-c.done:
-			return c.v, c.err == nil, c.err
-		case <-ctx.Done():
-			return verdict{}, false, ctx.Err()
+	// Concurrent requests for the same verdict share one verification; each caller still
+	// stops waiting when its own context ends.
+	ran := false // set only by the caller whose function runs (before its result is sent)
+	ch := v.flight.DoChan(key, func() (any, error) {
+		ran = true
+		vd, err := v.check(ctx, dig, ss, ignoreLog, ropts, nameOpts)
+		if err != nil {
+			return verdict{}, err
 		}
-	}
-	vd, err := v.check(ctx, dig, ss, ignoreLog, ropts, nameOpts)
-	c.v, c.err = vd, err
-	if err == nil {
 		n := 0
 		for _, s := range vd.signers {
 			if s.Verified {
@@ -395,11 +393,17 @@ func (v *Verifier) signatures(ctx context.Context, dig name.Digest, ss []signer,
 			ttl = v.opts.NegativeCacheTTL
 		}
 		if ttl > 0 {
-			v.cache.put(key, vd, v.opts.Now().Add(ttl))
+			v.cache.put(key, vd, ttl)
 		}
+		return vd, nil
+	})
+	select {
+	case res := <-ch:
+		vd, _ := res.Val.(verdict)
+		return vd, !ran && res.Err == nil, res.Err
+	case <-ctx.Done():
+		return verdict{}, false, ctx.Err()
 	}
-	v.flight.end(key, c)
-	return vd, false, err
 }
 
 // check verifies every signer against the digest. It returns an error only for failures

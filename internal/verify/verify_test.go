@@ -252,7 +252,7 @@ func TestCacheHit(t *testing.T) {
 	}
 
 	// expiry makes the entry go away
-	now = now.Add(DefaultCacheTTL)
+	now = now.Add(DefaultCacheTTL + time.Second) // an entry is good up to and including its TTL
 	third := mustVerify(t, v, req)
 	if third.Cached {
 		t.Fatal("expired entry was used")
@@ -266,7 +266,7 @@ func TestCacheHit(t *testing.T) {
 	if r := mustVerify(t, v, ureq); r.OK || !r.Cached {
 		t.Fatalf("within the negative TTL: %+v", *r)
 	}
-	now = now.Add(DefaultNegativeCacheTTL)
+	now = now.Add(DefaultNegativeCacheTTL + time.Second)
 	wantOK(t, mustVerify(t, v, ureq), true)
 }
 
