@@ -47,6 +47,9 @@ func run(args []string) error {
 		probeAddr        = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 		leaderElect      = fs.Bool("leader-elect", false, "use leader election so that only one replica reconciles")
 		leaderNamespace  = fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the trust namespace)")
+		leaseDuration    = fs.Duration("leader-elect-lease-duration", 15*time.Second, "how long standby replicas wait after the leader's last renewal before taking over (a crashed leader is replaced within about this time)")
+		renewDeadline    = fs.Duration("leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing its Lease before it steps down (and exits)")
+		retryPeriod      = fs.Duration("leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
 		workers          = fs.Int("workers", 4, "TrustedRegistries reconciled in parallel")
 		discoveryMaxAge  = fs.Duration("kyverno-discovery-max-age", kyverno.DefaultMaxAge, "how long the list of served Kyverno kinds is trusted without a CRD event")
 		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver, per resource kind (requests/s)")
@@ -90,6 +93,9 @@ func run(args []string) error {
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
 		LeaderElectionNamespace: *leaderNamespace,
+		LeaseDuration:           *leaseDuration,
+		RenewDeadline:           *renewDeadline,
+		RetryPeriod:             *retryPeriod,
 		GracefulShutdownTimeout: *gracefulShutdown,
 	}
 	if *rotationPreview {

@@ -53,9 +53,14 @@ type Options struct {
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
 	// LeaderElection with the Lease LeaderElectionID in LeaderElectionNamespace (default:
-	// the trust namespace).
+	// the trust namespace). The Lease is released when the manager stops, so that a
+	// standby replica takes over at once on a rollout or drain (README.md, "High
+	// availability"); a crashed leader's Lease expires after LeaseDuration.
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod of the leader election (default
+	// controller-runtime's: 15s, 10s, 2s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// GracefulShutdownTimeout for in-flight reconciles (default 30s).
 	GracefulShutdownTimeout time.Duration
 	// SyncPeriod of the informers (default controller-runtime's).
@@ -112,8 +117,15 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
-		GracefulShutdownTimeout: &o.GracefulShutdownTimeout,
-		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
+		// Safe because the manager stops the reconcilers (waiting up to
+		// GracefulShutdownTimeout) before it releases the Lease, and main.go exits as soon
+		// as Start returns.
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 positiveOrNil(o.LeaseDuration),
+		RenewDeadline:                 positiveOrNil(o.RenewDeadline),
+		RetryPeriod:                   positiveOrNil(o.RetryPeriod),
+		GracefulShutdownTimeout:       &o.GracefulShutdownTimeout,
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
@@ -143,4 +155,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// positiveOrNil leaves a zero duration to controller-runtime's default.
+func positiveOrNil(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &d
 }
