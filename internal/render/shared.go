@@ -287,10 +287,7 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 		for _, b := range bs {
-			br := "rule " + cpSharedVerifyPrefix + b.s.name
-			if b.s.restrict {
-				br = "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
-			}
+			br := "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
 			place[b.s.name] = Placement{Kind: cpKind, Policy: name, Branch: br, Hash: b.hash}
 		}
 	}
