@@ -255,7 +255,8 @@ func TestSharedClusterPolicy(t *testing.T) {
 	for _, r := range rules {
 		names = append(names, r.(map[string]any)["name"].(string))
 	}
-	if got := strings.Join(names, ","); got != "allow.cps-a,verify.cps-a,verify.cps-b" {
+	// (allow.cps-b, without restrictRegistries, only denies respelled hosts it cannot verify)
+	if got := strings.Join(names, ","); got != "allow.cps-a,verify.cps-a,allow.cps-b,verify.cps-b" {
 		t.Errorf("rules %s", got)
 	}
 	if b := getRegistry(t, "cps-a").Status.Policy.Branch; b != "rules allow.cps-a, verify.cps-a" {

@@ -84,8 +84,16 @@ func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != Lay
 
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=policies.kyverno.io,resources=imagevalidatingpolicies,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=get;list;watch;create;update;patch;delete
+// Policies are read everywhere (the informer lists and watches all of them), but written
+// only under the shared policies' names (render.SharedPolicyNames; test/packaging checks
+// the list). Signet creates policies only with server-side apply, a PATCH naming the
+// object, which the apiserver authorizes as "create" of that name, so create is limited
+// too. The per-registry layout's policies (signet-<registry>) have unbounded names: that
+// layout needs config/rbac/per-registry-layout (README.md).
+// +kubebuilder:rbac:groups=policies.kyverno.io,resources=imagevalidatingpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policies.kyverno.io,resources=imagevalidatingpolicies,verbs=create;update;patch;delete,resourceNames=signet.ivp.audit;signet.ivp.audit.2;signet.ivp.audit.3;signet.ivp.audit.4;signet.ivp.audit.5;signet.ivp.audit.6;signet.ivp.audit.7;signet.ivp.audit.8;signet.ivp.enforce;signet.ivp.enforce.2;signet.ivp.enforce.3;signet.ivp.enforce.4;signet.ivp.enforce.5;signet.ivp.enforce.6;signet.ivp.enforce.7;signet.ivp.enforce.8;signet.ivp.enforce-pin;signet.ivp.enforce-pin.2;signet.ivp.enforce-pin.3;signet.ivp.enforce-pin.4;signet.ivp.enforce-pin.5;signet.ivp.enforce-pin.6;signet.ivp.enforce-pin.7;signet.ivp.enforce-pin.8
+// +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=kyverno.io,resources=clusterpolicies,verbs=create;update;patch;delete,resourceNames=signet.cpol.all;signet.cpol.all.2;signet.cpol.all.3;signet.cpol.all.4;signet.cpol.all.5;signet.cpol.all.6;signet.cpol.all.7;signet.cpol.all.8
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch
 // +kubebuilder:rbac:groups=core,resources=pods;namespaces,verbs=get;list;watch

@@ -259,6 +259,21 @@ func TestKeyErrorsFailClosed(t *testing.T) {
 		waitCondition(t, "junk", trustv1alpha1.ConditionKeysResolved, "False/InvalidPublicKey")
 	})
 
+	t.Run("keyless regexp escaping its anchors", func(t *testing.T) {
+		// "^(a)|(b)$" passes the CRD (CEL cannot judge groups) but its second alternative
+		// matches any subject ending in b: the parsed check refuses it.
+		create(t, keySecret("anchor-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("anchor", func(tr *trustv1alpha1.TrustedRegistry) {
+			tr.Spec.Keyless = []trustv1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", SubjectRegExp: "^(a)|(b)$"}}
+		}))
+		tr := waitCondition(t, "anchor", trustv1alpha1.ConditionPolicyApplied, "False/InvalidSpec")
+		if msg := metaCondition(tr, trustv1alpha1.ConditionPolicyApplied).Message; !strings.Contains(msg, "not anchored on every alternative") {
+			t.Errorf("message %q", msg)
+		}
+		if _, err := getPolicy(sharedClient, ivpGVK, "signet-anchor"); !isNotFound(err) {
+			t.Fatalf("a policy was created for an unanchored identity: %v", err)
+		}
+	})
+
 	t.Run("existing policy is kept when its Secret breaks", func(t *testing.T) {
 		pub := newKeyPEM(t)
 		create(t, keySecret("keep-key", map[string]string{"cosign.pub": pub}), registry("keep"))

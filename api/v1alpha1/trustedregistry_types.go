@@ -199,9 +199,13 @@ type KeylessIdentity struct {
 	// +optional
 	Issuer string `json:"issuer,omitempty"`
 
-	// IssuerRegExp is a regular expression the OIDC issuer must match.
+	// IssuerRegExp is a regular expression the OIDC issuer must match. It must be anchored
+	// on every alternative ("^a$|^b$" or "^(?:a|b)$", never "^a|b$"); where '(', '[' or '\'
+	// make that undecidable here, the operator checks the parsed expression (condition
+	// InvalidSpec).
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('^') && self.endsWith('$')",message="issuerRegExp must be anchored with ^ and $"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('|') || self.matches('[(\\\\[\\\\\\\\]') || self.split('|').all(a, a.startsWith('^') && a.endsWith('$'))",message="issuerRegExp must be anchored on every alternative: a top-level '|' escapes ^ and $ (write ^(?:a|b)$)"
 	// +optional
 	IssuerRegExp string `json:"issuerRegExp,omitempty"`
 
@@ -211,9 +215,11 @@ type KeylessIdentity struct {
 	// +optional
 	Subject string `json:"subject,omitempty"`
 
-	// SubjectRegExp is a regular expression the certificate subject must match.
+	// SubjectRegExp is a regular expression the certificate subject must match, anchored
+	// on every alternative like IssuerRegExp.
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('^') && self.endsWith('$')",message="subjectRegExp must be anchored with ^ and $"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('|') || self.matches('[(\\\\[\\\\\\\\]') || self.split('|').all(a, a.startsWith('^') && a.endsWith('$'))",message="subjectRegExp must be anchored on every alternative: a top-level '|' escapes ^ and $ (write ^(?:a|b)$)"
 	// +optional
 	SubjectRegExp string `json:"subjectRegExp,omitempty"`
 }

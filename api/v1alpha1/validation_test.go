@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,6 +61,19 @@ func TestCRDValidation(t *testing.T) {
 			}
 			if err := c.Create(ctx, u); err != nil {
 				t.Errorf("%s rejected: %v", f, err)
+			}
+		}
+	})
+
+	// Anchored alternations pass. Where CEL cannot tell ('(', '[' or '\': "^(a)|(b)$" is
+	// not anchored, the others are), the operator's check of the parsed expression decides
+	// (internal/render/signers.go, condition InvalidSpec), so the CRD lets them through.
+	t.Run("keyless alternatives CEL cannot judge are accepted", func(t *testing.T) {
+		for i, re := range []string{"^a$|^b$", "^(?:a|b)$", "^(a)|(b)$", `^a\|b$`, "^[|]$"} {
+			spec := valid()
+			spec["keyless"] = []any{map[string]any{"name": "gh", "issuer": "https://a", "subjectRegExp": re}}
+			if err := c.Create(ctx, object("anchored-"+strconv.Itoa(i), spec)); err != nil {
+				t.Errorf("subjectRegExp %q rejected: %v", re, err)
 			}
 		}
 	})
@@ -179,6 +193,12 @@ func TestCRDValidation(t *testing.T) {
 		{"keyless unanchored regexp", "", func(s map[string]any) {
 			s["keyless"] = []any{map[string]any{"name": "gh", "issuer": "https://a", "subjectRegExp": "https://github.com/org/.*"}}
 		}, `spec.keyless[0].subjectRegExp: Invalid value: "https://github.com/org/.*": subjectRegExp must be anchored with ^ and $`},
+		{"keyless subjectRegExp alternation escapes anchors", "", func(s map[string]any) {
+			s["keyless"] = []any{map[string]any{"name": "gh", "issuer": "https://a", "subjectRegExp": "^x|.*$"}}
+		}, `spec.keyless[0].subjectRegExp: Invalid value: "^x|.*$": subjectRegExp must be anchored on every alternative: a top-level '|' escapes ^ and $ (write ^(?:a|b)$)`},
+		{"keyless issuerRegExp alternation escapes anchors", "", func(s map[string]any) {
+			s["keyless"] = []any{map[string]any{"name": "gh", "issuerRegExp": "^https://a|https://b$", "subject": "x"}}
+		}, `spec.keyless[0].issuerRegExp: Invalid value: "^https://a|https://b$": issuerRegExp must be anchored on every alternative: a top-level '|' escapes ^ and $ (write ^(?:a|b)$)`},
 		{"too many keys", "", func(s map[string]any) {
 			var ks []any
 			for i := 0; i < 33; i++ {

@@ -134,9 +134,15 @@ func behaviourCases() []behaviourCase {
 
 		{"no-restrict: foreign image admitted", "no-restrict", prod, testPod{containers: []string{"evil.io/x", appA}}, signKeys([]string{appA}, 0), allow, nil},
 		{"no-restrict: matching image still verified", "no-restrict", prod, testPod{containers: []string{"evil.io/x", appA}}, nil, deny, []string{"ghcr.io/yourorg/app"}},
+		{"no-restrict: upper-case host still verified", "no-restrict", prod, testPod{containers: []string{"evil.io/x", "GHCR.IO/yourorg/app@" + digestA}}, nil, deny, []string{"GHCR.IO/yourorg/app"}},
+		{"no-restrict: :443 still verified", "no-restrict", prod, testPod{containers: []string{"ghcr.io:443/yourorg/app@" + digestA}}, nil, deny, []string{"ghcr.io:443/yourorg/app"}},
+		{"no-restrict: zero-padded port still verified", "no-restrict", prod, testPod{containers: []string{"ghcr.io:00443/yourorg/app@" + digestA}}, nil, deny, []string{"ghcr.io:00443/yourorg/app"}},
+		{"no-restrict: signed :443 spelling admitted", "no-restrict", prod, testPod{containers: []string{"ghcr.io:443/yourorg/app@" + digestA}}, signKeys([]string{appA}, 0), allow, nil},
 
 		{"many: nginx short name verified", "many-images", prod, testPod{containers: []string{"nginx@" + digestA}}, signKeys([]string{"nginx@" + digestA}, 0), allow, nil},
 		{"many: nginx short name unsigned", "many-images", prod, testPod{containers: []string{"nginx@" + digestA}}, nil, deny, []string{"nginx@"}},
+		{"many: registry-1.docker.io spelling unsigned", "many-images", prod, testPod{containers: []string{"registry-1.docker.io/library/nginx:1@" + digestA}}, nil, deny, []string{"registry-1.docker.io/library/nginx"}},
+		{"many: upper-case Docker Hub spelling unsigned", "many-images", prod, testPod{containers: []string{"Docker.IO:443/nginx@" + digestA}}, nil, deny, []string{"Docker.IO:443/nginx"}},
 		{"many: index.docker.io spelling unsigned", "many-images", prod, testPod{containers: []string{"index.docker.io/library/nginx:1@" + digestA}}, nil, deny, []string{"index.docker.io/library/nginx"}},
 		{"many: pinned tag, other digest allowed if signed", "many-images", prod, testPod{containers: []string{"quay.io/team/pinned:v1@" + digestB}}, signKeys([]string{"quay.io/team/pinned:v1@" + digestB}, 0), allow, nil},
 		{"many: digest pattern, other digest refused", "many-images", prod, testPod{containers: []string{"quay.io/team/tool@" + digestB}}, signKeys([]string{"quay.io/team/tool@" + digestB}, 0), deny, []string{"quay.io/team/tool@" + digestB}},

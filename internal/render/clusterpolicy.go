@@ -1,6 +1,8 @@
 package render
 
 import (
+	"fmt"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -103,10 +105,28 @@ const (
 	cpVarImages    = "podImages"
 	cpVarDisallow  = "disallowedImages"
 	cpVarUnchanged = "imagesUnchanged"
+	cpVarRespelled = "respelledImages"
+
+	// cpRespelledRE matches a raw image whose registry host has an upper-case letter or a
+	// port with a leading zero. Kyverno matches imageReferences against the host as written
+	// and its wildcards cannot ignore case, so the ClusterPolicy denies such spellings of
+	// its registries' images instead of verifying them (kyvernoGlobs covers every other
+	// spelling: ":443" and Docker Hub's aliases).
+	cpRespelledRE = `^[^/]*(?:[A-Z]|:0)[^/]*/`
 )
 
-// buildClusterPolicy renders the ClusterPolicy spec: a verifyImages rule and, with
-// restrictRegistries, a validate rule with CEL, both matching Pods (Kyverno adds the
+// respelledMessage is the denial message for images of the registry with a respelled host.
+func respelledMessage(s *settings, listExpr string) string {
+	tail := fmt.Sprintf(": TrustedRegistry %s verifies its images only with the registry host in lower case and a port without leading zeros", s.name)
+	if listExpr == "" {
+		return "image(s)" + tail
+	}
+	return "'image(s) ' + " + listExpr + ".join(', ') + " + celString(tail)
+}
+
+// buildClusterPolicy renders the ClusterPolicy spec: a verifyImages rule and a validate
+// rule with CEL (the registry restriction, with restrictRegistries, and the host spellings
+// Kyverno cannot select), both matching Pods (Kyverno adds the
 // pods/ephemeralcontainers subresource to the webhook and to matching for kind Pod by
 // itself) in the named namespaces OR the selected ones (two match.any filters).
 //
@@ -133,31 +153,47 @@ func buildClusterPolicy(s *settings) cpSpec {
 		Background:    ptr.To(true),
 		FailurePolicy: "Fail",
 	}
+	// The validate rule: with restrictRegistries, images outside the patterns are denied;
+	// always, images of the patterns whose registry host is spelled so that Kyverno's
+	// verifyImages would not select them (cpRespelledRE) are denied.
+	vars := []admissionregistrationv1.Variable{{Name: cpVarImages, Expression: celPodImages}}
+	var exprs []admissionregistrationv1.Validation
+	message := respelledMessage(s, "")
 	if s.restrict {
-		spec.Rules = append(spec.Rules, cpRule{
-			Name:  cpRuleRestrict,
-			Match: match,
-			Validate: &cpValidation{
-				FailureAction: action,
-				// also check UPDATEs of Pods that were already in violation (e.g. an
-				// ephemeral container added to a Pod admitted before the policy existed),
-				// as the ImageValidatingPolicy does
-				AllowExistingViolations: ptr.To(false),
-				Message:                 restrictionMessage(s, ""),
-				CEL: &cpCEL{
-					Variables: []admissionregistrationv1.Variable{
-						{Name: cpVarImages, Expression: celPodImages},
-						{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
-						{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
-					},
-					Expressions: []admissionregistrationv1.Validation{{
-						Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarDisallow + ") == 0",
-						MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
-					}},
-				},
-			},
+		vars = append(vars, admissionregistrationv1.Variable{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"})
+		exprs = append(exprs, admissionregistrationv1.Validation{
+			Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarDisallow + ") == 0",
+			MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
 		})
+		message = restrictionMessage(s, "")
 	}
+	// with the restriction, the images of the patterns are those it does not disallow: the
+	// image matcher (~100 CEL syntax nodes, compiled on every admission) is written once
+	matched := celImageMatch("i", s.patterns.re)
+	if s.restrict {
+		matched = "!(i in variables." + cpVarDisallow + ")"
+	}
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + matched + ")"},
+		admissionregistrationv1.Variable{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
+	)
+	exprs = append(exprs, admissionregistrationv1.Validation{
+		Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
+		MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
+	})
+	spec.Rules = append(spec.Rules, cpRule{
+		Name:  cpRuleRestrict,
+		Match: match,
+		Validate: &cpValidation{
+			FailureAction: action,
+			// also check UPDATEs of Pods that were already in violation (e.g. an
+			// ephemeral container added to a Pod admitted before the policy existed),
+			// as the ImageValidatingPolicy does
+			AllowExistingViolations: ptr.To(false),
+			Message:                 message,
+			CEL:                     &cpCEL{Variables: vars, Expressions: exprs},
+		},
+	})
 	spec.Rules = append(spec.Rules, cpRule{
 		Name:  cpRuleVerify,
 		Match: match,

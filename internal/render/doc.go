@@ -9,11 +9,13 @@
 // ("nginx", "nginx:1.27", "ghcr.io/org/app@sha256:…"), matches a pattern when, after both
 // are resolved the way the container runtime resolves references, they agree:
 //
-//   - The registry host is literal and compared exactly. A reference without a host is on
-//     Docker Hub; "docker.io" and "index.docker.io" are the same host; a single-component
-//     Docker Hub name is an official image: "nginx" = "docker.io/library/nginx". A first
-//     component is a host when it contains '.' or ':' (or an upper-case letter) or is
-//     "localhost" and a '/' follows it, as in distribution/reference.
+//   - The registry host is literal, compared after folding its spellings: letter case is
+//     ignored, ":443" and a port's leading zeros are dropped (":80" is kept). A reference
+//     without a host is on Docker Hub; "docker.io", "index.docker.io" and
+//     "registry-1.docker.io" are the same host; a single-component Docker Hub name is an
+//     official image: "nginx" = "docker.io/library/nginx". A first component is a host
+//     when it contains '.' or ':' (or an upper-case letter) or is "localhost" and a '/'
+//     follows it, as in distribution/reference.
 //   - A pattern without tag and digest ("ghcr.io/org/app", "nginx") matches that repository
 //     with any tag, any digest, or neither.
 //   - '*' matches any characters of the repository path, including '/', never the registry
@@ -35,8 +37,10 @@
 // restrict the images allowed to run, and by the ClusterPolicy's restriction rule. The
 // ClusterPolicy's verifyImages.imageReferences are Kyverno wildcards over Kyverno's own
 // normalised image string (Kyverno's ImageInfo.String(): "docker.io/" prepended without
-// "library/", ":latest" added, the tag dropped when a digest is present); they select a
-// superset of the images MatchImage admits, so nothing admitted escapes verification.
+// "library/", ":latest" added, the tag dropped when a digest is present, the host as
+// written); they select a superset of the images MatchImage admits whose host is in lower
+// case without a zero-padded port, and the ClusterPolicy denies the images of its patterns
+// spelled otherwise, so nothing admitted escapes verification.
 // Assumes Kyverno's defaultRegistry is docker.io (its default).
 //
 // # Namespaces

@@ -101,6 +101,36 @@ func TestRenderErrors(t *testing.T) {
 				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "yourorg"}}
 			}), Keys: key(t)}
 		}, true, "anchored"},
+		{"keyless regexp: alternation escapes the anchors", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "^x|.*$"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
+		{"keyless regexp: alternation in the issuer", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", IssuerRegExp: "^https://a|b$", SubjectRegExp: "^x$"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
+		{"keyless regexp: alternative without its own end anchor", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "^a$|^b"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
+		{"keyless regexp: group closes before the alternation", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "^(a)|(b)$"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
+		{"keyless regexp: optional start anchor", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "^?x$"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
+		{"keyless regexp: multi-line anchors", func(t testing.TB) Input {
+			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: "(?m)^x$"}}
+			}), Keys: key(t)}
+		}, true, "anchored"},
 		{"keyless needs issuer", func(t testing.TB) Input {
 			return Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
 				s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Subject: "me"}}
@@ -175,6 +205,21 @@ func TestIVPMessages(t *testing.T) {
 	for _, want := range []string{appA, "at least 2 of the 3 trusted signers", "TrustedRegistry threshold", "ci-2026, release, keyless:github-main"} {
 		if !strings.Contains(d.message, want) {
 			t.Errorf("message %q lacks %q", d.message, want)
+		}
+	}
+}
+
+// TestKeylessAnchoredAlternatives: expressions anchored on every alternative render.
+func TestKeylessAnchoredAlternatives(t *testing.T) {
+	for _, re := range []string{
+		"^https://github.com/yourorg/.*$", "^(?:a|b)$", "^a$|^b$", "^(a|b)$", "^(?:^a$)$", `^a\|b$`, "^[|]$",
+		"^https://github\\.com/(yourorg|partner)/[^/]+/\\.github/workflows/release\\.yml@refs/tags/v.*$",
+	} {
+		in := Input{Registry: registry("x", func(s *v1alpha1.TrustedRegistrySpec) {
+			s.Keyless = []v1alpha1.KeylessIdentity{{Name: "gh", Issuer: "https://x", SubjectRegExp: re}}
+		}), Keys: []Key{testKey(t, "ci-2026", 1, v1alpha1.KeyActive)}, Engine: v1alpha1.EngineImageValidatingPolicy}
+		if _, err := Render(in); err != nil {
+			t.Errorf("subjectRegExp %q: %v", re, err)
 		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -19,10 +21,16 @@ import (
 //     Kyverno matches against its own normalised form of the image. They select a SUPERSET
 //     of what MatchImage admits (never fewer images are verified than are admitted).
 //
-// Both MatchImage and celImageMatch first canonicalise the raw image string exactly as the
-// container runtime resolves it (distribution/reference rules), then test one anchored RE2
-// regular expression built from the patterns (patternRegexp). cel-go's matches() is RE2 as
-// well, so the two agree; the tests evaluate the rendered CEL with cel-go to prove it.
+// Both MatchImage and celImageMatch first canonicalise the raw image string as the
+// container runtime resolves it (distribution/reference rules), with the spellings of one
+// registry host folded into one: the host in lower case (DNS and runtimes ignore case), the
+// default HTTPS port ":443" and leading zeros of a port dropped, and Docker Hub's aliases
+// ("index.docker.io", "registry-1.docker.io") spelled "docker.io". Then they test one
+// anchored RE2 regular expression built from the patterns (patternRegexp). cel-go's
+// matches() is RE2 as well, so the two agree; the tests evaluate the rendered CEL with
+// cel-go to prove it, and compare canonicalImage with go-containerregistry's parser.
+// ":80" is not folded (it is plain HTTP, another endpoint); other DNS names or addresses of
+// the same registry cannot be known here (README.md: restrictRegistries stops them).
 
 const (
 	dockerHub = "docker.io"
@@ -41,13 +49,23 @@ const (
 	// hostPrefixRE matches a raw reference whose first path component is a registry host:
 	// it contains '.' or ':' or an upper-case letter, or is "localhost", and a '/' follows.
 	hostPrefixRE = `^(?:localhost|[^/]*[.:A-Z][^/]*)/`
-	// dockerHostPrefixRE matches the two spellings of Docker Hub's registry host.
-	dockerHostPrefixRE = `^(?:docker\.io|index\.docker\.io)/`
+	// portRE matches a numeric port of at most five significant digits at the end of a
+	// host; leading zeros do not change the port a runtime dials.
+	portRE = `:0*[0-9]{1,5}$`
+	// defaultPort is the port an https registry host without one is reached at.
+	defaultPort = 443
+	// dockerHubHostRE matches the lower-cased spellings of Docker Hub's registry host
+	// (dockerHubAliases, with or without the default port).
+	dockerHubHostRE = `^(?:(?:index|registry-1)\.)?docker\.io(?::0*443)?$`
 )
 
+// dockerHubAliases are the host names of Docker Hub's registry (after lower-casing and
+// dropping ":443"); all are spelled dockerHub in canonical images.
+var dockerHubAliases = []string{dockerHub, "index.docker.io", "registry-1.docker.io"}
+
 var (
-	hostPrefix       = regexp.MustCompile(hostPrefixRE)
-	dockerHostPrefix = regexp.MustCompile(dockerHostPrefixRE)
+	hostPrefix = regexp.MustCompile(hostPrefixRE)
+	hostPort   = regexp.MustCompile(portRE)
 
 	patternCharsRE = regexp.MustCompile(`^[a-z0-9*._:/@-]+$`)
 	patternDigest  = regexp.MustCompile(`^` + digestRE + `$`)
@@ -56,18 +74,44 @@ var (
 )
 
 // canonicalImage resolves a raw image reference (as written in a Pod) to the form the
-// container runtime pulls: an explicit registry host, Docker Hub spelled "docker.io", and
-// "library/" for single-component Docker Hub names. The tag and digest are kept as written.
-// It mirrors celCanonical exactly; change both together.
+// container runtime pulls, with one spelling per registry: an explicit registry host
+// (canonicalHost), and "library/" for single-component Docker Hub names. The tag and
+// digest are kept as written. It mirrors celCanonical exactly; change both together.
 func canonicalImage(img string) string {
-	if hostPrefix.MatchString(img) {
-		if dockerHostPrefix.MatchString(img) {
-			rest := img[strings.Index(img, "/")+1:]
-			return dockerHub + "/" + libraryIfSingle(rest)
-		}
-		return img
+	if !hostPrefix.MatchString(img) {
+		return dockerHub + "/" + libraryIfSingle(img)
 	}
-	return dockerHub + "/" + libraryIfSingle(img)
+	i := strings.Index(img, "/")
+	host, rest := canonicalHost(img[:i]), img[i+1:]
+	if host == dockerHub {
+		return dockerHub + "/" + libraryIfSingle(rest)
+	}
+	return host + "/" + rest
+}
+
+// canonicalHost folds the spellings of a registry host: ASCII letters in lower case (as
+// CEL's lowerAscii does; other characters are never valid in a host), a port without
+// leading zeros and without ":443", and Docker Hub's aliases as "docker.io".
+func canonicalHost(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	h = string(b)
+	if hostPort.MatchString(h) {
+		i := strings.LastIndex(h, ":")
+		port, _ := strconv.Atoi(h[i+1:]) // at most 5 significant digits: cannot fail
+		h = h[:i]
+		if port != defaultPort {
+			h += ":" + strconv.Itoa(port)
+		}
+	}
+	if slices.Contains(dockerHubAliases, h) {
+		return dockerHub
+	}
+	return h
 }
 
 func libraryIfSingle(path string) string {
@@ -79,13 +123,24 @@ func libraryIfSingle(path string) string {
 
 // celCanonical is canonicalImage as a CEL expression over the string expression img (an
 // identifier, so repeating it is cheap). It uses only core CEL and the strings extension
-// functions present in every Kubernetes and Kyverno CEL environment (indexOf, substring,
-// contains, matches); no cel.bind, which Kubernetes' environment lacks.
+// functions present in every Kubernetes and Kyverno CEL environment (indexOf, lastIndexOf,
+// substring, contains, matches, lowerAscii); no cel.bind, which Kubernetes' environment
+// lacks: a one-element list's map() names the lower-cased host h instead. Kyverno compiles
+// these expressions on every admission, so it is written for few syntax nodes: the Docker
+// Hub aliases and ports are recognised by regular expressions, and int() drops a port's
+// leading zeros (at most five digits follow them, so it cannot overflow).
 func celCanonical(img string) string {
+	lib := func(path string) string {
+		return "(" + path + ".contains('/') ? '' : 'library/') + " + path
+	}
 	rest := img + ".substring(" + img + ".indexOf('/') + 1)"
-	return "(" + img + ".matches(r'" + hostPrefixRE + "') ? (" +
-		img + ".matches(r'" + dockerHostPrefixRE + "') ? 'docker.io/' + (" + rest + ".contains('/') ? " + rest + " : 'library/' + " + rest + ") : " +
-		img + ") : 'docker.io/' + (" + img + ".contains('/') ? " + img + " : 'library/' + " + img + "))"
+	port := "h.substring(h.lastIndexOf(':') + 1)"
+	host := "(h.matches(r':0*" + strconv.Itoa(defaultPort) + "$') ? h.substring(0, h.lastIndexOf(':')) : " +
+		"h.matches(r':0+[0-9]{1,5}$') ? h.substring(0, h.lastIndexOf(':') + 1) + string(int(" + port + ")) : h)"
+	return "(" + img + ".matches(r'" + hostPrefixRE + "') ? " +
+		"[" + img + ".substring(0, " + img + ".indexOf('/')).lowerAscii()].map(h, h.matches(r'" + dockerHubHostRE + "') ? " +
+		"'docker.io/' + " + lib(rest) + " : " + host + " + '/' + " + rest + ")[0] : " +
+		"'docker.io/' + " + lib(img) + ")"
 }
 
 // celImageMatch is a CEL boolean expression: the image held by identifier img matches one
@@ -167,9 +222,9 @@ func parsePattern(p string) (imagePattern, error) {
 	if !patternHost.MatchString(host) {
 		return bad("invalid registry host")
 	}
-	if host == "index.docker.io" {
-		host = dockerHub
-	}
+	// the same folding as images get: "ghcr.io:443" is "ghcr.io", and every Docker Hub
+	// alias is "docker.io" (with "library/" for a single component, below)
+	host = canonicalHost(host)
 	out.host = host
 	switch {
 	case host != dockerHub || strings.Contains(path, "/"):
@@ -300,10 +355,12 @@ func MatchImage(patterns []string, image string) bool {
 // kyvernoGlobs returns wildcard patterns ('*' only) for ClusterPolicy
 // verifyImages.imageReferences. Kyverno matches them against ImageInfo.String(): the raw
 // image with "docker.io/" prepended when it has no registry host (no "library/" added,
-// "index.docker.io" kept), ":latest" added when it has neither tag nor digest, and the tag
-// dropped when it has a digest. The globs cover every such string of every image MatchImage
-// admits (tests check this), possibly more: verification may be asked for more images than
-// the restriction admits, never fewer.
+// the host kept as written: case, port and Docker Hub alias), ":latest" added when it has
+// neither tag nor digest, and the tag dropped when it has a digest. The globs cover every
+// such string of every image MatchImage admits whose host is in lower case with no
+// zero-padded port (the ClusterPolicy denies the other spellings, see cpRespelledRE; tests
+// check this), possibly more: verification may be asked for more images than the
+// restriction admits, never fewer.
 func (ps *patternSet) kyvernoGlobs() []string {
 	var out []string
 	for _, ip := range ps.parsed {
@@ -311,10 +368,17 @@ func (ps *patternSet) kyvernoGlobs() []string {
 		for _, p := range ip.paths {
 			if ip.host != dockerHub {
 				repos = append(repos, ip.host+"/"+p)
+				if !strings.Contains(ip.host, ":") {
+					repos = append(repos, ip.host+":"+strconv.Itoa(defaultPort)+"/"+p)
+				}
 				continue
 			}
 			short := strings.TrimPrefix(p, "library/")
-			repos = append(repos, "docker.io/"+p, "docker.io/"+short, "index.docker.io/"+p, "index.docker.io/"+short)
+			for _, h := range dockerHubAliases {
+				for _, hp := range []string{h, h + ":" + strconv.Itoa(defaultPort)} {
+					repos = append(repos, hp+"/"+p, hp+"/"+short)
+				}
+			}
 			// Kyverno with enableDefaultRegistryMutation=false leaves the default
 			// registry out; a leading '*' would then match images of every registry
 			for _, r := range []string{p, short} {

@@ -156,6 +156,39 @@ type shardKey struct {
 	group  string
 }
 
+// maxSharedPolicies bounds the policies of one group (named <group>, <group>.2, …):
+// Signet's RBAC may write only the shared policies' names (SharedPolicyNames), which must
+// be a fixed list. 8 policies of up to 500 registries each is 4,000 registries per group;
+// a group that needs more is refused (the last good policies stay). A variable for tests.
+var maxSharedPolicies = 8
+
+// sharedGroups are the groups of each engine (see groupOf).
+var sharedGroups = map[string][]string{"ivp": {"audit", "enforce", "enforce-pin"}, "cpol": {"all"}}
+
+// SharedPolicyNames lists every name a shared policy of the given kind
+// (ImageValidatingPolicy or ClusterPolicy) can have: the resourceNames of Signet's RBAC
+// for writing policies (the markers in controllers/trustedregistry_controller.go, checked
+// by test/packaging).
+func SharedPolicyNames(engine v1alpha1.Engine) []string {
+	tag := engineTag(engine)
+	var out []string
+	for _, g := range sharedGroups[tag] {
+		for i := 1; i <= maxSharedPolicies; i++ {
+			out = append(out, sharedPolicyName(tag, g, i))
+		}
+	}
+	return out
+}
+
+// sharedPolicyName names the i-th (from 1) policy of a group.
+func sharedPolicyName(tag, group string, i int) string {
+	name := sharedPrefix + tag + "." + group
+	if i > 1 {
+		name += "." + strconv.Itoa(i)
+	}
+	return name
+}
+
 func groupOf(engine v1alpha1.Engine, s *settings) string {
 	if engine == v1alpha1.EngineClusterPolicy {
 		return "all"
@@ -240,12 +273,13 @@ func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]
 			place    = map[string]Placement{}
 		)
 		size := (len(bs) + n - 1) / n
+		if n > maxSharedPolicies {
+			return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
+				len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
+		}
 		for i, start := 0, 0; start < len(bs); i, start = i+1, start+size {
 			end := min(start+size, len(bs))
-			name := sharedPrefix + engineTag(k.engine) + "." + k.group
-			if i > 0 {
-				name += "." + strconv.Itoa(i+1)
-			}
+			name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
 			u, err := renderShard(k, name, bs[start:end], place)
 			if err != nil {
 				return nil, err
@@ -287,10 +321,7 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 		for _, b := range bs {
-			br := "rule " + cpSharedVerifyPrefix + b.s.name
-			if b.s.restrict {
-				br = "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
-			}
+			br := "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
 			place[b.s.name] = Placement{Kind: cpKind, Policy: name, Branch: br, Hash: b.hash}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -331,5 +332,48 @@ func TestSharedScales(t *testing.T) {
 			check(menv, m.Expression)
 		}
 		t.Logf("%s: %d KiB, %d variables, %d matchImageReferences", u.GetName(), len(b)/1024, len(spec.Variables), len(spec.MatchImageReferences))
+	}
+}
+
+// TestSharedPolicyNamesBounded: every shared policy is named in SharedPolicyNames (the
+// names Signet's RBAC may write), and a group that would need more policies than that is
+// refused rather than written under a name Signet may not write.
+func TestSharedPolicyNamesBounded(t *testing.T) {
+	for _, e := range engines {
+		names := SharedPolicyNames(e.engine)
+		if len(names) != maxSharedPolicies*len(sharedGroups[engineTag(e.engine)]) {
+			t.Errorf("%s: %d names", e.name, len(names))
+		}
+		res, err := RenderShared(sharedScenarioInputs(t, e.engine))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range res.Policies {
+			if !slices.Contains(names, u.GetName()) {
+				t.Errorf("%s: policy %s is not among SharedPolicyNames %q", e.name, u.GetName(), names)
+			}
+		}
+	}
+	key := testKey(t, "ci", 1, v1alpha1.KeyActive)
+	var ins []Input
+	for i := 0; i <= maxSharedRegistries; i++ {
+		name := fmt.Sprintf("team-%d", i)
+		tr := registry(name, func(s *v1alpha1.TrustedRegistrySpec) {
+			s.Images = patterns(fmt.Sprintf("registry.example.com/team-%d/*", i))
+		})
+		tr.UID = types.UID(fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:36])
+		ins = append(ins, Input{Registry: tr, Keys: []Key{key}, Engine: v1alpha1.EngineImageValidatingPolicy})
+	}
+	res, err := RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Policies) != 2 || res.Policies[1].GetName() != "signet.ivp.enforce.2" {
+		t.Fatalf("%d registries: %d policies", len(ins), len(res.Policies))
+	}
+	defer func(n int) { maxSharedPolicies = n }(maxSharedPolicies)
+	maxSharedPolicies = 1
+	if _, err := RenderShared(ins); err == nil || !strings.Contains(err.Error(), "do not fit 1 policies") {
+		t.Fatalf("%d registries in a group of at most 1 policy: %v", len(ins), err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strings"
 
@@ -207,6 +208,14 @@ func buildSigners(keys []Key, keyless []v1alpha1.KeylessIdentity) ([]signer, err
 			if _, err := regexp.Compile(re); err != nil {
 				return nil, invalidf("keyless identity %q: regular expression %q: %v", id.Name, re, err)
 			}
+			parsed, err := syntax.Parse(re, syntax.Perl) // what regexp.Compile parses
+			if err != nil {
+				return nil, invalidf("keyless identity %q: regular expression %q: %v", id.Name, re, err)
+			}
+			if !anchoredAt(parsed, true) || !anchoredAt(parsed, false) {
+				return nil, invalidf("keyless identity %q: regular expression %q is not anchored on every alternative: "+
+					"a top-level '|' escapes ^ and $ (write ^(?:a|b)$)", id.Name, re)
+			}
 		}
 		out = append(out, signer{display: "keyless:" + id.Name, keyless: &kl[i], attestor: "keyless_" + identifier(id.Name)})
 	}
@@ -267,4 +276,36 @@ func Signers(keys []Key, keyless []v1alpha1.KeylessIdentity) ([]Signer, error) {
 		out = append(out, sg)
 	}
 	return out, nil
+}
+
+// anchoredAt reports whether every match of re starts at the beginning of the text (start)
+// or ends at its end (!start), judged on the parsed expression: "^x|.*$" starts and ends
+// with an anchor, yet its second alternative matches any identity. Kyverno and cosign
+// match identities with an unanchored MatchString. Conservative: an expression anchored
+// in some unusual way (an anchor inside a repetition, "(?m)^") is refused, never accepted.
+func anchoredAt(re *syntax.Regexp, start bool) bool {
+	switch re.Op {
+	case syntax.OpBeginText:
+		return start
+	case syntax.OpEndText:
+		return !start
+	case syntax.OpCapture:
+		return anchoredAt(re.Sub[0], start)
+	case syntax.OpConcat:
+		if len(re.Sub) == 0 {
+			return false
+		}
+		if start {
+			return anchoredAt(re.Sub[0], start)
+		}
+		return anchoredAt(re.Sub[len(re.Sub)-1], start)
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !anchoredAt(sub, start) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }

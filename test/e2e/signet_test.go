@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -249,6 +250,45 @@ func TestSignetLookalikes(t *testing.T) {
 			s.denied("host whose path contains the pattern", newPod(ns, "pattern-in-path", "evil.example.com/"+host+"/yourorg/app"+digest), deny...)
 			s.denied("another registry (signed by our key)", newPod(ns, "other-registry", foreign), deny...)
 			s.denied("repository named like the org", newPod(ns, "org-itself", host+"/yourorg"+digest), deny...)
+		})
+	}
+}
+
+// TestSignetSpellings: with restrictRegistries false (images outside the patterns are none
+// of the registry's business), another spelling of the guarded registry's host must not
+// skip verification: upper case and a zero-padded port are the same registry to DNS and
+// to the runtime. Unsigned images so spelled are denied; the plain spelling shows the
+// policy verifies (signed admitted, unsigned denied) and another registry stays free.
+func TestSignetSpellings(t *testing.T) {
+	t.Parallel()
+	for _, e := range signetEngines {
+		t.Run(e.kind, func(t *testing.T) {
+			t.Parallel()
+			s := newScenario(t, 4*time.Minute)
+			name := "spelling-" + e.short
+			ns := name
+			s.namespaces(ns)
+			key := s.keyPair()
+			s.keySecret(name+"-key", key)
+			_, port, _ := strings.Cut(s.reg.Host(), ":") // 127.0.0.1:PORT, also reachable as localhost
+			host := "localhost:" + port
+			signed := s.push(s.reg, "open/app", key)
+			unsigned := s.push(s.reg, "open/unsigned")
+			digest := unsigned[strings.Index(unsigned, "@"):]
+			foreign := s.push(s.other, "open/unsigned")
+			tr := s.registry(name, "open", e.engine, []string{ns}, keyRef("ci", name+"-key"))
+			tr.Spec.Images = []trustv1alpha1.ImagePattern{trustv1alpha1.ImagePattern(host + "/open/*")}
+			tr.Spec.RestrictRegistries = ptr.To(false)
+			s.create(tr)
+			s.waitReady(name, e.kind)
+			s.waitEnforced(newPod(ns, "probe", host+"/open/unsigned"+digest))
+
+			s.admitted("signed, plain spelling", newPod(ns, "signed", host+"/open/app"+signed[strings.Index(signed, "@"):]))
+			s.admitted("another registry (not guarded, restrictRegistries false)", newPod(ns, "foreign", foreign))
+			s.denied("unsigned, plain spelling", newPod(ns, "plain", host+"/open/unsigned"+digest), sharedPolicyPrefix(e.kind))
+			s.denied("unsigned, host in upper case", newPod(ns, "upper", "LOCALHOST:"+port+"/open/unsigned"+digest), sharedPolicyPrefix(e.kind))
+			s.denied("unsigned, host in mixed case", newPod(ns, "mixed", "LocalHost:"+port+"/open/unsigned"+digest), sharedPolicyPrefix(e.kind))
+			s.denied("unsigned, zero-padded port", newPod(ns, "zero-port", "localhost:0"+port+"/open/unsigned"+digest), sharedPolicyPrefix(e.kind))
 		})
 	}
 }

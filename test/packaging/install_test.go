@@ -2,6 +2,13 @@ package packaging
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,13 +22,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/testenv"
 )
 
@@ -135,6 +147,10 @@ func TestInstall(t *testing.T) {
 
 	t.Run("operator RBAC from config/default", func(t *testing.T) {
 		checkAccess(t, c, operatorNamespace, rules)
+	})
+
+	t.Run("operator writes its own policies, never another's", func(t *testing.T) {
+		checkPolicyWrites(t, cfg, c, operatorNamespace)
 	})
 
 	t.Run("operator RBAC from the OLM bundle (OwnNamespace install)", func(t *testing.T) {
@@ -317,6 +333,17 @@ func accesses(verbs []string, group, resource string, nss ...string) []access {
 	return out
 }
 
+// named lists verbs on the named objects of a cluster-scoped resource.
+func named(verbs []string, group, resource string, names []string) []access {
+	var out []access
+	for _, n := range names {
+		for _, v := range verbs {
+			out = append(out, access{verb: v, group: group, resource: resource, name: n})
+		}
+	}
+	return out
+}
+
 var (
 	read  = []string{"get", "list", "watch"}
 	write = []string{"create", "update", "patch", "delete", "deletecollection"}
@@ -334,8 +361,10 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses(all[:7], "", "configmaps", trustNS), // get list watch create update patch delete
 		accesses(read, "trust.signet.dev", "trustedregistries"),
 		accesses([]string{"update", "patch"}, "trust.signet.dev", "trustedregistries/status"),
-		accesses(all[:7], "policies.kyverno.io", "imagevalidatingpolicies"),
-		accesses(all[:7], "kyverno.io", "clusterpolicies"),
+		accesses(read, "policies.kyverno.io", "imagevalidatingpolicies"),
+		accesses(read, "kyverno.io", "clusterpolicies"),
+		named(write[:4], "policies.kyverno.io", "imagevalidatingpolicies", render.SharedPolicyNames(v1alpha1.EngineImageValidatingPolicy)),
+		named(write[:4], "kyverno.io", "clusterpolicies", render.SharedPolicyNames(v1alpha1.EngineClusterPolicy)),
 		accesses(read, "apiextensions.k8s.io", "customresourcedefinitions"),
 		accesses([]string{"create", "patch"}, "", "events", other, trustNS),
 		accesses([]string{"create", "patch"}, "events.k8s.io", "events", other, trustNS),
@@ -350,6 +379,10 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 	for _, r := range g.cluster {
 		for _, grp := range r.APIGroups {
 			for _, res := range r.Resources {
+				if len(r.ResourceNames) > 0 {
+					allowed = append(allowed, named(r.Verbs, grp, res, r.ResourceNames)...)
+					continue
+				}
 				allowed = append(allowed, accesses(r.Verbs, grp, res)...)
 			}
 		}
@@ -380,6 +413,14 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses(write, "batch", "jobs", other),
 		accesses(write, "", "serviceaccounts", trustNS),
 		accesses([]string{"create"}, "", "serviceaccounts/token", trustNS, other),
+		// Policies: written only under the shared policies' names. Not another's policy,
+		// not a per-registry layout name (config/rbac/per-registry-layout grants those),
+		// not a name past the last shard, and no unnamed create (a POST: Signet creates
+		// with server-side apply, which the apiserver authorizes as create of the name).
+		named(write[:4], "policies.kyverno.io", "imagevalidatingpolicies", []string{"someone-elses-policy", "signet-yourorg", "signet.ivp.enforce.9", "signet.cpol.all"}),
+		named(write[:4], "kyverno.io", "clusterpolicies", []string{"someone-elses-policy", "signet-yourorg", "signet.cpol.all.9", "signet.ivp.enforce"}),
+		accesses([]string{"create", "deletecollection"}, "policies.kyverno.io", "imagevalidatingpolicies"),
+		accesses([]string{"create", "deletecollection"}, "kyverno.io", "clusterpolicies"),
 		// Kyverno kinds Signet does not generate: no other policy, no exceptions.
 		accesses(write, "policies.kyverno.io", "validatingpolicies"),
 		accesses(write, "policies.kyverno.io", "namespacedvalidatingpolicies", other),
@@ -471,4 +512,147 @@ func checkAccess(t *testing.T, c client.Client, trustNS string, g generated) {
 		}
 	}
 	t.Logf("%s: checked %d allowed and %d denied requests", user, len(allowed), len(denied))
+}
+
+// checkPolicyWrites does, as the operator's ServiceAccount (impersonated), the writes the
+// controller does to its shared policies (server-side apply to create and change, update,
+// delete) and the same to a policy someone else made: the first are allowed, the second
+// forbidden, for both policy kinds.
+func checkPolicyWrites(t *testing.T, cfg *rest.Config, admin client.Client, trustNS string) {
+	ctx := context.Background()
+	imp := rest.CopyConfig(cfg)
+	imp.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + trustNS + ":" + serviceAccount,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + trustNS, "system:authenticated"},
+	}
+	sa, err := client.New(imp, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, engine := range []v1alpha1.Engine{v1alpha1.EngineImageValidatingPolicy, v1alpha1.EngineClusterPolicy} {
+		t.Run(string(engine), func(t *testing.T) {
+			own := renderedPolicy(t, engine)
+			apply := func(c client.Client, u *unstructured.Unstructured) error {
+				return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()), client.FieldOwner(render.FieldOwner), client.ForceOwnership)
+			}
+			// Signet's own policy: created by server-side apply, changed, replaced, deleted.
+			if err := apply(sa, own); err != nil {
+				t.Fatalf("creating %s with server-side apply: %v", own.GetName(), err)
+			}
+			own.SetAnnotations(map[string]string{"probe": "1"})
+			if err := apply(sa, own); err != nil {
+				t.Fatalf("changing %s with server-side apply: %v", own.GetName(), err)
+			}
+			live := own.DeepCopy()
+			if err := sa.Get(ctx, client.ObjectKeyFromObject(own), live); err != nil {
+				t.Fatal(err)
+			}
+			live.SetLabels(map[string]string{"probe": "2"})
+			if err := sa.Update(ctx, live); err != nil {
+				t.Fatalf("updating %s: %v", own.GetName(), err)
+			}
+			if err := sa.Delete(ctx, live); err != nil {
+				t.Fatalf("deleting %s: %v", own.GetName(), err)
+			}
+
+			// Someone else's policy: readable, but not writable in any way.
+			foreign := own.DeepCopy()
+			foreign.SetName("someone-elses-policy")
+			foreign.SetResourceVersion("")
+			if err := admin.Create(ctx, foreign); err != nil {
+				t.Fatal(err)
+			}
+			live = foreign.DeepCopy()
+			if err := sa.Get(ctx, client.ObjectKeyFromObject(foreign), live); err != nil {
+				t.Fatalf("reading %s: %v", foreign.GetName(), err)
+			}
+			forbidden := func(what string, err error) {
+				t.Helper()
+				if !apierrors.IsForbidden(err) {
+					t.Errorf("%s %s: want Forbidden, got %v", what, foreign.GetName(), err)
+				}
+			}
+			live.SetLabels(map[string]string{"probe": "3"})
+			forbidden("updating", sa.Update(ctx, live))
+			forbidden("applying to", apply(sa, foreign))
+			forbidden("patching", sa.Patch(ctx, live, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`))))
+			forbidden("deleting", sa.Delete(ctx, live))
+			// a name of the per-registry layout, and a plain create (POST) of an own name
+			perRegistry := own.DeepCopy()
+			perRegistry.SetName("signet-yourorg")
+			forbidden("creating (apply)", apply(sa, perRegistry))
+			post := own.DeepCopy()
+			post.SetAnnotations(nil)
+			forbidden("creating (POST)", sa.Create(ctx, post))
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(foreign), live); err != nil || live.GetLabels()["probe"] != "" {
+				t.Errorf("%s changed or gone: %v %v", foreign.GetName(), live.GetLabels(), err)
+			}
+			if err := admin.Delete(ctx, live); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// renderedPolicy is the shared policy Signet renders for one registry.
+func renderedPolicy(t *testing.T, engine v1alpha1.Engine) *unstructured.Unstructured {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	tr := &v1alpha1.TrustedRegistry{
+		ObjectMeta: metav1.ObjectMeta{Name: "yourorg", UID: "00000000-0000-4000-8000-000000000001"},
+		Spec: v1alpha1.TrustedRegistrySpec{
+			Images:             []v1alpha1.ImagePattern{"ghcr.io/yourorg/*"},
+			Namespaces:         v1alpha1.NamespaceSelection{Names: []string{"production"}},
+			Action:             v1alpha1.ActionEnforce,
+			Keys:               []v1alpha1.PublicKey{{Name: "ci", SecretRef: v1alpha1.SecretKeyReference{Name: "cosign-public-key", Key: "cosign.pub"}}},
+			RequiredSignatures: 1,
+		},
+	}
+	res, err := render.RenderShared([]render.Input{{Registry: tr, Engine: engine, Keys: []render.Key{{
+		Name: "ci", State: v1alpha1.KeyActive, Fingerprint: "sha256:" + hex.EncodeToString(sum[:]),
+		PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Policies) != 1 {
+		t.Fatalf("%d policies", len(res.Policies))
+	}
+	return res.Policies[0]
+}
+
+// TestPolicyWriteNames: the ClusterRole writes policies only under the names of the shared
+// policies, exactly the list the renderer can produce (the markers are written by hand).
+func TestPolicyWriteNames(t *testing.T) {
+	g := generatedRules(t)
+	want := map[string][]string{
+		"imagevalidatingpolicies": render.SharedPolicyNames(v1alpha1.EngineImageValidatingPolicy),
+		"clusterpolicies":         render.SharedPolicyNames(v1alpha1.EngineClusterPolicy),
+	}
+	for _, r := range g.cluster {
+		for _, res := range r.Resources {
+			names, ok := want[res]
+			if !ok {
+				continue
+			}
+			if slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+				got := slices.Sorted(slices.Values(r.ResourceNames))
+				if !slices.Equal(got, slices.Sorted(slices.Values(names))) {
+					t.Errorf("%s: written under %q, want the shared policy names %q", res, got, names)
+				}
+				delete(want, res)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no write rule for %v", want)
+	}
 }
