@@ -101,7 +101,6 @@ const (
 	cpRuleVerify   = "verify-signatures"
 	cpRuleRestrict = "restrict-registries"
 	cpVarImages    = "podImages"
-	cpVarDisallow  = "disallowedImages"
 	cpVarUnchanged = "imagesUnchanged"
 )
 
@@ -123,7 +122,7 @@ const (
 // failureAction is set per rule (spec.validationFailureAction is deprecated and defaults
 // to Audit). webhookTimeoutSeconds is left to Kyverno's default. Autogen for pod
 // controllers is disabled (annotation), as it is for the ImageValidatingPolicy.
-func buildClusterPolicy(s *settings) cpSpec {
+func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 	action := "Audit"
 	if s.enforce {
 		action = "Enforce"
@@ -133,30 +132,8 @@ func buildClusterPolicy(s *settings) cpSpec {
 		Background:    ptr.To(true),
 		FailurePolicy: "Fail",
 	}
-	if s.restrict {
-		spec.Rules = append(spec.Rules, cpRule{
-			Name:  cpRuleRestrict,
-			Match: match,
-			Validate: &cpValidation{
-				FailureAction: action,
-				// also check UPDATEs of Pods that were already in violation (e.g. an
-				// ephemeral container added to a Pod admitted before the policy existed),
-				// as the ImageValidatingPolicy does
-				AllowExistingViolations: ptr.To(false),
-				Message:                 restrictionMessage(s, ""),
-				CEL: &cpCEL{
-					Variables: []admissionregistrationv1.Variable{
-						{Name: cpVarImages, Expression: celPodImages},
-						{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
-						{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
-					},
-					Expressions: []admissionregistrationv1.Validation{{
-						Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarDisallow + ") == 0",
-						MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
-					}},
-				},
-			},
-		})
+	if rs != nil {
+		spec.Rules = append(spec.Rules, cpRestrictRule(cpRuleRestrict, match, action, rs))
 	}
 	spec.Rules = append(spec.Rules, cpRule{
 		Name:  cpRuleVerify,
@@ -216,4 +193,29 @@ func cpEntries(s *settings) []cpAttestor {
 		}
 	}
 	return out
+}
+
+// cpRestrictRule is the registry restriction rs as a validate.cel rule (restrict.go).
+func cpRestrictRule(name string, match cpMatch, action string, rs *restriction) cpRule {
+	vars := append([]admissionregistrationv1.Variable{
+		{Name: cpVarImages, Expression: celPodImages},
+		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
+	}, rs.variables(cpVarImages)...)
+	val := rs.validation("variables." + cpVarUnchanged + " || ")
+	return cpRule{
+		Name:  name,
+		Match: match,
+		Validate: &cpValidation{
+			FailureAction: action,
+			// also check UPDATEs of Pods that were already in violation (e.g. an
+			// ephemeral container added to a Pod admitted before the policy existed),
+			// as the ImageValidatingPolicy does
+			AllowExistingViolations: ptr.To(false),
+			Message:                 val.Message,
+			CEL: &cpCEL{
+				Variables:   vars,
+				Expressions: []admissionregistrationv1.Validation{{Expression: val.Expression, MessageExpression: val.MessageExpression}},
+			},
+		},
+	}
 }

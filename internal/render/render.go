@@ -40,6 +40,12 @@ type Input struct {
 	Keys []Key
 	// Engine is the resolved policy kind: EngineImageValidatingPolicy or EngineClusterPolicy.
 	Engine v1alpha1.Engine
+	// Peers are the other TrustedRegistries, for Render's registry restriction: in a
+	// namespace guarded by several restricting registries the allowed images are the union
+	// of their patterns (restrict.go). Only their action, restrictRegistries, images and
+	// namespaces are read; one that does not resolve is left out (which can only narrow
+	// what is allowed). RenderShared ignores Peers: it renders all registries together.
+	Peers []*v1alpha1.TrustedRegistry
 }
 
 const (
@@ -209,10 +215,10 @@ func Render(in Input) (*unstructured.Unstructured, error) {
 	)
 	switch in.Engine {
 	case v1alpha1.EngineImageValidatingPolicy:
-		ivp := buildIVP(s)
+		ivp := buildIVP(s, restrictionFor(s, resolvePeers(in.Peers)))
 		spec = &ivp
 	case v1alpha1.EngineClusterPolicy:
-		cp := buildClusterPolicy(s)
+		cp := buildClusterPolicy(s, restrictionFor(s, resolvePeers(in.Peers)))
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 	default:
@@ -356,4 +362,14 @@ func resolveNamespaces(sel v1alpha1.NamespaceSelection) (namespaces, error) {
 		return out, invalidf("namespaces needs names, a selector, or both: without them the policy would guard nothing or everything")
 	}
 	return out, nil
+}
+
+func resolvePeers(peers []*v1alpha1.TrustedRegistry) []*settings {
+	var out []*settings
+	for _, p := range peers {
+		if ps, ok := resolvePeer(p); ok {
+			out = append(out, ps)
+		}
+	}
+	return out
 }
