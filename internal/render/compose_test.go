@@ -348,3 +348,50 @@ func TestCompositionMessageBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestCompositionAcrossEngines: registries of both engines on one namespace still make
+// one union (each engine's shared policy holds the other's patterns), and a namespace
+// guarded only by registries of one engine is not judged by the other engine's policy.
+func TestCompositionAcrossEngines(t *testing.T) {
+	teamA := composeInputs(t, v1alpha1.EngineImageValidatingPolicy, composeReg{name: "teama", images: []string{teamAPattern}, ns: []string{"staging", "production"}, seed: 1})
+	teamB := composeInputs(t, v1alpha1.EngineClusterPolicy, composeReg{name: "teamb", images: []string{teamBPattern}, ns: []string{"staging"}, seed: 2})
+	ins := append(teamA, teamB...)
+	shared, err := RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	judge := func(ns testNS, img string, signed ...byte) (verdict, []string) {
+		db := sigDB{}
+		for _, s := range signed {
+			db.sign(img, keyID(testKey(t, "ci", s, v1alpha1.KeyActive)))
+		}
+		out := verdict{denyNames: map[string]bool{}, reportNames: map[string]bool{}}
+		var judgedBy []string
+		for _, u := range shared.Policies {
+			engine := v1alpha1.EngineImageValidatingPolicy
+			if u.GetKind() == cpKind {
+				engine = v1alpha1.EngineClusterPolicy
+			}
+			pod := testPod{containers: []string{img}}
+			if d := evalPolicy(t, engine, u, ns, pod, db); d.matched {
+				judgedBy = append(judgedBy, u.GetName())
+			}
+			v := combine(t, engine, []*unstructured.Unstructured{u}, ns, pod, db)
+			out.denied = out.denied || v.denied
+			out.reported = out.reported || v.reported
+		}
+		return out, judgedBy
+	}
+	if v, _ := judge(staging, teamAImg, 1); v.denied {
+		t.Error("team A's signed image denied next to team B of the other engine")
+	}
+	if v, _ := judge(staging, teamBImg, 2); v.denied {
+		t.Error("team B's signed image denied next to team A of the other engine")
+	}
+	if v, _ := judge(staging, foreignImg); !v.denied {
+		t.Error("foreign image admitted")
+	}
+	if v, by := judge(prod, foreignImg); !v.denied || len(by) != 1 || by[0] != "signet.ivp.enforce" {
+		t.Errorf("production (team A only): denied=%v, judged by %v; want denied by signet.ivp.enforce alone", v.denied, by)
+	}
+}

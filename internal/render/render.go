@@ -124,6 +124,7 @@ func GVK(engine v1alpha1.Engine) schema.GroupVersionKind {
 // settings is the TrustedRegistry spec with every default resolved.
 type settings struct {
 	name      string
+	engine    v1alpha1.Engine
 	enforce   bool
 	restrict  bool
 	verifyDig bool
@@ -150,7 +151,7 @@ func resolve(in Input) (*settings, error) {
 		return nil, errors.New("render: TrustedRegistry has no UID (pass the object as stored)")
 	}
 	spec := &tr.Spec
-	s := &settings{name: tr.Name}
+	s := &settings{name: tr.Name, engine: in.Engine}
 	switch spec.Action {
 	case "", v1alpha1.ActionEnforce:
 		s.enforce = true

@@ -42,6 +42,35 @@ type restriction struct {
 	entries []*settings
 	// audit: report mode; it applies only where a restricting Audit entry guards.
 	audit bool
+	// engine, when set, is the engine of the shared policy that evaluates it: it applies
+	// only where an entry of that engine guards, so that a namespace guarded only by
+	// registries of the other engine is not judged twice (by both engines' policies).
+	engine v1alpha1.Engine
+}
+
+// forEngine is r evaluated by a shared policy of the engine (nil when r is nil).
+func (r *restriction) forEngine(e v1alpha1.Engine) *restriction {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.engine = e
+	return &c
+}
+
+// counts tells whether entry s makes the restriction apply where it guards.
+func (r *restriction) counts(s *settings) bool {
+	return (!r.audit || !s.enforce) && (r.engine == "" || s.engine == r.engine)
+}
+
+func engineCode(e v1alpha1.Engine) string {
+	switch e {
+	case v1alpha1.EngineImageValidatingPolicy:
+		return "I"
+	case v1alpha1.EngineClusterPolicy:
+		return "C"
+	}
+	return "-"
 }
 
 // CEL variable names of the restriction.
@@ -106,14 +135,11 @@ func restrictionFor(s *settings, peers []*settings) *restriction {
 }
 
 // appliesTo lists the entries whose namespaces the restriction applies in: every entry of
-// the Enforce restriction, the Audit entries of the Audit one.
+// the Enforce restriction, the Audit entries of the Audit one (of the engine, if set).
 func (r *restriction) appliesTo() []*settings {
-	if !r.audit {
-		return r.entries
-	}
 	var out []*settings
 	for _, s := range r.entries {
-		if !s.enforce {
+		if r.counts(s) {
 			out = append(out, s)
 		}
 	}
@@ -147,6 +173,7 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 		fRE
 		fPatterns
 		fAction
+		fEngine
 	)
 	field := func(i string, f int) string {
 		return "string(" + v(rsVarData) + "[" + i + "]).split(';')[" + strconv.Itoa(f) + "]"
@@ -166,7 +193,7 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 		if !s.enforce {
 			action = "A"
 		}
-		lines = append(lines, strings.Join([]string{s.name, s.patterns.re, strings.Join(s.patterns.raw, " "), action}, ";"))
+		lines = append(lines, strings.Join([]string{s.name, s.patterns.re, strings.Join(s.patterns.raw, " "), action, engineCode(s.engine)}, ";"))
 		allPatterns = append(allPatterns, s.patterns.raw...)
 		for _, n := range s.ns.names {
 			byNS[n] = append(byNS[n], i)
@@ -217,8 +244,15 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	// the registries of the namespace that make the allowed set; the Audit restriction
 	// is only in force where one of its Audit registries guards
 	guardedExpr := strings.Join(guarded, " + ")
+	var counts []string
 	if r.audit {
-		guardedExpr = "[" + guardedExpr + "].map(g, g.exists(x, " + field("x", fAction) + " == 'A') ? g : [])[0]"
+		counts = append(counts, field("x", fAction)+" == 'A'")
+	}
+	if r.engine != "" {
+		counts = append(counts, field("x", fEngine)+" == '"+engineCode(r.engine)+"'")
+	}
+	if len(counts) > 0 {
+		guardedExpr = "[" + guardedExpr + "].map(g, g.exists(x, " + strings.Join(counts, " && ") + ") ? g : [])[0]"
 	}
 	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarGuarded, Expression: guardedExpr})
 

@@ -249,8 +249,8 @@ type hosted struct {
 // hostGroups picks, per engine, the shard whose first policy evaluates each registry
 // restriction (restrict.go). A restriction is the union over ALL restricting registries
 // of the cluster (both engines: a ClusterPolicy registry's images are verified by its own
-// rules), so it must be evaluated in one place per engine that sees it, with the data of
-// every registry:
+// rules), so it must be evaluated in one place per engine, with the data of every
+// registry, where a restricting registry of that engine guards the namespace:
 //   - ImageValidatingPolicy: the Enforce restriction in enforce-pin (where Enforce
 //     registries pin by default), else in enforce; the Audit restriction in audit. Only
 //     a policy of the same validation action can deny, or only report.
@@ -263,23 +263,28 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 	out := map[shardKey]hosted{}
 	ivp := func(g string) shardKey { return shardKey{engine: v1alpha1.EngineImageValidatingPolicy, group: g} }
 	cp := shardKey{engine: v1alpha1.EngineClusterPolicy, group: "all"}
-	if _, ok := byKey[cp]; ok {
-		out[cp] = hosted{enforce: enf, audit: aud}
+	// a host only where its engine has a registry the restriction applies for
+	applies := func(r *restriction) *restriction {
+		if r == nil || len(r.appliesTo()) == 0 {
+			return nil
+		}
+		return r
 	}
-	if enf != nil {
+	cpEnf := applies(enf.forEngine(v1alpha1.EngineClusterPolicy))
+	cpAud := applies(aud.forEngine(v1alpha1.EngineClusterPolicy))
+	if _, ok := byKey[cp]; ok && (cpEnf != nil || cpAud != nil) {
+		out[cp] = hosted{enforce: cpEnf, audit: cpAud}
+	}
+	if r := applies(enf.forEngine(v1alpha1.EngineImageValidatingPolicy)); r != nil {
 		for _, g := range []string{"enforce-pin", "enforce"} {
 			if _, ok := byKey[ivp(g)]; ok {
-				h := out[ivp(g)]
-				h.enforce = enf
-				out[ivp(g)] = h
+				out[ivp(g)] = hosted{enforce: r}
 				break
 			}
 		}
 	}
-	if _, ok := byKey[ivp("audit")]; ok && aud != nil {
-		h := out[ivp("audit")]
-		h.audit = aud
-		out[ivp("audit")] = h
+	if r := applies(aud.forEngine(v1alpha1.EngineImageValidatingPolicy)); r != nil {
+		out[ivp("audit")] = hosted{audit: r}
 	}
 	return out
 }
