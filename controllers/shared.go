@@ -156,17 +156,10 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 	}
 
 	desired := map[string]bool{}
-	var growing, shrinking []*unstructured.Unstructured
 	for _, p := range res.Policies {
-		key := p.GetKind() + "/" + p.GetName()
-		desired[key] = true
-		if l := live[key]; l != nil && !subsetOf(registriesOf(l), registriesOf(p)) {
-			shrinking = append(shrinking, p)
-		} else {
-			growing = append(growing, p)
-		}
+		desired[p.GetKind()+"/"+p.GetName()] = true
 	}
-	for _, p := range append(growing, shrinking...) {
+	for _, p := range writeOrder(res.Policies, live) {
 		gvk := p.GroupVersionKind()
 		if !served.Has(gvk) {
 			return ctrl.Result{}, fmt.Errorf("%s %s: %s is not served (any more)", p.GetKind(), p.GetName(), gvk.GroupVersion())
@@ -198,6 +191,30 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		logger.Info("shared policy deleted: no TrustedRegistry left in it", "kind", l.GetKind(), "name", l.GetName())
 	}
 	return ctrl.Result{}, nil
+}
+
+// writeOrder orders the shared policies to write so that no moment in between allows more
+// than before or after. Policies that gain registries are written before those that lose
+// some (a registry moving between policies is never unenforced in between). The policies
+// hosting a registry restriction hold the restriction data of registries whose branches
+// are elsewhere (render.AnnotationRestriction): they go after the policies that gain
+// branches (a registry's images are allowed only once they are verified) and before those
+// that lose some or stop hosting (its images are refused before they stop being verified;
+// while an old and a new host are both live, an image must pass both).
+func writeOrder(policies []*unstructured.Unstructured, live map[string]*unstructured.Unstructured) []*unstructured.Unstructured {
+	var growing, hosts, shrinking []*unstructured.Unstructured
+	for _, p := range policies {
+		l := live[p.GetKind()+"/"+p.GetName()]
+		switch {
+		case p.GetAnnotations()[render.AnnotationRestriction] != "":
+			hosts = append(hosts, p)
+		case l != nil && (!subsetOf(registriesOf(l), registriesOf(p)) || l.GetAnnotations()[render.AnnotationRestriction] != ""):
+			shrinking = append(shrinking, p)
+		default:
+			growing = append(growing, p)
+		}
+	}
+	return append(append(growing, hosts...), shrinking...)
 }
 
 // registryEntry is one value of the registries annotation: "<input hash> <branch>".

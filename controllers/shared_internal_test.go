@@ -7,8 +7,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/reports"
 )
 
@@ -80,5 +82,43 @@ func TestMergeBlocked(t *testing.T) {
 	}
 	if a.Count != 3 || len(a.Recent) != 2 {
 		t.Fatal("mergeBlocked changed its argument")
+	}
+}
+
+// TestWriteOrder: policies that gain branches first, then the restriction hosts, then the
+// policies that lose branches or stop hosting.
+func TestWriteOrder(t *testing.T) {
+	policy := func(name, registries, restriction string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{}
+		u.SetKind("ImageValidatingPolicy")
+		u.SetName(name)
+		a := map[string]string{render.AnnotationRegistries: registries}
+		if restriction != "" {
+			a[render.AnnotationRestriction] = restriction
+		}
+		u.SetAnnotations(a)
+		return u
+	}
+	live := map[string]*unstructured.Unstructured{}
+	for _, p := range []*unstructured.Unstructured{
+		policy("signet.ivp.enforce", `{"a":"h a"}`, "enforce"),  // stops hosting
+		policy("signet.ivp.audit", `{"x":"h x","y":"h y"}`, ""), // loses y
+		policy("signet.ivp.other", `{"o":"h o"}`, ""),           // unchanged
+	} {
+		live[p.GetKind()+"/"+p.GetName()] = p
+	}
+	desired := []*unstructured.Unstructured{
+		policy("signet.ivp.audit", `{"x":"h x"}`, ""),
+		policy("signet.ivp.enforce", `{"a":"h a","b":"h b"}`, ""),
+		policy("signet.ivp.enforce-pin", `{"p":"h p"}`, "enforce"), // new host
+		policy("signet.ivp.other", `{"o":"h o","n":"h n"}`, ""),    // gains n
+	}
+	var got []string
+	for _, p := range writeOrder(desired, live) {
+		got = append(got, p.GetName())
+	}
+	want := []string{"signet.ivp.other", "signet.ivp.enforce-pin", "signet.ivp.audit", "signet.ivp.enforce"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("order %v, want %v", got, want)
 	}
 }

@@ -234,8 +234,8 @@ func TestSharedLayoutMigratesPerRegistryPolicies(t *testing.T) {
 	}
 }
 
-// TestSharedClusterPolicy: with engine ClusterPolicy every registry is a pair of rules in
-// one ClusterPolicy, named after it.
+// TestSharedClusterPolicy: with engine ClusterPolicy every registry is a rule in one
+// ClusterPolicy, named after it, next to the shared registry restriction.
 func TestSharedClusterPolicy(t *testing.T) {
 	resync := 2 * time.Second
 	m := startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared, syncPeriod: &resync})
@@ -255,8 +255,9 @@ func TestSharedClusterPolicy(t *testing.T) {
 	for _, r := range rules {
 		names = append(names, r.(map[string]any)["name"].(string))
 	}
-	// (allow.cps-b, without restrictRegistries, only denies respelled hosts it cannot verify)
-	if got := strings.Join(names, ","); got != "allow.cps-a,verify.cps-a,allow.cps-b,verify.cps-b" {
+	// the hosted restriction, then per registry the respelled-host denial (allow.<name>,
+	// present without restrictRegistries too) and the signature check
+	if got := strings.Join(names, ","); got != "restrict-registries,allow.cps-a,verify.cps-a,allow.cps-b,verify.cps-b" {
 		t.Errorf("rules %s", got)
 	}
 	if b := getRegistry(t, "cps-a").Status.Policy.Branch; b != "rules allow.cps-a, verify.cps-a" {

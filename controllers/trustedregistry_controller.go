@@ -125,6 +125,9 @@ type observed struct {
 	// sharedErr is why the last pass over the shared policies failed ("" when it did not).
 	storedInput string
 	sharedErr   string
+	// peers are the other TrustedRegistries (per-registry layout only): the registry
+	// restriction of its policy is the union with theirs (README.md, "Composition").
+	peers []*trustv1alpha1.TrustedRegistry
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
 	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
@@ -283,6 +286,19 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		return nil, fmt.Errorf("discovering Kyverno kinds: %w", err)
 	}
 	obs.served = served
+
+	if !r.sharedLayout() {
+		list := &trustv1alpha1.TrustedRegistryList{}
+		if err := r.Client.List(ctx, list); err != nil {
+			return nil, fmt.Errorf("listing the other TrustedRegistries: %w", err)
+		}
+		for i := range list.Items {
+			// one being deleted is left out: its images stop being allowed first
+			if p := &list.Items[i]; p.Name != registry.Name && p.DeletionTimestamp.IsZero() {
+				obs.peers = append(obs.peers, p)
+			}
+		}
+	}
 
 	for _, k := range registry.Spec.Keys {
 		secret := &corev1.Secret{}
@@ -521,7 +537,7 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 	p.engine = engine
 	p.kyvernoReady = true
 
-	in := render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine}
+	in := render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine, Peers: obs.peers}
 	var policy *unstructured.Unstructured
 	var err error
 	if shared {

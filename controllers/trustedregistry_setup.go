@@ -147,6 +147,12 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
+	if !r.sharedLayout() {
+		// per-registry layout: each policy's registry restriction holds the other
+		// registries' patterns and namespaces
+		b = b.Watches(&trustv1alpha1.TrustedRegistry{}, handler.EnqueueRequestsFromMapFunc(r.peersOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	}
 	if r.CountBlocked {
 		b = b.Watches(&corev1.Event{}, coalescing{mapFn: registryForEvent, delay: eventTriggerDelay})
 	}
@@ -242,6 +248,23 @@ func (r *TrustedRegistryReconciler) onKyvernoCRD(ctx context.Context, _ client.O
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, tr := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+	}
+	return reqs
+}
+
+// peersOf maps a TrustedRegistry to every other one (per-registry layout: their policies'
+// registry restrictions include it).
+func (r *TrustedRegistryReconciler) peersOf(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &trustv1alpha1.TrustedRegistryList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "listing TrustedRegistries for a changed one")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, tr := range list.Items {
+		if tr.Name != o.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+		}
 	}
 	return reqs
 }

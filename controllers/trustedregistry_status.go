@@ -258,7 +258,7 @@ func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan, kind, name st
 	msg := fmt.Sprintf("%s %s %s signatures (%d required; %s) on %s in %s",
 		kind, name, verb, required, signers, strings.Join(images, ", "), strings.Join(where, " and "))
 	if registry.Spec.RestrictRegistries == nil || *registry.Spec.RestrictRegistries {
-		msg += "; images from other registries are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
+		msg += "; images that match no restricting TrustedRegistry there are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
 	}
 	return msg
 }

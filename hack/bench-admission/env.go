@@ -293,7 +293,7 @@ func publicKeyPEM() ([]byte, error) {
 func registryName(i int) string { return fmt.Sprintf("team-%d", i) }
 
 // trustedRegistry is registry i: <registry>/team-<i>/* in production, restrictRegistries
-// false, Enforce, digests required, offline, the shared key (i even) or its own (i odd).
+// true, Enforce, digests required, offline, the shared key (i even) or its own (i odd).
 func (e *env) trustedRegistry(i int, engine trustv1alpha1.Engine) *trustv1alpha1.TrustedRegistry {
 	key := trustv1alpha1.PublicKey{Name: "shared", SecretRef: trustv1alpha1.SecretKeyReference{Name: sharedSecret, Key: "cosign.pub"}}
 	if i%2 == 1 {
@@ -304,7 +304,7 @@ func (e *env) trustedRegistry(i int, engine trustv1alpha1.Engine) *trustv1alpha1
 		Spec: trustv1alpha1.TrustedRegistrySpec{
 			Images:             []trustv1alpha1.ImagePattern{trustv1alpha1.ImagePattern(fmt.Sprintf("%s/team-%d/*", e.reg.Host(), i))},
 			Namespaces:         trustv1alpha1.NamespaceSelection{Names: []string{guardedNS}},
-			RestrictRegistries: ptr.To(false),
+			RestrictRegistries: ptr.To(true),
 			Action:             trustv1alpha1.ActionEnforce,
 			Keys:               []trustv1alpha1.PublicKey{key},
 			RequiredSignatures: 1,

@@ -32,10 +32,10 @@
 // policies from its webhook configuration and restarts Kyverno. A 0-policy baseline is
 // measured at the start and at the end.
 //
-// Registry i trusts <registry>/team-<i>/* in production, restrictRegistries false (with
-// true, every registry would deny the images of all the others, including the measured
-// Pod's), offline (transparencyLog.ignore), Enforce; even i share one key, odd i have a key
-// each. The naive and shared variants render registry i from exactly that spec and key.
+// Registry i trusts <registry>/team-<i>/* in production, restrictRegistries true (the
+// allowed images are the union of all N registries' patterns, see README.md
+// "Composition"), offline (transparencyLog.ignore), Enforce; even i share one key, odd i
+// have a key each. The naive and shared variants render registry i from exactly that spec and key.
 // The measured Pod runs one image under team-0, signed with the shared key: every
 // policy is evaluated, one verifies a signature (cached by Kyverno after the warm-up).
 //

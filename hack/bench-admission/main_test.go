@@ -154,7 +154,7 @@ func TestReport(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ImageValidatingPolicy via Signet", "3.16 s", "166×", "1.40×", "MISSED", "met",
-		"no policy (baseline)", "7.0 ms", "10.5 ms", "1 timeouts", "restrictRegistries is false",
+		"no policy (baseline)", "7.0 ms", "10.5 ms", "1 timeouts", "restrictRegistries is true",
 		"median(N=300) / median(N=1)", "against the 10s webhook timeout", "identical to Signet's signet-<registry> policies (checked at N = 1)",
 		"shared ImageValidatingPolicies (no Signet)", "shared ClusterPolicy (no Signet)", "1.30×", "p99: 1.20×", "p99: 2.00×",
 	} {

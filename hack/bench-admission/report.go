@@ -141,7 +141,7 @@ func newResults(cfg config, start time.Time) *results {
 		Setup: setup{
 			Namespace:          guardedNS,
 			ImagePattern:       "<registry>/team-<i>/* for registry i, all guarding " + guardedNS,
-			RestrictRegistries: false,
+			RestrictRegistries: true,
 			Keys:               "even i: one shared key; odd i: a key each; transparencyLog.ignore (offline), Enforce, digest required",
 			MeasuredPod:        "one container, <registry>/team-0/app@sha256:…, signed with the shared key (matches registry 0 only)",
 			Signet:             "manager in-process via internal/operator, main.go defaults: QPS 50, burst 100, 4 workers, count-blocked and pod-insights on",
@@ -149,9 +149,9 @@ func newResults(cfg config, start time.Time) *results {
 			Percentile:         "p99 by nearest rank: with fewer than 100 samples it is the slowest request",
 		},
 		Notes: []string{
-			"restrictRegistries is false: with true, every registry would deny the images of all the others (the measured Pod's image matches registry 0 only), so no Pod could be admitted with N > 1.",
+			"restrictRegistries is true on every registry: the images allowed in the namespace are the union of the N registries' patterns (README.md, Composition), evaluated once per engine by the shared policy hosting the restriction; the measured Pod's image matches registry 0 only.",
 			"naive-ivp are N ImageValidatingPolicies rendered with render.Render (one per TrustedRegistry) and applied without Signet; that is Signet's per-registry layout (naiveSpecsEqualSignets checks it on the live objects of registries 0 and 1 when Signet generates signet-<registry> policies).",
-			"shared-ivp and shared-cpol are the policies render.RenderShared renders for the same N registries (same specs and keys; at most three ImageValidatingPolicies, enforce/enforce-pin/audit, here all in enforce; or one ClusterPolicy with a rule per registry), applied without Signet under the names shared.<group> instead of signet.<group>; naiveSpecsEqualSignets compares them with Signet's live signet.* policies when Signet generates the shared layout.",
+			"shared-ivp and shared-cpol are the policies render.RenderShared renders for the same N registries (same specs and keys; at most three ImageValidatingPolicies, enforce/enforce-pin/audit, here all in enforce; or one ClusterPolicy with a verify rule per registry and one restriction rule), applied without Signet under the names shared.<group> instead of signet.<group>; naiveSpecsEqualSignets compares them with Signet's live signet.* policies when Signet generates the shared layout.",
 			signetNote(cfg),
 			"With no policy Kyverno registers no resource webhook, so the baseline Pod CREATE never reaches Kyverno: it is the apiserver and etcd alone.",
 			"Kyverno CPU/adm is the CPU time of the Kyverno process per measured admission (/proc, all threads): less sensitive to the shared machine's load than latency.",

@@ -335,6 +335,10 @@ func (d *demo) run(ctx context.Context) error {
 		o.fail("%d of %d answers were not what Signet promises (Signet's log: %s)", d.unexpected, len(attempts), d.logPath)
 	}
 
+	if err := d.secondRegistry(ctx, signed, key); err != nil {
+		return err
+	}
+
 	// --- kubectl
 	o.section("5. What kubectl tells you")
 	// Let the status settle (the policy watch and Kyverno's readiness update it), and let
@@ -823,4 +827,137 @@ func (iw *indentWriter) Write(b []byte) (int, error) {
 		b = b[i+1:]
 	}
 	return n, nil
+}
+
+// --- a second TrustedRegistry on the same namespace ----------------------------------------
+
+// platformRegistry is the second TrustedRegistry of the demo: a platform team's sidecars.
+const platformRegistry = "platform"
+
+// secondRegistry adds a platform team's TrustedRegistry, with its own key and pattern, to
+// the namespace yourorg already guards, and shows that the restrictions compose (README.md,
+// "Composition"): each registry's signed images run there, anything else is still denied.
+func (d *demo) secondRegistry(ctx context.Context, yourorgSigned string, yourorgKey *ocitest.KeyPair) error {
+	o := d.out
+	o.section("4b. A second TrustedRegistry on the same namespace")
+	key, err := ocitest.GenerateKeyPair(keyPassword)
+	if err != nil {
+		return err
+	}
+	const secret = "platform-cosign"
+	if err := d.client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: secret, Namespace: trustNS}, Data: key.SecretData(), Immutable: ptr.To(true),
+	}); err != nil {
+		return fmt.Errorf("creating the platform key Secret: %w", err)
+	}
+	proxy, err := d.pushImage(ctx, d.reg, "platform/proxy", key)
+	if err != nil {
+		return err
+	}
+	o.ok("platform key in Secret %s/%s; pushed and signed %s", trustNS, secret, short(proxy))
+	manifest := fmt.Sprintf(`apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata:
+  name: %s
+spec:
+  images:
+    - %s/platform/*
+  namespaces:
+    names: [production]
+  restrictRegistries: true
+  action: Enforce
+  keys:
+    - name: platform
+      secretRef:
+        name: %s
+        key: cosign.pub
+  transparencyLog:
+    ignore: true
+  policy:
+    engine: %s`, platformRegistry, d.reg.Host(), secret, d.engine)
+	o.line("")
+	o.code(manifest)
+	o.line("")
+	tr := &trustv1alpha1.TrustedRegistry{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+		return fmt.Errorf("the platform TrustedRegistry: %w", err)
+	}
+	if err := d.client.Create(ctx, tr); err != nil {
+		return fmt.Errorf("creating the platform TrustedRegistry: %w", err)
+	}
+	// Ready, and the union live in admission: the platform image passes a dry run
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "production"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "proxy", Image: proxy}}},
+	}
+	for {
+		cur := &trustv1alpha1.TrustedRegistry{}
+		if err := d.client.Get(wait, client.ObjectKey{Name: platformRegistry}, cur); err == nil {
+			if c := meta.FindStatusCondition(cur.Status.Conditions, trustv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+				if _, err := d.kube.CoreV1().Pods("production").Create(wait, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil {
+					o.ok("Ready; both registries guard production:")
+					o.wrap("    ", c.Message)
+					break
+				}
+			}
+		}
+		select {
+		case <-wait.Done():
+			return fmt.Errorf("the platform TrustedRegistry was not enforced within 2 minutes; Signet's log: %s", d.logPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	attempts := []struct {
+		name   string
+		images []string
+		why    string
+		admit  bool
+	}{
+		{"platform-proxy", []string{proxy}, "signed by the platform key, under platform/*", true},
+		{"app-with-proxy", []string{yourorgSigned, proxy}, "one container of each team, each signed by its own key", true},
+		{"proxy-wrong-key", []string{d.mustPush(ctx, "platform/proxy", yourorgKey)}, "under platform/*, but signed by yourorg's key", false},
+		{"nginx-again", []string{"nginx:1.27"}, "from Docker Hub: allowed by neither", false},
+	}
+	for _, a := range attempts {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.name, Namespace: "production"}}
+		for i, img := range a.images {
+			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})
+		}
+		_, err := d.kube.CoreV1().Pods("production").Create(ctx, pod, metav1.CreateOptions{})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var shown []string
+		for _, img := range a.images {
+			shown = append(shown, short(img))
+		}
+		o.line("")
+		o.line("  production/%s  %s", a.name, o.faint(strings.Join(shown, ", ")))
+		o.line("  %s", o.faint(a.why))
+		if err == nil {
+			o.ok("admitted")
+		} else {
+			o.fail("denied")
+			o.wrap("      ", "Kyverno: "+kyvernoMessage(err))
+		}
+		if (err == nil) != a.admit {
+			d.unexpected++
+			o.warn("unexpected: this pod should have been %s", map[bool]string{true: "admitted", false: "denied"}[a.admit])
+		}
+	}
+	o.line("")
+	o.ok("the allowed images are the union of both registries' patterns; each image needs its own registry's signature")
+	return nil
+}
+
+// mustPush pushes an image signed by key; on failure it returns a reference that does not
+// exist (the attempt is then denied, which is what it expects).
+func (d *demo) mustPush(ctx context.Context, repo string, key *ocitest.KeyPair) string {
+	ref, err := d.pushImage(ctx, d.reg, repo, key)
+	if err != nil {
+		return d.reg.Host() + "/" + repo + ":missing"
+	}
+	return ref
 }

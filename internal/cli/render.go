@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/render"
 )
 
@@ -90,7 +92,13 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 		tr.UID = types.UID(placeholderUID)
 		notes = append(notes, "metadata.uid is not in the manifest: the owner reference is printed without it")
 	}
-	policy, err := render.Render(render.Input{Registry: tr, Keys: ring, Engine: engine})
+	// The registry restriction is the union with the other TrustedRegistries of the
+	// input, as the operator renders it with the others of the cluster.
+	peers := otherRegistries(ctx, files, tr.Name, s)
+	if len(peers) > 0 {
+		notes = append(notes, fmt.Sprintf("the registry restriction includes the %d other TrustedRegistries of the input", len(peers)))
+	}
+	policy, err := render.Render(render.Input{Registry: tr, Keys: ring, Engine: engine, Peers: peers})
 	if err != nil {
 		fmt.Fprintf(s.Err, "%s: TrustedRegistry %q: %v\n", a.doc.loc, tr.Name, err)
 		if render.IsInvalid(err) {
@@ -208,5 +216,23 @@ func sortedUniqueStrings(in []string) []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// otherRegistries are the valid TrustedRegistries of the files other than name (none when
+// a file is standard input, which can be read only once).
+func otherRegistries(ctx context.Context, files []string, name string, s Streams) []*v1alpha1.TrustedRegistry {
+	for _, f := range files {
+		if f == "-" {
+			return nil
+		}
+	}
+	all, _ := admitRegistries(ctx, files, "", false, Streams{In: s.In, Out: io.Discard, Err: io.Discard})
+	var out []*v1alpha1.TrustedRegistry
+	for _, a := range all {
+		if a.registry.Name != name {
+			out = append(out, a.registry)
+		}
+	}
 	return out
 }

@@ -102,10 +102,12 @@ type cpCEL struct {
 const (
 	cpRuleVerify   = "verify-signatures"
 	cpRuleRestrict = "restrict-registries"
-	cpVarImages    = "podImages"
-	cpVarDisallow  = "disallowedImages"
-	cpVarUnchanged = "imagesUnchanged"
-	cpVarRespelled = "respelledImages"
+	// cpRuleRespelled denies the images of a registry's patterns whose host is spelled in a
+	// way Kyverno's verifyImages would not select (cpRespelledRE).
+	cpRuleRespelled = "deny-respelled-hosts"
+	cpVarImages     = "podImages"
+	cpVarUnchanged  = "imagesUnchanged"
+	cpVarRespelled  = "respelledImages"
 
 	// cpRespelledRE matches a raw image whose registry host has an upper-case letter or a
 	// port with a leading zero. Kyverno matches imageReferences against the host as written
@@ -124,9 +126,38 @@ func respelledMessage(s *settings, listExpr string) string {
 	return "'image(s) ' + " + listExpr + ".join(', ') + " + celString(tail)
 }
 
-// buildClusterPolicy renders the ClusterPolicy spec: a verifyImages rule and a validate
-// rule with CEL (the registry restriction, with restrictRegistries, and the host spellings
-// Kyverno cannot select), both matching Pods (Kyverno adds the
+// cpRespelledRule denies the images of s's patterns whose registry host Kyverno's
+// verifyImages would not select (an upper-case letter, a zero-padded port): without it such
+// a spelling would match the restriction (hosts compare case-insensitively) yet escape
+// verification. It is present whether or not s restricts; the cheap host test runs first.
+func cpRespelledRule(name string, match cpMatch, action string, s *settings) cpRule {
+	return cpRule{
+		Name:  name,
+		Match: match,
+		Validate: &cpValidation{
+			FailureAction: action,
+			// also check UPDATEs of Pods that were already in violation, as the
+			// ImageValidatingPolicy does
+			AllowExistingViolations: ptr.To(false),
+			Message:                 respelledMessage(s, ""),
+			CEL: &cpCEL{
+				Variables: []admissionregistrationv1.Variable{
+					{Name: cpVarImages, Expression: celPodImages},
+					{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + celImageMatch("i", s.patterns.re) + ")"},
+					{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
+				},
+				Expressions: []admissionregistrationv1.Validation{{
+					Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
+					MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
+				}},
+			},
+		},
+	}
+}
+
+// buildClusterPolicy renders the ClusterPolicy spec: with restrictRegistries, the registry
+// restriction (validate.cel); the denial of host spellings Kyverno cannot select
+// (cpRespelledRule); and a verifyImages rule; all matching Pods (Kyverno adds the
 // pods/ephemeralcontainers subresource to the webhook and to matching for kind Pod by
 // itself) in the named namespaces OR the selected ones (two match.any filters).
 //
@@ -143,7 +174,7 @@ func respelledMessage(s *settings, listExpr string) string {
 // failureAction is set per rule (spec.validationFailureAction is deprecated and defaults
 // to Audit). webhookTimeoutSeconds is left to Kyverno's default. Autogen for pod
 // controllers is disabled (annotation), as it is for the ImageValidatingPolicy.
-func buildClusterPolicy(s *settings) cpSpec {
+func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 	action := "Audit"
 	if s.enforce {
 		action = "Enforce"
@@ -153,47 +184,10 @@ func buildClusterPolicy(s *settings) cpSpec {
 		Background:    ptr.To(true),
 		FailurePolicy: "Fail",
 	}
-	// The validate rule: with restrictRegistries, images outside the patterns are denied;
-	// always, images of the patterns whose registry host is spelled so that Kyverno's
-	// verifyImages would not select them (cpRespelledRE) are denied.
-	vars := []admissionregistrationv1.Variable{{Name: cpVarImages, Expression: celPodImages}}
-	var exprs []admissionregistrationv1.Validation
-	message := respelledMessage(s, "")
-	if s.restrict {
-		vars = append(vars, admissionregistrationv1.Variable{Name: cpVarDisallow, Expression: "variables." + cpVarImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"})
-		exprs = append(exprs, admissionregistrationv1.Validation{
-			Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarDisallow + ") == 0",
-			MessageExpression: restrictionMessage(s, "variables."+cpVarDisallow),
-		})
-		message = restrictionMessage(s, "")
+	if rs != nil {
+		spec.Rules = append(spec.Rules, cpRestrictRule(cpRuleRestrict, match, action, rs))
 	}
-	// with the restriction, the images of the patterns are those it does not disallow: the
-	// image matcher (~100 CEL syntax nodes, compiled on every admission) is written once
-	matched := celImageMatch("i", s.patterns.re)
-	if s.restrict {
-		matched = "!(i in variables." + cpVarDisallow + ")"
-	}
-	vars = append(vars,
-		admissionregistrationv1.Variable{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + matched + ")"},
-		admissionregistrationv1.Variable{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
-	)
-	exprs = append(exprs, admissionregistrationv1.Validation{
-		Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
-		MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
-	})
-	spec.Rules = append(spec.Rules, cpRule{
-		Name:  cpRuleRestrict,
-		Match: match,
-		Validate: &cpValidation{
-			FailureAction: action,
-			// also check UPDATEs of Pods that were already in violation (e.g. an
-			// ephemeral container added to a Pod admitted before the policy existed),
-			// as the ImageValidatingPolicy does
-			AllowExistingViolations: ptr.To(false),
-			Message:                 message,
-			CEL:                     &cpCEL{Variables: vars, Expressions: exprs},
-		},
-	})
+	spec.Rules = append(spec.Rules, cpRespelledRule(cpRuleRespelled, match, action, s))
 	spec.Rules = append(spec.Rules, cpRule{
 		Name:  cpRuleVerify,
 		Match: match,
@@ -252,4 +246,29 @@ func cpEntries(s *settings) []cpAttestor {
 		}
 	}
 	return out
+}
+
+// cpRestrictRule is the registry restriction rs as a validate.cel rule (restrict.go).
+func cpRestrictRule(name string, match cpMatch, action string, rs *restriction) cpRule {
+	vars := append([]admissionregistrationv1.Variable{
+		{Name: cpVarImages, Expression: celPodImages},
+		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
+	}, rs.variables(cpVarImages)...)
+	val := rs.validation("variables." + cpVarUnchanged + " || ")
+	return cpRule{
+		Name:  name,
+		Match: match,
+		Validate: &cpValidation{
+			FailureAction: action,
+			// also check UPDATEs of Pods that were already in violation (e.g. an
+			// ephemeral container added to a Pod admitted before the policy existed),
+			// as the ImageValidatingPolicy does
+			AllowExistingViolations: ptr.To(false),
+			Message:                 val.Message,
+			CEL: &cpCEL{
+				Variables:   vars,
+				Expressions: []admissionregistrationv1.Validation{{Expression: val.Expression, MessageExpression: val.MessageExpression}},
+			},
+		},
+	}
 }

@@ -15,7 +15,6 @@ import (
 // ImageValidatingPolicy. They show up in Kyverno's messages and reports.
 const (
 	ivpVarPodImages   = "podImages"
-	ivpVarDisallowed  = "disallowedImages"
 	ivpVarUnsigned    = "unsignedImages"
 	ivpVarUnchanged   = "imagesUnchanged"
 	ivpVarUndigested  = "undigestedImages"
@@ -35,8 +34,9 @@ const (
 // matchImageReferences are invisible to `images` and to verifyImageSignatures (it returns
 // 0 for them), so the registry restriction must read the Pod itself (`object`).
 //
-// Registry restriction: a validation in the same policy rather than a separate
-// ValidatingPolicy. Each policy costs Kyverno ~10 ms per Pod admission in a matched
+// Registry restriction (rs, nil without restrictRegistries): the union of the patterns of
+// the restricting registries that guard the namespace (restrict.go), as a validation in
+// the same policy rather than a separate ValidatingPolicy. Each policy costs Kyverno ~10 ms per Pod admission in a matched
 // namespace whatever it contains (DESIGN §3), so one policy per TrustedRegistry is half the
 // cost of two, and the restriction and the signature check can never disagree on which
 // namespaces they guard. It comes first: it is cheap and needs no registry access.
@@ -44,7 +44,7 @@ const (
 // The same CEL matcher (celImageMatch) selects the images to verify
 // (matchImageReferences) and the images allowed to run, so an image is admitted by the
 // restriction only if it is also subject to signature verification.
-func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
+func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec {
 	match := celImageMatch("ref", s.patterns.re)
 	spec := policiesv1.ImageValidatingPolicySpec{
 		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
@@ -97,16 +97,9 @@ func buildIVP(s *settings) policiesv1.ImageValidatingPolicySpec {
 	)
 	// CEL variables are lazy: for an UPDATE that changes no image, nothing is verified.
 	unchanged := "variables." + ivpVarUnchanged + " || "
-	if s.restrict {
-		spec.Variables = append(spec.Variables,
-			admissionregistrationv1.Variable{Name: ivpVarDisallowed,
-				Expression: "variables." + ivpVarPodImages + ".filter(i, !" + celImageMatch("i", s.patterns.re) + ")"},
-		)
-		spec.Validations = append(spec.Validations, admissionregistrationv1.Validation{
-			Expression:        unchanged + "size(variables." + ivpVarDisallowed + ") == 0",
-			Message:           restrictionMessage(s, ""),
-			MessageExpression: restrictionMessage(s, "variables."+ivpVarDisallowed),
-		})
+	if rs != nil {
+		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
+		spec.Validations = append(spec.Validations, rs.validation(unchanged))
 	}
 	if s.verifyDig {
 		// With mutateDigest, Kyverno's mutating webhook has already pinned matched tags to
@@ -245,17 +238,6 @@ func ivpThreshold(s *settings, img string) string {
 		terms = append(terms, "("+ivpSignerVerified(sg, img)+" ? 1 : 0)")
 	}
 	return strings.Join(terms, " + ") + fmt.Sprintf(" >= %d", s.required)
-}
-
-// restrictionMessage is the denial message of the registry restriction: the static text,
-// or, given a CEL list expression of the offending images, a CEL message expression.
-func restrictionMessage(s *settings, listExpr string) string {
-	tail := fmt.Sprintf(" not allowed by TrustedRegistry %s: only images matching %s may run in this namespace",
-		s.name, listForMessage(s.patterns.raw, maxPatternsInMessage))
-	if listExpr == "" {
-		return "image(s)" + tail
-	}
-	return "'image(s) ' + " + listExpr + ".join(', ') + " + celString(tail)
 }
 
 // digestMessage is the denial message of the digest requirement.

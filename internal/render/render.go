@@ -40,6 +40,12 @@ type Input struct {
 	Keys []Key
 	// Engine is the resolved policy kind: EngineImageValidatingPolicy or EngineClusterPolicy.
 	Engine v1alpha1.Engine
+	// Peers are the other TrustedRegistries, for Render's registry restriction: in a
+	// namespace guarded by several restricting registries the allowed images are the union
+	// of their patterns (restrict.go). Only their action, restrictRegistries, images and
+	// namespaces are read; one that does not resolve is left out (which can only narrow
+	// what is allowed). RenderShared ignores Peers: it renders all registries together.
+	Peers []*v1alpha1.TrustedRegistry
 }
 
 const (
@@ -118,6 +124,7 @@ func GVK(engine v1alpha1.Engine) schema.GroupVersionKind {
 // settings is the TrustedRegistry spec with every default resolved.
 type settings struct {
 	name      string
+	engine    v1alpha1.Engine
 	enforce   bool
 	restrict  bool
 	verifyDig bool
@@ -144,7 +151,7 @@ func resolve(in Input) (*settings, error) {
 		return nil, errors.New("render: TrustedRegistry has no UID (pass the object as stored)")
 	}
 	spec := &tr.Spec
-	s := &settings{name: tr.Name}
+	s := &settings{name: tr.Name, engine: in.Engine}
 	switch spec.Action {
 	case "", v1alpha1.ActionEnforce:
 		s.enforce = true
@@ -209,10 +216,10 @@ func Render(in Input) (*unstructured.Unstructured, error) {
 	)
 	switch in.Engine {
 	case v1alpha1.EngineImageValidatingPolicy:
-		ivp := buildIVP(s)
+		ivp := buildIVP(s, restrictionFor(s, resolvePeers(in.Peers)))
 		spec = &ivp
 	case v1alpha1.EngineClusterPolicy:
-		cp := buildClusterPolicy(s)
+		cp := buildClusterPolicy(s, restrictionFor(s, resolvePeers(in.Peers)))
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 	default:
@@ -356,4 +363,14 @@ func resolveNamespaces(sel v1alpha1.NamespaceSelection) (namespaces, error) {
 		return out, invalidf("namespaces needs names, a selector, or both: without them the policy would guard nothing or everything")
 	}
 	return out, nil
+}
+
+func resolvePeers(peers []*v1alpha1.TrustedRegistry) []*settings {
+	var out []*settings
+	for _, p := range peers {
+		if ps, ok := resolvePeer(p); ok {
+			out = append(out, ps)
+		}
+	}
+	return out
 }

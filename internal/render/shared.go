@@ -56,6 +56,11 @@ const (
 	AnnotationRegistries = "trust.signet.dev/registries"
 	// LabelShard marks a shared policy with its group (enforce, enforce-pin, audit, all).
 	LabelShard = "trust.signet.dev/shard"
+	// AnnotationRestriction marks the shared policy that hosts a registry restriction
+	// ("enforce", "audit" or "audit,enforce"; see hostGroups). It holds the restriction
+	// data of registries whose branches are in other policies, so it is written after the
+	// policies that gain branches and before those that lose some.
+	AnnotationRestriction = "trust.signet.dev/restriction"
 
 	sharedPrefix = "signet."
 
@@ -81,7 +86,6 @@ const (
 	shVarGuarded    = "guarded"
 	shVarImageInfo  = "imageInfo"
 	shVarPrefixes   = "prefixes"
-	shVarDisallowed = "disallowed"
 	shVarUndigested = "undigested"
 	shVarUnsigned   = "unsigned"
 )
@@ -250,11 +254,18 @@ func RenderShared(ins []Input) (*SharedPolicies, error) { //nolint:revive // the
 		}
 		return keys[i].group < keys[j].group
 	})
+	var all []*settings
+	for _, k := range keys {
+		for _, b := range byKey[k] {
+			all = append(all, b.s)
+		}
+	}
+	hosts := hostGroups(byKey, all)
 	out := &SharedPolicies{Placements: map[string]Placement{}}
 	for _, k := range keys {
 		bs := byKey[k]
 		sort.Slice(bs, func(i, j int) bool { return bs[i].s.name < bs[j].s.name })
-		policies, err := renderChunks(k, bs, out.Placements)
+		policies, err := renderChunks(k, bs, out.Placements, hosts[k])
 		if err != nil {
 			return nil, err
 		}
@@ -263,9 +274,58 @@ func RenderShared(ins []Input) (*SharedPolicies, error) { //nolint:revive // the
 	return out, nil
 }
 
+// hosted are the registry restrictions a shard's first policy evaluates.
+type hosted struct {
+	enforce, audit *restriction
+}
+
+// hostGroups picks, per engine, the shard whose first policy evaluates each registry
+// restriction (restrict.go). A restriction is the union over ALL restricting registries
+// of the cluster (both engines: a ClusterPolicy registry's images are verified by its own
+// rules), so it must be evaluated in one place per engine, with the data of every
+// registry, where a restricting registry of that engine guards the namespace:
+//   - ImageValidatingPolicy: the Enforce restriction in enforce-pin (where Enforce
+//     registries pin by default), else in enforce; the Audit restriction in audit. Only
+//     a policy of the same validation action can deny, or only report.
+//   - ClusterPolicy: both in the one policy (failureAction is per rule).
+//
+// The restriction is never split across chunks or groups: evaluating a part of it in
+// each policy would intersect the parts again.
+func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]hosted {
+	enf, aud := restrictionsOf(all)
+	out := map[shardKey]hosted{}
+	ivp := func(g string) shardKey { return shardKey{engine: v1alpha1.EngineImageValidatingPolicy, group: g} }
+	cp := shardKey{engine: v1alpha1.EngineClusterPolicy, group: "all"}
+	// a host only where its engine has a registry the restriction applies for
+	applies := func(r *restriction) *restriction {
+		if r == nil || len(r.appliesTo()) == 0 {
+			return nil
+		}
+		return r
+	}
+	cpEnf := applies(enf.forEngine(v1alpha1.EngineClusterPolicy))
+	cpAud := applies(aud.forEngine(v1alpha1.EngineClusterPolicy))
+	if _, ok := byKey[cp]; ok && (cpEnf != nil || cpAud != nil) {
+		out[cp] = hosted{enforce: cpEnf, audit: cpAud}
+	}
+	if r := applies(enf.forEngine(v1alpha1.EngineImageValidatingPolicy)); r != nil {
+		for _, g := range []string{"enforce-pin", "enforce"} {
+			if _, ok := byKey[ivp(g)]; ok {
+				out[ivp(g)] = hosted{enforce: r}
+				break
+			}
+		}
+	}
+	if r := applies(aud.forEngine(v1alpha1.EngineImageValidatingPolicy)); r != nil {
+		out[ivp("audit")] = hosted{audit: r}
+	}
+	return out
+}
+
 // renderChunks renders one shard, split into as few policies as fit the size budget
-// (contiguous runs of registries in name order).
-func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]*unstructured.Unstructured, error) {
+// (contiguous runs of registries in name order); the first holds the restrictions the
+// shard hosts.
+func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted) ([]*unstructured.Unstructured, error) {
 	for n := (len(bs) + maxSharedRegistries - 1) / maxSharedRegistries; n <= len(bs); n++ {
 		var (
 			policies []*unstructured.Unstructured
@@ -280,7 +340,11 @@ func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]
 		for i, start := 0, 0; start < len(bs); i, start = i+1, start+size {
 			end := min(start+size, len(bs))
 			name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
-			u, err := renderShard(k, name, bs[start:end], place)
+			h := hosted{}
+			if i == 0 {
+				h = host
+			}
+			u, err := renderShard(k, name, bs[start:end], place, h)
 			if err != nil {
 				return nil, err
 			}
@@ -304,20 +368,34 @@ func renderChunks(k shardKey, bs []*branch, placements map[string]Placement) ([]
 	return nil, errors.New("render: a shared policy does not fit the size budget") // unreachable: one branch always fits or is refused by the apiserver
 }
 
-func renderShard(k shardKey, name string, bs []*branch, place map[string]Placement) (*unstructured.Unstructured, error) {
+func renderShard(k shardKey, name string, bs []*branch, place map[string]Placement, host hosted) (*unstructured.Unstructured, error) {
 	var (
 		spec        any
 		annotations = map[string]any{}
 	)
+	var roles []string
+	if host.audit != nil {
+		roles = append(roles, "audit")
+	}
+	if host.enforce != nil {
+		roles = append(roles, "enforce")
+	}
+	if len(roles) > 0 {
+		annotations[AnnotationRestriction] = strings.Join(roles, ",")
+	}
 	switch k.engine {
 	case v1alpha1.EngineImageValidatingPolicy:
-		ivp, branchOf := buildSharedIVP(k, bs)
+		rs := host.enforce
+		if k.group == "audit" {
+			rs = host.audit
+		}
+		ivp, branchOf := buildSharedIVP(k, bs, rs)
 		spec = &ivp
 		for _, b := range bs {
 			place[b.s.name] = Placement{Kind: ivpKind, Policy: name, Branch: branchOf[b.s.name], Hash: b.hash}
 		}
 	case v1alpha1.EngineClusterPolicy:
-		cp := buildSharedClusterPolicy(bs)
+		cp := buildSharedClusterPolicy(bs, host)
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 		for _, b := range bs {

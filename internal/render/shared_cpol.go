@@ -3,17 +3,37 @@ package render
 import "k8s.io/utils/ptr"
 
 // buildSharedClusterPolicy renders one ClusterPolicy holding the rules of many registries:
-// for each, in name order, the registry restriction (allow.<name>, with restrictRegistries)
-// and the signature check (verify.<name>), exactly the rules Render would give it alone,
-// renamed so that reports and events name the registry.
-func buildSharedClusterPolicy(bs []*branch) cpSpec {
+// the registry restrictions it hosts (restrict-registries with failureAction Enforce,
+// restrict-registries-audit with Audit; restrict.go), then for each registry, in name
+// order, the denial of host spellings Kyverno cannot verify (allow.<name>) and the signature
+// check (verify.<name>), exactly the rules Render would give it alone, renamed so that
+// reports and events name the registry.
+func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 	spec := cpSpec{Background: ptr.To(true), FailurePolicy: "Fail"}
+	for _, h := range []struct {
+		name, action string
+		rs           *restriction
+	}{{cpRuleRestrict, "Enforce", host.enforce}, {cpRuleRestrict + "-audit", "Audit", host.audit}} {
+		if h.rs == nil {
+			continue
+		}
+		names, selectors := namespaceUnion(h.rs.appliesTo())
+		var match cpMatch
+		ops := []string{"CREATE", "UPDATE"}
+		if len(names) > 0 {
+			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, Namespaces: names, Operations: ops}})
+		}
+		for _, sel := range selectors {
+			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops}})
+		}
+		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, match, h.action, h.rs))
+	}
 	for _, b := range bs {
-		for _, rule := range buildClusterPolicy(b.s).Rules {
+		for _, rule := range buildClusterPolicy(b.s, nil).Rules {
 			switch rule.Name {
-			case cpRuleRestrict:
+			case cpRuleRespelled:
 				rule.Name = cpSharedRestrictPrefix + b.s.name
-			case cpRuleVerify:
+			default:
 				rule.Name = cpSharedVerifyPrefix + b.s.name
 			}
 			spec.Rules = append(spec.Rules, rule)

@@ -15,7 +15,11 @@ import (
 
 // buildSharedIVP renders the spec of one shared ImageValidatingPolicy (see shared.go) and
 // says, per registry, which branch is its.
-func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicySpec, map[string]string) {
+//
+// rs, when not nil, is the registry restriction this policy hosts (RenderShared picks one
+// host per restriction): the policy then also matches the namespaces rs applies in, where
+// its branches' checks find no registry of theirs and pass.
+func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.ImageValidatingPolicySpec, map[string]string) {
 	spec := policiesv1.ImageValidatingPolicySpec{
 		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 		MatchConstraints: &admissionregistrationv1.MatchResources{
@@ -133,10 +137,18 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		}
 	}
 	nsNames := indexKeys(byNS)
+	matchNames := nsNames
+	var rsSelectors []*metav1.LabelSelector
+	if rs != nil {
+		var rsNames []string
+		rsNames, rsSelectors = namespaceUnion(rs.appliesTo())
+		matchNames = sortedUnique(append(append([]string{}, nsNames...), rsNames...))
+		anySelector = anySelector || len(rsSelectors) > 0
+	}
 	if !anySelector {
 		spec.MatchConstraints.NamespaceSelector = &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: nsNames,
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: matchNames,
 			}},
 		}
 	} else {
@@ -144,13 +156,16 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 		// does, so that Pods elsewhere cost Kyverno nothing beyond this test (and no image
 		// is fetched for them).
 		var terms []string
-		if len(nsNames) > 0 {
-			terms = append(terms, celString("\n"+strings.Join(nsNames, "\n")+"\n")+".contains('\\n' + object.metadata.namespace + '\\n')")
+		if len(matchNames) > 0 {
+			terms = append(terms, celString("\n"+strings.Join(matchNames, "\n")+"\n")+".contains('\\n' + object.metadata.namespace + '\\n')")
 		}
 		for _, b := range bs {
 			if b.s.ns.selector != nil {
 				terms = append(terms, "("+celSelector(b.s.ns.selector)+")")
 			}
+		}
+		for _, sel := range rsSelectors {
+			terms = append(terms, "("+celSelector(sel)+")")
 		}
 		spec.MatchConditions = []admissionregistrationv1.MatchCondition{{
 			Name:       ivpMatchNamespace,
@@ -273,10 +288,6 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 	spec.Variables = append(spec.Variables,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(guarded, " + ")},
 		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
-		// restriction, per restricting registry of the namespace: [message tail, images
-		// outside its patterns...]; no regular expression runs here
-		admissionregistrationv1.Variable{Name: shVarDisallowed, Expression: v(shVarGuarded) + ".filter(r, " + field("r", fRestrict) + " == '1').map(r, [' not allowed by TrustedRegistry ' + " + field("r", fName) + " + ': only images matching ' + " + field("r", fPatterns) + " + ' may run in this namespace'] + " +
-			v(shVarImageInfo) + ".filter(p, !p[2].contains(',' + string(r) + ',')).map(p, p[0])).filter(x, size(x) > 1)"},
 		// digest and signatures, per image: [image, message tail of each registry of the
 		// namespace whose patterns it matches and whose check fails...]
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: v(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
@@ -285,18 +296,15 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+field("r", fSet)+")") + ").map(r, ' not signed by ' + " + field("r", fWho) + " + ' of TrustedRegistry ' + " + field("r", fName) + " + ' (' + " + field("r", fSigners) + " + ')')).filter(x, size(x) > 1)"},
 	)
 	unchanged := v(ivpVarUnchanged) + " || "
-	perRegistry := func(list string) string {
-		return v(list) + ".map(x, 'image(s) ' + x.filter(i, i != x[0]).join(', ') + x[0]).join('; ')"
-	}
 	perImage := func(list string) string {
 		return v(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
 	}
-	spec.Validations = []admissionregistrationv1.Validation{
-		{
-			Expression:        unchanged + "size(" + v(shVarDisallowed) + ") == 0",
-			Message:           "image(s) not allowed by the TrustedRegistries that guard this namespace",
-			MessageExpression: perRegistry(shVarDisallowed),
-		},
+	if rs != nil {
+		// the restriction comes first: it is cheap and needs no registry access
+		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
+		spec.Validations = append(spec.Validations, rs.validation(unchanged))
+	}
+	spec.Validations = append(spec.Validations, []admissionregistrationv1.Validation{
 		{
 			Expression:        unchanged + "size(" + v(shVarUndigested) + ") == 0",
 			Message:           "image(s) must be referenced by digest (image@sha256:...)",
@@ -307,7 +315,7 @@ func buildSharedIVP(k shardKey, bs []*branch) (policiesv1.ImageValidatingPolicyS
 			Message:           "image(s) not signed by the trusted signers of the TrustedRegistries that guard this namespace",
 			MessageExpression: perImage(shVarUnsigned),
 		},
-	}
+	}...)
 	return spec, branchOf
 }
 

@@ -50,16 +50,14 @@ func combine(t testing.TB, engine v1alpha1.Engine, policies []*unstructured.Unst
 			} else {
 				v.reported = true
 			}
+			ruleOwner, ruleNamed := RegistryOfSharedRule(rule)
 			switch {
 			case own != "":
 				names[own] = true
-			case rule != "":
-				n, ok := RegistryOfSharedRule(rule)
-				if !ok {
-					n = "<rule " + rule + ">"
-				}
-				names[n] = true
+			case ruleNamed:
+				names[ruleOwner] = true
 			default:
+				// the shared IVP and the restriction rules name registries in messages
 				found := registryInMessage.FindAllStringSubmatch(msg, -1)
 				for _, m := range found {
 					names[strings.TrimSuffix(m[1], ".")] = true
@@ -108,10 +106,12 @@ func randomRegistries(t testing.TB, r *rand.Rand, n int, engine v1alpha1.Engine)
 	return ins
 }
 
-// TestSharedAgreesWithPerRegistry: for random sets of registries, random Pods, random
-// signatures and every test namespace, the shared policies deny exactly when the
-// per-registry policies deny, report exactly when they report, and every registry a
-// shared policy's message names is one whose own policy fails.
+// TestSharedAgreesWithPerRegistry: for random sets of registries (sharing namespaces,
+// with overlapping patterns, Enforce and Audit, restricting or not), random Pods, random
+// signatures and every test namespace, the per-registry policies (each knowing the other
+// registries) decide what the composition rules (composeOracle) say, the shared policies
+// deny exactly when the per-registry policies deny, report exactly when they report, and
+// every registry a shared policy's message names is one whose own policy fails.
 func TestSharedAgreesWithPerRegistry(t *testing.T) {
 	namespaces := []testNS{prod, staging, other, labeled, sandbox, noteam,
 		{name: "dev", labels: map[string]string{"tier": "a", "team": "b", "env": "c"}}, {name: "a-b"}, {name: "kube-public", labels: map[string]string{"team": "x"}}}
@@ -125,15 +125,10 @@ func TestSharedAgreesWithPerRegistry(t *testing.T) {
 			compared := map[string]int{}
 			for trial := 0; trial < trials; trial++ {
 				ins := randomRegistries(t, r, 1+r.Intn(5), e.engine)
-				var per []*unstructured.Unstructured
+				per := perRegistryWithPeers(t, ins)
 				var pats []string
 				var ids []string
 				for _, in := range ins {
-					u, err := Render(in)
-					if err != nil {
-						t.Fatal(err)
-					}
-					per = append(per, u)
 					for _, p := range in.Registry.Spec.Images {
 						pats = append(pats, string(p))
 					}
@@ -176,6 +171,11 @@ func TestSharedAgreesWithPerRegistry(t *testing.T) {
 					for _, ns := range namespaces {
 						want := combine(t, e.engine, per, ns, pod, db)
 						got := combine(t, e.engine, shared.Policies, ns, pod, db)
+						if o := composeOracle(t, e.engine, ins, ns, pod, db); o.denied != want.denied || o.reported != want.reported {
+							t.Fatalf("trial %d, namespace %s, pod %v: the composition rules say denied=%v reported=%v %v/%v, the per-registry policies denied=%v reported=%v %v/%v",
+								trial, ns.name, pod, o.denied, o.reported, sortedKeys(o.denyNames), sortedKeys(o.reportNames),
+								want.denied, want.reported, sortedKeys(want.denyNames), sortedKeys(want.reportNames))
+						}
 						if want.denied != got.denied || want.reported != got.reported {
 							t.Fatalf("trial %d, namespace %s, pod %v: per-registry denied=%v reported=%v %v/%v, shared denied=%v reported=%v %v/%v",
 								trial, ns.name, pod, want.denied, want.reported, sortedKeys(want.denyNames), sortedKeys(want.reportNames),
