@@ -32,7 +32,13 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
 	}
 	if p.recovered != "" && p.persistRing != nil {
-		emit(corev1.EventTypeWarning, "KeyRingRecovered", "Recover", p.recovered)
+		// (the action tells a rebuilt record from restored keys: Events of one action on
+		// one object fold into a series that keeps the first message)
+		action := "Rebuild"
+		if p.restored {
+			action = "RestoreKeys"
+		}
+		emit(corev1.EventTypeWarning, "KeyRingRecovered", action, p.recovered)
 	}
 	if len(outcome.drift) > 0 && p.policy != nil {
 		// related: the edited policy (its resourceVersion), so that each revert is an

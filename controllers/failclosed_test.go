@@ -257,6 +257,54 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 			})
 			waitEvent(t, name, "KeyRingRecovered", "rebuilt from status.keys")
 
+			// edited: the retiring key removed from the record, then the labels removed
+			edit := func(what string, mutate func(cm *corev1.ConfigMap)) {
+				t.Helper()
+				cm := &corev1.ConfigMap{}
+				if err := sharedClient.Get(context.Background(), cmKey, cm); err != nil {
+					t.Fatal(err)
+				}
+				mutate(cm)
+				if err := sharedClient.Update(context.Background(), cm); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(2 * time.Second)
+				for time.Now().Before(deadline) {
+					if p, err := policy(); err != nil || !hasKey(p, oldPub) || !hasKey(p, newPub) {
+						t.Fatalf("%s: the policy lost a key (err %v)", what, err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				eventually(t, 10*time.Second, what+": the key ring restored", func() error {
+					cm := &corev1.ConfigMap{}
+					if err := sharedClient.Get(context.Background(), cmKey, cm); err != nil {
+						return err
+					}
+					if cm.Data["ring.json"] != old.Data["ring.json"] || cm.Labels["app.kubernetes.io/managed-by"] != "signet" {
+						return fmt.Errorf("ring %s, labels %v", cm.Data["ring.json"], cm.Labels)
+					}
+					return nil
+				})
+			}
+			edit("retiring key removed from the record", func(cm *corev1.ConfigMap) {
+				rec := map[string]any{}
+				if err := json.Unmarshal([]byte(cm.Data["ring.json"]), &rec); err != nil {
+					t.Fatal(err)
+				}
+				var kept []any
+				for _, e := range rec["entries"].([]any) {
+					if e.(map[string]any)["state"] != "Retiring" {
+						kept = append(kept, e)
+					}
+				}
+				rec["entries"] = kept
+				b, _ := json.Marshal(rec)
+				cm.Data["ring.json"] = string(b)
+			})
+			waitEvent(t, name, "KeyRingRecovered", "lacked keys still in force")
+			edit("labels removed", func(cm *corev1.ConfigMap) { cm.Labels = nil })
+			edit("record garbled", func(cm *corev1.ConfigMap) { cm.Data["ring.json"] = "{garbage" })
+
 			// one second before retiresAt the old key is still accepted; at retiresAt it goes
 			clk.SetTime(t0.Add(time.Hour - time.Second))
 			nudge(t, name+"-key")

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -294,15 +295,23 @@ func (r *TrustedRegistryReconciler) eventOnBranches(policy, drifted *unstructure
 // process rendered, or one rebuilt with the branch's hash). why says what was wrong with
 // the record ("" when nothing was). An unusable recorded input that cannot be rebuilt is
 // left as it is.
-func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string) {
-	if why == "" {
-		return
-	}
+func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string, now time.Time) {
 	var sources []*unstructured.Unstructured
 	for _, l := range obs.live {
 		sources = append(sources, l)
 	}
 	sources = append(sources, obs.legacy...)
+	if why == "" {
+		// An edited record may lack keys that are still in force: a key status.keys lists
+		// as Active, or Retiring until a time to come, whose material the policy holds, is
+		// put back (status is written by Signet only, after the record).
+		if len(obs.registry.Status.Keys) > len(obs.ring.Entries) || !sameKeys(obs.registry.Status.Keys, obs.ring) {
+			if fromStatus, err := recoverRing(obs.registry.Status.Keys, sources...); err == nil {
+				obs.ring, obs.restoredKeys = mergeRing(obs.ring, fromStatus, now)
+			}
+		}
+		return
+	}
 	recovered := false
 	if len(obs.ring.Entries) == 0 {
 		if ring, err := recoverRing(obs.registry.Status.Keys, sources...); err == nil && len(ring.Entries) > 0 {
@@ -329,4 +338,55 @@ func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string) {
 	if recovered {
 		obs.recordRepair = why
 	}
+}
+
+// sameKeys tells whether status.keys lists exactly the ring's (name, fingerprint) pairs.
+func sameKeys(status []trustv1alpha1.KeyStatus, ring keys.Ring) bool {
+	if len(status) != len(ring.Entries) {
+		return false
+	}
+	in := map[[2]string]bool{}
+	for _, e := range ring.Entries {
+		in[[2]string{e.Name, e.Fingerprint}] = true
+	}
+	for _, k := range status {
+		if !in[[2]string{k.Name, k.Fingerprint}] {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeRing adds to ring the entries of extra it lacks (by name and fingerprint) that are
+// still in force at now: Active, or Retiring until later. It returns the names of the keys
+// added ("name (fingerprint)").
+func mergeRing(ring, extra keys.Ring, now time.Time) (keys.Ring, []string) {
+	have := map[[2]string]bool{}
+	for _, e := range ring.Entries {
+		have[[2]string{e.Name, e.Fingerprint}] = true
+	}
+	entries := append([]keys.Entry(nil), ring.Entries...)
+	var added []string
+	for _, e := range extra.Entries {
+		if have[[2]string{e.Name, e.Fingerprint}] {
+			continue
+		}
+		if e.State == trustv1alpha1.KeyRetiring && (e.RetiresAt == nil || !e.RetiresAt.After(now)) {
+			continue
+		}
+		entries = append(entries, e)
+		added = append(added, e.Name+" ("+e.Fingerprint+")")
+	}
+	if len(added) == 0 {
+		return ring, nil
+	}
+	b, err := json.Marshal(map[string]any{"version": keys.RingVersion, "entries": entries})
+	if err != nil {
+		return ring, nil
+	}
+	merged, err := keys.UnmarshalRing(b)
+	if err != nil {
+		return ring, nil
+	}
+	return merged, added
 }

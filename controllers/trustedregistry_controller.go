@@ -123,6 +123,10 @@ type observed struct {
 	// recordRepair says why the key-ring record must be written again ("" when it is
 	// fine); ring and storedInput then hold what was rebuilt from status and the policy.
 	recordRepair string
+	// storedRing is the ring as stored; restoredKeys names the keys in force that the
+	// stored ring lacked and ring has again (from status.keys and the policy).
+	storedRing   keys.Ring
+	restoredKeys []string
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
 	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
@@ -319,7 +323,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			recordWhy = "its key ring was unreadable (" + err.Error() + ")"
 			break
 		}
-		obs.ring, obs.ringStored = ring, cm
+		obs.ring, obs.storedRing, obs.ringStored = ring, ring, cm
 		obs.storedInput = cm.Data[inputDataKey]
 		if r.sharedLayout() && obs.storedInput != "" {
 			in, err := decodeInput(obs.storedInput)
@@ -377,7 +381,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 
-	r.recoverRecord(obs, recordWhy)
+	r.recoverRecord(obs, recordWhy, r.Clock.Now())
 
 	var guarded []string
 	if r.PodInsights || len(obs.shared) > 0 {
@@ -454,8 +458,10 @@ type plan struct {
 	input        *render.Input
 	inputHash    string
 	requeueAfter time.Duration
-	// recovered says what was rebuilt of a lost or damaged key-ring record (for an Event).
+	// recovered says what was rebuilt of a lost or damaged key-ring record (for an Event);
+	// restored: keys the record lacked were put back.
 	recovered string
+	restored  bool
 
 	// Why no policy is applied, for status.
 	blocked      string // condition reason
@@ -507,9 +513,14 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 	p := plan{ring: obs.ring}
 	registry := obs.registry
 
-	if obs.recordRepair != "" && len(obs.ring.Entries) > 0 {
+	switch {
+	case obs.recordRepair != "" && len(obs.ring.Entries) > 0:
 		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s: %s; rebuilt from status.keys and the policy in force (%s)",
 			trustNamespace, ringConfigMapName(registry.Name), obs.recordRepair, obs.ring.Summary())
+	case len(obs.restoredKeys) > 0:
+		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s lacked keys still in force: %s; put back from status.keys and the policy in force",
+			trustNamespace, ringConfigMapName(registry.Name), strings.Join(obs.restoredKeys, ", "))
+		p.restored = true
 	}
 	if len(obs.keyErrs) > 0 {
 		// Fail closed: the ring stays as stored (no key starts retiring because its Secret
@@ -541,7 +552,7 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 	if shared {
 		input = obs.storedInput
 	}
-	if obs.ringStored == nil || obs.recordRepair != "" || !ringEqual(obs.ring, p.ring) {
+	if obs.ringStored == nil || obs.recordRepair != "" || !ringEqual(obs.storedRing, p.ring) {
 		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
 	}
 
