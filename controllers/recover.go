@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"sort"
 	"strings"
@@ -92,7 +93,7 @@ func (r *TrustedRegistryReconciler) branchInput(ctx context.Context, tr *trustv1
 		case in.Registry.Name != tr.Name || in.Registry.UID != tr.UID:
 			why = "the recorded input is another registry's"
 		default:
-			if err := r.renders.check(in); err != nil {
+			if err := r.renders.check(raw, in); err != nil {
 				why = "the recorded input does not render: " + err.Error()
 			} else {
 				return in, true, nil
@@ -105,7 +106,7 @@ func (r *TrustedRegistryReconciler) branchInput(ctx context.Context, tr *trustv1
 	in, ok := r.rendered.get(tr.UID, pl.entry.hash)
 	if !ok {
 		in, ok = recoverInput(tr, pl)
-		ok = ok && r.renders.check(in) == nil
+		ok = ok && r.renders.check("", in) == nil
 	}
 	if ok {
 		log.FromContext(ctx).Info("a registry's branch is kept as it is in force", "registry", tr.Name, "policy", pl.policy.GetName(), "why", why)
@@ -159,13 +160,21 @@ func engineOfKind(kind string) trustv1alpha1.Engine {
 // policies (a key is in status.keys only while the policy accepts it). Keys whose PEM no
 // policy holds are left out: the policy does not accept them either.
 func recoverRing(status []trustv1alpha1.KeyStatus, policies ...*unstructured.Unstructured) (keys.Ring, error) {
+	want := map[string]bool{}
+	for _, k := range status {
+		want[k.Fingerprint] = true
+	}
 	pems := map[string]*keys.PublicKey{}
 	for _, p := range policies {
 		if p == nil {
 			continue
 		}
-		for _, block := range pemBlocks(p.Object["spec"]) {
-			if pk, err := keys.ParsePublicKey([]byte(block)); err == nil {
+		for _, text := range pemBlocks(p.Object["spec"]) {
+			// a shared policy holds every registry's keys: parse only the wanted ones
+			if block, _ := pem.Decode([]byte(text)); block == nil || !want[keys.Fingerprint(block.Bytes)] {
+				continue
+			}
+			if pk, err := keys.ParsePublicKey([]byte(text)); err == nil {
 				pems[pk.Fingerprint] = pk
 			}
 		}
@@ -226,11 +235,11 @@ type renderedInputs struct {
 	m  map[string]render.Input
 }
 
-func (c *renderedInputs) remember(ins []render.Input) {
+func (c *renderedInputs) remember(ins []render.Input, placements map[string]render.Placement) {
 	m := make(map[string]render.Input, len(ins))
 	for _, in := range ins {
-		if h, err := render.InputHash(in); err == nil {
-			m[string(in.Registry.UID)+"/"+h] = in
+		if pl, ok := placements[in.Registry.Name]; ok {
+			m[string(in.Registry.UID)+"/"+pl.Hash] = in
 		}
 	}
 	c.mu.Lock()
@@ -245,28 +254,35 @@ func (c *renderedInputs) get(uid types.UID, hash string) (render.Input, bool) {
 	return in, ok
 }
 
-// renderChecks memoises, by input hash, whether an input renders as a branch of a shared
-// policy on its own (rendering is pure, so the answer never changes).
+// renderChecks memoises, by recorded input (the ConfigMap's text), whether it renders as a
+// branch of a shared policy on its own: rendering is pure, so the answer never changes,
+// and each pass over the shared policies checks every registry.
 type renderChecks struct {
-	m sync.Map // hash -> error (nil: renders)
+	mu sync.Mutex
+	m  map[string]error
 }
 
-func (c *renderChecks) check(in render.Input) error {
-	h, err := render.InputHash(in)
-	if err != nil {
-		return err
-	}
-	if v, ok := c.m.Load(h); ok {
-		if v == nil {
-			return nil
+// maxRenderChecks bounds the memo; it is emptied when full (inputs change over time).
+const maxRenderChecks = 4096
+
+// check tells whether in renders on its own; key is its recorded text ("": not memoised).
+func (c *renderChecks) check(key string, in render.Input) error {
+	if key != "" {
+		c.mu.Lock()
+		err, ok := c.m[key]
+		c.mu.Unlock()
+		if ok {
+			return err
 		}
-		return v.(error)
 	}
-	_, err = render.RenderShared([]render.Input{in})
-	if err != nil {
-		c.m.Store(h, err)
-	} else {
-		c.m.Store(h, nil)
+	_, err := render.RenderShared([]render.Input{in})
+	if key != "" {
+		c.mu.Lock()
+		if c.m == nil || len(c.m) >= maxRenderChecks {
+			c.m = map[string]error{}
+		}
+		c.m[key] = err
+		c.mu.Unlock()
 	}
 	return err
 }
@@ -305,7 +321,7 @@ func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string, now
 		// An edited record may lack keys that are still in force: a key status.keys lists
 		// as Active, or Retiring until a time to come, whose material the policy holds, is
 		// put back (status is written by Signet only, after the record).
-		if len(obs.registry.Status.Keys) > len(obs.ring.Entries) || !sameKeys(obs.registry.Status.Keys, obs.ring) {
+		if lacksKeysInForce(obs.registry.Status.Keys, obs.ring, now) {
 			if fromStatus, err := recoverRing(obs.registry.Status.Keys, sources...); err == nil {
 				obs.ring, obs.restoredKeys = mergeRing(obs.ring, fromStatus, now)
 			}
@@ -340,21 +356,22 @@ func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string, now
 	}
 }
 
-// sameKeys tells whether status.keys lists exactly the ring's (name, fingerprint) pairs.
-func sameKeys(status []trustv1alpha1.KeyStatus, ring keys.Ring) bool {
-	if len(status) != len(ring.Entries) {
-		return false
-	}
+// lacksKeysInForce tells whether status.keys lists a key in force at now (Active, or
+// Retiring until later) that the ring lacks.
+func lacksKeysInForce(status []trustv1alpha1.KeyStatus, ring keys.Ring, now time.Time) bool {
 	in := map[[2]string]bool{}
 	for _, e := range ring.Entries {
 		in[[2]string{e.Name, e.Fingerprint}] = true
 	}
 	for _, k := range status {
-		if !in[[2]string{k.Name, k.Fingerprint}] {
-			return false
+		if in[[2]string{k.Name, k.Fingerprint}] {
+			continue
+		}
+		if k.State == trustv1alpha1.KeyActive || (k.RetiresAt != nil && k.RetiresAt.After(now)) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // mergeRing adds to ring the entries of extra it lacks (by name and fingerprint) that are

@@ -161,7 +161,7 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 			r.eventOnBranches(p, live[p.GetKind()+"/"+p.GetName()], registries, driftNote(p, drift))
 		}
 	}
-	r.rendered.remember(ins)
+	r.rendered.remember(ins, res.Placements)
 	keys := make([]string, 0, len(live))
 	for k := range live {
 		keys = append(keys, k)

@@ -331,7 +331,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 				err = fmt.Errorf("it is another registry's")
 			}
 			if err == nil {
-				err = r.renders.check(in)
+				err = r.renders.check(obs.storedInput, in)
 			}
 			if err != nil {
 				recordWhy = "its recorded input was unusable (" + err.Error() + ")"
