@@ -116,18 +116,22 @@ func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, li
 		}
 		return true, nil, nil
 	}
-	canon, err := r.canonicalSpec(ctx, desired, live)
-	if err != nil {
-		return false, nil, err
-	}
-	if upToDate(desired, live, canon) {
-		return false, nil, nil
+	// A new content is written anyway (its canonical form comes with the response); only
+	// a policy that says it holds the desired content is compared with its canonical form.
+	if desired.GetAnnotations()[render.AnnotationHash] == live.GetAnnotations()[render.AnnotationHash] {
+		canon, err := r.canonicalSpec(ctx, desired, live)
+		if err != nil {
+			return false, nil, err
+		}
+		if upToDate(desired, live, canon) {
+			return false, nil, nil
+		}
 	}
 	// What differs from Signet's own content is drift: compare with the canonical spec of
-	// the content the live policy says it holds (the desired one, or the previous one).
+	// the content the live policy says it holds (the desired one, or an earlier one).
 	var drift []string
-	if prev, ok := r.canon.get(live); ok {
-		drift = driftPaths(prev, live.Object["spec"], "spec")
+	if held, ok := r.canon.get(live); ok {
+		drift = driftPaths(held, live.Object["spec"], "spec")
 	}
 	replacement := policyReplacement(desired, live)
 	if err := r.Client.Update(ctx, replacement, client.FieldOwner(render.FieldOwner)); err != nil {
@@ -177,11 +181,15 @@ func (r *TrustedRegistryReconciler) canonicalSpec(ctx context.Context, desired, 
 }
 
 // canonCache remembers, per policy, the canonical (apiserver-defaulted) spec of the last
-// content Signet wrote or dry-ran, by the content-hash annotation. One entry per policy.
+// few contents Signet wrote or dry-ran, by content-hash annotation: the newest is what the
+// live policy must equal; an older one tells what someone changed in a policy that also
+// waits for a new content of Signet's (several registries change a shared policy at once).
 type canonCache struct {
 	mu sync.Mutex
-	m  map[string]canonEntry
+	m  map[string][]canonEntry // newest first, at most canonDepth
 }
+
+const canonDepth = 4
 
 type canonEntry struct {
 	hash string
@@ -192,14 +200,15 @@ func canonKey(u *unstructured.Unstructured) string { return u.GetKind() + "/" + 
 
 // get returns the canonical spec of the content u says it holds (its content hash).
 func (c *canonCache) get(u *unstructured.Unstructured) (any, bool) {
+	h := u.GetAnnotations()[render.AnnotationHash]
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[canonKey(u)]
-	h := u.GetAnnotations()[render.AnnotationHash]
-	if !ok || h == "" || e.hash != h {
-		return nil, false
+	for _, e := range c.m[canonKey(u)] {
+		if h != "" && e.hash == h {
+			return e.spec, true
+		}
 	}
-	return e.spec, true
+	return nil, false
 }
 
 func (c *canonCache) put(desired *unstructured.Unstructured, spec any) {
@@ -210,9 +219,16 @@ func (c *canonCache) put(desired *unstructured.Unstructured, spec any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]canonEntry{}
+		c.m = map[string][]canonEntry{}
 	}
-	c.m[canonKey(desired)] = canonEntry{hash: h, spec: runtime.DeepCopyJSONValue(spec)}
+	k := canonKey(desired)
+	entries := []canonEntry{{hash: h, spec: runtime.DeepCopyJSONValue(spec)}}
+	for _, e := range c.m[k] {
+		if e.hash != h && len(entries) < canonDepth {
+			entries = append(entries, e)
+		}
+	}
+	c.m[k] = entries
 }
 
 // upToDate tells whether live is exactly the desired policy: the same content hash
