@@ -181,15 +181,15 @@ func (r *TrustedRegistryReconciler) canonicalSpec(ctx context.Context, desired, 
 }
 
 // canonCache remembers, per policy, the canonical (apiserver-defaulted) spec of the last
-// few contents Signet wrote or dry-ran, by content-hash annotation: the newest is what the
-// live policy must equal; an older one tells what someone changed in a policy that also
-// waits for a new content of Signet's (several registries change a shared policy at once).
+// two contents Signet wrote or dry-ran, by content-hash annotation: the newest is what the
+// live policy must equal; the previous one tells what someone changed in a policy that
+// also waits for a new content of Signet's (registries change a shared policy often).
 type canonCache struct {
 	mu sync.Mutex
-	m  map[string][]canonEntry // newest first, at most canonDepth
+	m  map[string][]canonEntry // newest first, at most canonDepth (memory: specs are large)
 }
 
-const canonDepth = 4
+const canonDepth = 2
 
 type canonEntry struct {
 	hash string
