@@ -40,7 +40,8 @@ import (
 //     it (by the hash in the registries annotation), or one rebuilt from its spec,
 //     status.keys and the live policy's keys that has that hash;
 //  3. otherwise, if its branch is in force but cannot be reproduced, the pass stops and
-//     every shared policy stays as it is (fail closed; see docs/fail-closed.md).
+//     every shared policy stays as it is (fail closed; see docs/fail-closed.md) — unless
+//     the branch is a previous registry's of the same name (deleted and created again).
 //
 // A registry with no record and no branch in force has nothing to keep (new, or never
 // renderable). A registry that cannot render never blocks the others: it keeps the branch
@@ -85,14 +86,21 @@ func (r *TrustedRegistryReconciler) sharedInputs(ctx context.Context, live map[s
 
 func (r *TrustedRegistryReconciler) branchInput(ctx context.Context, tr *trustv1alpha1.TrustedRegistry, raw string, pl *sharedPlacement) (render.Input, bool, error) {
 	why := "no recorded input"
+	// whether the branch in force under this name can be another registry's: one deleted
+	// and created again under the same name (its record names the old UID, or there is no
+	// record and this one never had a key ring)
+	previousOwner := len(tr.Status.Keys) == 0
 	if raw != "" {
 		in, err := decodeInput(raw)
 		switch {
 		case err != nil:
 			why = "the recorded input is unreadable: " + err.Error()
+			previousOwner = false // in this registry's record: assume its own
 		case in.Registry.Name != tr.Name || in.Registry.UID != tr.UID:
 			why = "the recorded input is another registry's"
+			previousOwner = true
 		default:
+			previousOwner = false
 			if err := r.renders.check(raw, in); err != nil {
 				why = "the recorded input does not render: " + err.Error()
 			} else {
@@ -111,6 +119,9 @@ func (r *TrustedRegistryReconciler) branchInput(ctx context.Context, tr *trustv1
 	if ok {
 		log.FromContext(ctx).Info("a registry's branch is kept as it is in force", "registry", tr.Name, "policy", pl.policy.GetName(), "why", why)
 		return in, true, nil
+	}
+	if previousOwner {
+		return render.Input{}, false, nil // a new registry of the same name records its own input
 	}
 	return render.Input{}, false, fmt.Errorf("TrustedRegistry %s: %s, and the input of its branch in %s %s cannot be rebuilt (status.keys or the spec changed since); every shared policy stays as it is until it records a new input",
 		tr.Name, why, pl.policy.GetKind(), pl.policy.GetName())
