@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -84,23 +87,65 @@ func (r *TrustedRegistryReconciler) applyObject(ctx context.Context, obj *unstru
 		client.FieldOwner(render.FieldOwner), client.ForceOwnership)
 }
 
-// applyPolicy writes the desired policy unless the live one already carries it, and
-// reports whether it wrote. A new policy is created with server-side apply. An existing one
-// is replaced as a whole with an optimistic-concurrency update: the generated policy is
-// Signet's alone, and server-side apply cannot remove what others added to set-type lists
-// (someone adding "Audit" next to "Deny" in validationActions would survive a forced apply).
-func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, error) {
+// applyPolicy writes the desired policy unless the live one already is exactly it, and
+// reports whether it wrote and what foreign content it removed (drift, for an Event).
+//
+// The live spec must EQUAL the desired spec, not merely contain it: any field Signet did
+// not render (an objectSelector, excludeResourceRules, a matchCondition, a rule's exclude
+// or preconditions, an extra rule or validation) can be an opt-out. "Desired" is compared
+// after the apiserver's defaulting: the canonical spec is what the apiserver stored (or,
+// in a dry run, would store) for exactly the desired spec, so defaults never look like
+// drift. It is learnt from the response of Signet's own full write (never from a merge
+// with fields of other managers) or, when this process has not written the current
+// content, from one server-side dry-run Update, and remembered per policy and content hash
+// (canonCache), so a converged policy costs no request.
+//
+// A new policy is created with server-side apply. An existing one is replaced as a whole
+// with an optimistic-concurrency Update: server-side apply keeps fields owned by other
+// managers (and cannot remove what they added to set-type lists), a full Update does not.
+func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, []string, error) {
 	if live == nil {
-		if err := r.applyObject(ctx, desired); err != nil {
-			return false, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
+		applied := desired.DeepCopy()
+		if err := r.applyObject(ctx, applied); err != nil {
+			return false, nil, fmt.Errorf("applying %s %s: %w", desired.GetKind(), desired.GetName(), err)
 		}
-		return true, nil
+		// A fresh object managed by Signet alone is the canonical form; an object that
+		// existed unseen (its labels edited, say) may carry foreign fields: not learnt here.
+		if mf := applied.GetManagedFields(); len(mf) == 1 && mf[0].Manager == render.FieldOwner {
+			r.canon.put(desired, applied.Object["spec"])
+		}
+		return true, nil, nil
 	}
-	if upToDate(desired, live) {
-		return false, nil
+	// A new content is written anyway (its canonical form comes with the response); only
+	// a policy that says it holds the desired content is compared with its canonical form.
+	if desired.GetAnnotations()[render.AnnotationHash] == live.GetAnnotations()[render.AnnotationHash] {
+		canon, err := r.canonicalSpec(ctx, desired, live)
+		if err != nil {
+			return false, nil, err
+		}
+		if upToDate(desired, live, canon) {
+			return false, nil, nil
+		}
 	}
+	// What differs from Signet's own content is drift: compare with the canonical spec of
+	// the content the live policy says it holds (the desired one, or an earlier one).
+	var drift []string
+	if held, ok := r.canon.get(live); ok {
+		drift = driftPaths(held, live.Object["spec"], "spec")
+	}
+	replacement := policyReplacement(desired, live)
+	if err := r.Client.Update(ctx, replacement, client.FieldOwner(render.FieldOwner)); err != nil {
+		return false, nil, fmt.Errorf("updating %s %s: %w", desired.GetKind(), desired.GetName(), err)
+	}
+	r.canon.put(desired, replacement.Object["spec"])
+	return true, drift, nil
+}
+
+// policyReplacement is live with desired's spec, Signet's labels and annotations, and
+// desired's owner references: the object of a full Update.
+func policyReplacement(desired, live *unstructured.Unstructured) *unstructured.Unstructured {
 	replacement := live.DeepCopy()
-	replacement.Object["spec"] = desired.Object["spec"]
+	replacement.Object["spec"] = runtime.DeepCopyJSONValue(desired.Object["spec"])
 	labels := replacement.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
@@ -118,17 +163,79 @@ func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, li
 	}
 	replacement.SetAnnotations(annotations)
 	replacement.SetOwnerReferences(desired.GetOwnerReferences())
-	if err := r.Client.Update(ctx, replacement, client.FieldOwner(render.FieldOwner)); err != nil {
-		return false, fmt.Errorf("updating %s %s: %w", desired.GetKind(), desired.GetName(), err)
-	}
-	return true, nil
+	return replacement
 }
 
-// upToDate tells whether live already holds everything desired says: the same content hash
-// annotation (cheap, catches every change Signet makes) and every desired field with the
-// same value (catches edits by others: drift). Fields the apiserver or Kyverno added, such
-// as defaults and status, are ignored.
-func upToDate(desired, live *unstructured.Unstructured) bool {
+// canonicalSpec returns the spec the apiserver stores for desired: remembered, or learnt
+// with a server-side dry-run Update of the live object (nothing is written).
+func (r *TrustedRegistryReconciler) canonicalSpec(ctx context.Context, desired, live *unstructured.Unstructured) (any, error) {
+	if spec, ok := r.canon.get(desired); ok {
+		return spec, nil
+	}
+	dry := policyReplacement(desired, live)
+	if err := r.Client.Update(ctx, dry, client.DryRunAll, client.FieldOwner(render.FieldOwner)); err != nil {
+		return nil, fmt.Errorf("dry-run update of %s %s (to learn its defaulted form): %w", desired.GetKind(), desired.GetName(), err)
+	}
+	r.canon.put(desired, dry.Object["spec"])
+	return dry.Object["spec"], nil
+}
+
+// canonCache remembers, per policy, the canonical (apiserver-defaulted) spec of the last
+// two contents Signet wrote or dry-ran, by content-hash annotation: the newest is what the
+// live policy must equal; the previous one tells what someone changed in a policy that
+// also waits for a new content of Signet's (registries change a shared policy often).
+type canonCache struct {
+	mu sync.Mutex
+	m  map[string][]canonEntry // newest first, at most canonDepth (memory: specs are large)
+}
+
+const canonDepth = 2
+
+type canonEntry struct {
+	hash string
+	spec any
+}
+
+func canonKey(u *unstructured.Unstructured) string { return u.GetKind() + "/" + u.GetName() }
+
+// get returns the canonical spec of the content u says it holds (its content hash).
+func (c *canonCache) get(u *unstructured.Unstructured) (any, bool) {
+	h := u.GetAnnotations()[render.AnnotationHash]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.m[canonKey(u)] {
+		if h != "" && e.hash == h {
+			return e.spec, true
+		}
+	}
+	return nil, false
+}
+
+func (c *canonCache) put(desired *unstructured.Unstructured, spec any) {
+	h := desired.GetAnnotations()[render.AnnotationHash]
+	if h == "" || spec == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]canonEntry{}
+	}
+	k := canonKey(desired)
+	entries := []canonEntry{{hash: h, spec: runtime.DeepCopyJSONValue(spec)}}
+	for _, e := range c.m[k] {
+		if e.hash != h && len(entries) < canonDepth {
+			entries = append(entries, e)
+		}
+	}
+	c.m[k] = entries
+}
+
+// upToDate tells whether live is exactly the desired policy: the same content hash
+// annotation, Signet's labels and annotations, the owner references, and a spec equal to
+// the canonical form of the desired one (nothing missing, nothing added). Status, and
+// labels or annotations others add to the metadata, are not compared.
+func upToDate(desired, live *unstructured.Unstructured, canon any) bool {
 	if desired.GetAnnotations()[render.AnnotationHash] != live.GetAnnotations()[render.AnnotationHash] {
 		return false
 	}
@@ -137,10 +244,155 @@ func upToDate(desired, live *unstructured.Unstructured) bool {
 			return false
 		}
 	}
+	for k, v := range desired.GetAnnotations() {
+		if live.GetAnnotations()[k] != v {
+			return false
+		}
+	}
 	if !ownerRefsPresent(desired.GetOwnerReferences(), live.GetOwnerReferences()) {
 		return false
 	}
-	return subset(desired.Object["spec"], live.Object["spec"])
+	return jsonEqual(canon, live.Object["spec"])
+}
+
+// jsonEqual compares two JSON values exactly, except that a missing value equals an empty
+// map or list (the apiserver may drop either) and number encodings of one value are equal.
+func jsonEqual(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok {
+			return len(x) == 0 && isEmpty(b)
+		}
+		for k, xv := range x {
+			if !jsonEqual(xv, y[k]) {
+				return false
+			}
+		}
+		for k, yv := range y {
+			if _, ok := x[k]; !ok && !isEmpty(yv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok {
+			return len(x) == 0 && isEmpty(b)
+		}
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case nil:
+		return isEmpty(b)
+	default:
+		return scalarEqual(a, b)
+	}
+}
+
+// driftPaths lists where have differs from want, for people: fields and list items only
+// in have ("added"), only in want ("removed") or different ("changed"). List items that
+// all carry a name are matched by name. At most maxDriftPaths entries.
+func driftPaths(want, have any, path string) []string {
+	var out []string
+	var walk func(w, h any, p string)
+	walk = func(w, h any, p string) {
+		if len(out) >= maxDriftPaths {
+			return
+		}
+		switch {
+		case isEmpty(w) && isEmpty(h):
+			return
+		case isEmpty(w):
+			out = append(out, p+" (added)")
+			return
+		case isEmpty(h):
+			out = append(out, p+" (removed)")
+			return
+		}
+		switch x := w.(type) {
+		case map[string]any:
+			y, ok := h.(map[string]any)
+			if !ok {
+				out = append(out, p+" (changed)")
+				return
+			}
+			for _, k := range sortedKeys(x, y) {
+				walk(x[k], y[k], p+"."+k)
+			}
+		case []any:
+			y, ok := h.([]any)
+			if !ok {
+				out = append(out, p+" (changed)")
+				return
+			}
+			xn, xok := byName(x)
+			yn, yok := byName(y)
+			if xok && yok {
+				for _, k := range sortedKeys(xn, yn) {
+					walk(xn[k], yn[k], p+"["+k+"]")
+				}
+				return
+			}
+			if len(x) != len(y) {
+				out = append(out, fmt.Sprintf("%s (%d items instead of %d)", p, len(y), len(x)))
+				return
+			}
+			for i := range x {
+				walk(x[i], y[i], fmt.Sprintf("%s[%d]", p, i))
+			}
+		default:
+			if !scalarEqual(w, h) {
+				out = append(out, p+" (changed)")
+			}
+		}
+	}
+	walk(want, have, path)
+	return out
+}
+
+const maxDriftPaths = 10
+
+// byName indexes list items by their "name" field when every item is a map with a
+// distinct non-empty name.
+func byName(l []any) (map[string]any, bool) {
+	m := make(map[string]any, len(l))
+	for _, v := range l {
+		item, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		n, ok := item["name"].(string)
+		if !ok || n == "" {
+			return nil, false
+		}
+		if _, dup := m[n]; dup {
+			return nil, false
+		}
+		m[n] = item
+	}
+	return m, true
+}
+
+func sortedKeys(a, b map[string]any) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range []map[string]any{a, b} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func ownerRefsPresent(want, have []metav1.OwnerReference) bool {
@@ -157,50 +409,6 @@ func ownerRefsPresent(want, have []metav1.OwnerReference) bool {
 		}
 	}
 	return true
-}
-
-// subset reports whether every value in want is present and equal in have. Maps may have
-// extra keys in have; lists must have the same length, element by element. Empty maps and
-// lists in want match a missing value (the apiserver drops them).
-func subset(want, have any) bool {
-	switch w := want.(type) {
-	case map[string]any:
-		h, ok := have.(map[string]any)
-		if !ok {
-			return len(w) == 0 && have == nil
-		}
-		for k, wv := range w {
-			hv, present := h[k]
-			if !present {
-				if isEmpty(wv) {
-					continue
-				}
-				return false
-			}
-			if !subset(wv, hv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		h, ok := have.([]any)
-		if !ok {
-			return len(w) == 0 && have == nil
-		}
-		if len(w) != len(h) {
-			return false
-		}
-		for i := range w {
-			if !subset(w[i], h[i]) {
-				return false
-			}
-		}
-		return true
-	case nil:
-		return true
-	default:
-		return scalarEqual(w, have)
-	}
 }
 
 func isEmpty(v any) bool {

@@ -9,32 +9,55 @@ import (
 	"github.com/signet-operator/signet/internal/keys"
 )
 
-func TestSubset(t *testing.T) {
+func TestJSONEqual(t *testing.T) {
 	live := map[string]any{
 		"a": "x",
 		"n": int64(3),
-		"m": map[string]any{"k": "v", "defaulted": true},
-		"l": []any{map[string]any{"name": "a", "extra": "d"}, "s"},
+		"m": map[string]any{"k": "v"},
+		"l": []any{map[string]any{"name": "a"}, "s"},
 	}
 	cases := []struct {
 		name string
 		want any
 		ok   bool
 	}{
-		{"equal subset", map[string]any{"a": "x", "m": map[string]any{"k": "v"}}, true},
-		{"number encodings", map[string]any{"n": float64(3)}, true},
-		{"list elements are subsets", map[string]any{"l": []any{map[string]any{"name": "a"}, "s"}}, true},
-		{"empty desired map matches missing", map[string]any{"gone": map[string]any{}}, true},
-		{"changed scalar", map[string]any{"a": "y"}, false},
-		{"missing key", map[string]any{"b": "x"}, false},
-		{"list length differs", map[string]any{"l": []any{map[string]any{"name": "a"}}}, false},
-		{"list order differs", map[string]any{"l": []any{"s", map[string]any{"name": "a"}}}, false},
-		{"type differs", map[string]any{"m": "v"}, false},
+		{"equal", map[string]any{"a": "x", "n": int64(3), "m": map[string]any{"k": "v"}, "l": []any{map[string]any{"name": "a"}, "s"}}, true},
+		{"number encodings", map[string]any{"a": "x", "n": float64(3), "m": map[string]any{"k": "v"}, "l": []any{map[string]any{"name": "a"}, "s"}}, true},
+		{"empty values equal missing ones", map[string]any{"a": "x", "n": 3, "m": map[string]any{"k": "v", "e": []any{}}, "l": []any{map[string]any{"name": "a"}, "s"}, "z": map[string]any{}}, true},
+		{"live has a field desired lacks (an opt-out)", map[string]any{"a": "x", "n": 3, "l": []any{map[string]any{"name": "a"}, "s"}}, false},
+		{"live item has an extra field", map[string]any{"a": "x", "n": 3, "m": map[string]any{"k": "v"}, "l": []any{map[string]any{}, "s"}}, false},
+		{"changed scalar", map[string]any{"a": "y", "n": 3, "m": map[string]any{"k": "v"}, "l": []any{map[string]any{"name": "a"}, "s"}}, false},
+		{"list length differs", map[string]any{"a": "x", "n": 3, "m": map[string]any{"k": "v"}, "l": []any{map[string]any{"name": "a"}}}, false},
+		{"type differs", map[string]any{"a": "x", "n": 3, "m": "v", "l": []any{map[string]any{"name": "a"}, "s"}}, false},
 	}
 	for _, tc := range cases {
-		if got := subset(tc.want, live); got != tc.ok {
-			t.Errorf("%s: subset = %v, want %v", tc.name, got, tc.ok)
+		if got := jsonEqual(tc.want, live); got != tc.ok {
+			t.Errorf("%s: jsonEqual = %v, want %v", tc.name, got, tc.ok)
 		}
+	}
+}
+
+func TestDriftPaths(t *testing.T) {
+	want := map[string]any{
+		"matchConstraints":  map[string]any{"resourceRules": []any{"r"}},
+		"rules":             []any{map[string]any{"name": "verify.a", "match": "m"}},
+		"validationActions": []any{"Deny"},
+	}
+	have := map[string]any{
+		"matchConstraints": map[string]any{"resourceRules": []any{"r"}, "objectSelector": map[string]any{"matchLabels": map[string]any{"x": "y"}}},
+		"rules": []any{
+			map[string]any{"name": "verify.a", "match": "m", "exclude": map[string]any{"any": []any{"e"}}},
+			map[string]any{"name": "evil", "match": "m"},
+		},
+		"validationActions": []any{"Deny", "Audit"},
+	}
+	got := strings.Join(driftPaths(want, have, "spec"), "; ")
+	wantStr := "spec.matchConstraints.objectSelector (added); spec.rules[evil] (added); spec.rules[verify.a].exclude (added); spec.validationActions (2 items instead of 1)"
+	if got != wantStr {
+		t.Errorf("driftPaths:\n got %s\nwant %s", got, wantStr)
+	}
+	if p := driftPaths(want, want, "spec"); len(p) != 0 {
+		t.Errorf("no drift expected: %v", p)
 	}
 }
 

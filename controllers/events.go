@@ -2,10 +2,12 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 )
@@ -28,6 +30,20 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	// event (its message names the policy): one event per transition.
 	if outcome.applied && p.policy != nil && (!readyChanged || newReady.Status != "True") {
 		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
+	}
+	if p.recovered != "" && p.persistRing != nil {
+		// (the action tells a rebuilt record from restored keys: Events of one action on
+		// one object fold into a series that keeps the first message)
+		action := "Rebuild"
+		if p.restored {
+			action = "RestoreKeys"
+		}
+		emit(corev1.EventTypeWarning, "KeyRingRecovered", action, p.recovered)
+	}
+	if len(outcome.drift) > 0 && p.policy != nil {
+		// related: the edited policy (its resourceVersion), so that each revert is an
+		// Event of its own rather than a repeat of the first one in a series
+		r.Recorder.Eventf(registry, outcome.drifted, corev1.EventTypeWarning, ReasonDriftReverted, "Revert", "%s", driftNote(p.policy, outcome.drift))
 	}
 	switch {
 	case outcome.deletedOld != "" && p.policy != nil:
@@ -73,4 +89,13 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 			emit(corev1.EventTypeNormal, "KeyRetired", "Rotate", fmt.Sprintf("key %s (%s) retired: no longer accepted", k.Name, k.Fingerprint))
 		}
 	}
+}
+
+// ReasonDriftReverted is the reason of the Event telling that a generated policy had been
+// changed by someone else and was put back.
+const ReasonDriftReverted = "DriftReverted"
+
+func driftNote(policy *unstructured.Unstructured, drift []string) string {
+	return fmt.Sprintf("%s %s had been changed by someone else; reverted to what Signet renders, removing or restoring: %s",
+		policy.GetKind(), policy.GetName(), strings.Join(drift, ", "))
 }

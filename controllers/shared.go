@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -99,44 +98,6 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("discovering Kyverno kinds: %w", err)
 	}
-	cms := &corev1.ConfigMapList{}
-	if err := r.Client.List(ctx, cms, client.InNamespace(r.TrustNamespace), client.MatchingLabels{render.LabelManagedBy: managedByValue}); err != nil {
-		return ctrl.Result{}, fmt.Errorf("listing key rings: %w", err)
-	}
-	var ins []render.Input
-	for i := range cms.Items {
-		cm := &cms.Items[i]
-		raw, ok := cm.Data[inputDataKey]
-		if !ok {
-			continue
-		}
-		in, err := decodeInput(raw)
-		if err != nil {
-			return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("ConfigMap %s/%s: unreadable %s (%w); delete it to have it written again", cm.Namespace, cm.Name, inputDataKey, err))
-		}
-		tr := &trustv1alpha1.TrustedRegistry{}
-		switch err := r.Client.Get(ctx, types.NamespacedName{Name: in.Registry.Name}, tr); {
-		case apierrors.IsNotFound(err):
-			continue // deleted: its branch goes
-		case err != nil:
-			return ctrl.Result{}, err
-		}
-		if tr.UID != in.Registry.UID || !tr.DeletionTimestamp.IsZero() {
-			continue // a new registry of the same name writes its own input
-		}
-		ins = append(ins, in)
-	}
-	res, err := render.RenderShared(ins)
-	if err != nil {
-		// A recorded input that no longer renders (after an upgrade, say): keep every
-		// shared policy as it is rather than drop the registry; the registries waiting for
-		// the shared policies say why in their status.
-		err = fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
-		r.setSharedErr(err)
-		return ctrl.Result{}, err
-	}
-	r.setSharedErr(nil)
-
 	live := map[string]*unstructured.Unstructured{}
 	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
 		gvk := render.GVK(engine)
@@ -154,6 +115,20 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 			live[u.GetKind()+"/"+u.GetName()] = u
 		}
 	}
+	ins, registries, err := r.sharedInputs(ctx, live)
+	if err != nil {
+		r.setSharedErr(err)
+		return ctrl.Result{}, err
+	}
+	res, err := render.RenderShared(ins)
+	if err != nil {
+		// Every input renders on its own (sharedInputs checked): only a shared limit
+		// (size) can fail here. Keep every shared policy as it is rather than drop anyone.
+		err = fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
+		r.setSharedErr(err)
+		return ctrl.Result{}, err
+	}
+	r.setSharedErr(nil)
 
 	desired := map[string]bool{}
 	for _, p := range res.Policies {
@@ -164,7 +139,7 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		if !served.Has(gvk) {
 			return ctrl.Result{}, fmt.Errorf("%s %s: %s is not served (any more)", p.GetKind(), p.GetName(), gvk.GroupVersion())
 		}
-		changed, err := r.applyPolicy(ctx, p, live[p.GetKind()+"/"+p.GetName()])
+		changed, drift, err := r.applyPolicy(ctx, p, live[p.GetKind()+"/"+p.GetName()])
 		if err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: conflictRetry}, nil
@@ -174,7 +149,12 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		if changed {
 			logger.Info("shared policy written", "kind", p.GetKind(), "name", p.GetName(), "registries", len(registriesOf(p)))
 		}
+		if len(drift) > 0 {
+			logger.Info("shared policy had been changed by someone else: reverted", "kind", p.GetKind(), "name", p.GetName(), "drift", drift)
+			r.eventOnBranches(p, live[p.GetKind()+"/"+p.GetName()], registries, driftNote(p, drift))
+		}
 	}
+	r.rendered.remember(ins, res.Placements)
 	keys := make([]string, 0, len(live))
 	for k := range live {
 		keys = append(keys, k)

@@ -298,15 +298,17 @@ func TestSharedDriftIsReverted(t *testing.T) {
 	})
 }
 
-// TestSharedUnrenderableRecordFailsClosed: a recorded input that no longer renders (as
-// after an upgrade with stricter checks) stops every write of the shared policies rather
-// than drop that registry; registries waiting for them say why; removing it unblocks.
-func TestSharedUnrenderableRecordFailsClosed(t *testing.T) {
+// TestSharedUnrenderableRecordIsIsolated: a recorded input that no longer renders (as
+// after a hand edit, or an upgrade with stricter checks) keeps that registry's branch as
+// it is in force, repairs the record from it, and never blocks another registry.
+func TestSharedUnrenderableRecordIsIsolated(t *testing.T) {
 	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
-	create(t, keySecret("ur-old-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("ur-old"))
+	oldKey := newKeyPEM(t)
+	create(t, keySecret("ur-old-key", map[string]string{"cosign.pub": oldKey}), registry("ur-old"))
 	t.Cleanup(func() { deleteRegistry(t, "ur-old"); deleteRegistry(t, "ur-new") })
 	waitCondition(t, "ur-old", trustv1alpha1.ConditionReady, "True/Ready")
-	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-old")
+	good := waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-old")
+	goodEntry := registryEntry(t, good, "ur-old")
 
 	// Corrupt ur-old's record the way a stricter renderer would see it: no image pattern.
 	// Its own spec stays unrenderable too, so its reconcile cannot record a new input.
@@ -332,19 +334,35 @@ func TestSharedUnrenderableRecordFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// another registry is not blocked
 	create(t, keySecret("ur-new-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("ur-new"))
-	tr := waitCondition(t, "ur-new", trustv1alpha1.ConditionPolicyApplied, "False/SharedPolicyPending")
-	eventually(t, 30*time.Second, "the pending registry to say why", func() error {
-		tr = getRegistry(t, "ur-new")
-		if msg := metaCondition(tr, trustv1alpha1.ConditionPolicyApplied).Message; !strings.Contains(msg, "TrustedRegistry ur-old") || !strings.Contains(msg, "spec.images is empty") {
-			return fmt.Errorf("PolicyApplied: %q", msg)
+	waitCondition(t, "ur-new", trustv1alpha1.ConditionReady, "True/Ready")
+	p := waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-new", "ur-old")
+	// ur-old's branch is the one in force before, with its key
+	if e := registryEntry(t, p, "ur-old"); strings.Fields(e)[0] != strings.Fields(goodEntry)[0] || !hasKey(p, oldKey) {
+		t.Errorf("ur-old's branch changed: %q, was %q (key kept: %v)", e, goodEntry, hasKey(p, oldKey))
+	}
+	// and its record is repaired from the branch in force
+	eventually(t, 10*time.Second, "the record repaired", func() error {
+		if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-ur-old"}, cm); err != nil {
+			return err
+		}
+		if strings.Contains(cm.Data["policy-input.json"], `"images":[]`) {
+			return fmt.Errorf("still the corrupt record")
 		}
 		return nil
 	})
-	// the shared policy was not rewritten: ur-old's branch (and key) is still there
-	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-old")
 
 	deleteRegistry(t, "ur-old")
-	waitCondition(t, "ur-new", trustv1alpha1.ConditionReady, "True/Ready")
 	waitShared(t, ivpGVK, "signet.ivp.enforce", "ur-", "ur-new")
+}
+
+// registryEntry returns "<input hash> <branch>" of a registry in a shared policy.
+func registryEntry(t *testing.T, u *unstructured.Unstructured, name string) string {
+	t.Helper()
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(u.GetAnnotations()["trust.signet.dev/registries"]), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m[name]
 }

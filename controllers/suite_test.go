@@ -87,7 +87,9 @@ type writeCounter struct {
 
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		// a dry run (how Signet learns a policy's defaulted form once after a start) stores
+		// nothing: not a write
+		if req.Method != http.MethodGet && req.Method != http.MethodHead && req.URL.Query().Get("dryRun") == "" {
 			w.n.Add(1)
 			w.mu.Lock()
 			w.writes = append(w.writes, req.Method+" "+req.URL.Path)

@@ -76,6 +76,9 @@ type TrustedRegistryReconciler struct {
 	watchedKinds map[schema.GroupVersionKind]bool
 	sharedEvents chan event.GenericEvent
 	placements   placementCache
+	canon        canonCache
+	rendered     renderedInputs
+	renders      renderChecks
 	sharedErrMu  sync.Mutex
 	sharedErr    string
 }
@@ -128,6 +131,13 @@ type observed struct {
 	// peers are the other TrustedRegistries (per-registry layout only): the registry
 	// restriction of its policy is the union with theirs (README.md, "Composition").
 	peers []*trustv1alpha1.TrustedRegistry
+	// recordRepair says why the key-ring record must be written again ("" when it is
+	// fine); ring and storedInput then hold what was rebuilt from status and the policy.
+	recordRepair string
+	// storedRing is the ring as stored; restoredKeys names the keys in force that the
+	// stored ring lacked and ring has again (from status.keys and the policy).
+	storedRing   keys.Ring
+	restoredKeys []string
 	// reports summarises Kyverno's report results for the policy (nil: no report API).
 	reports *trustv1alpha1.ReportSummary
 	// blocked counts recent denials (nil: not counted); blockedRequeue is when the oldest
@@ -209,12 +219,13 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if err := r.ensurePolicyWatch(plan.engine); err != nil {
 			return ctrl.Result{}, err
 		}
-		changed, err := r.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
+		changed, drift, err := r.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
 		switch {
 		case err != nil:
 			applyErr = err
 		case changed:
 			outcome.applied = true
+			outcome.drift, outcome.drifted = drift, obs.live[plan.engine]
 		}
 		if err == nil && !r.sharedLayout() {
 			for engine, live := range obs.live {
@@ -321,19 +332,35 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		obs.resolved = append(obs.resolved, keys.Desired{Name: k.Name, Key: pk})
 	}
 
+	// A missing or damaged record is rebuilt from status.keys and the policy in force once
+	// those are read (recoverRecord): it never drops a key or a branch (recover.go).
+	recordWhy := ""
 	cm := &corev1.ConfigMap{}
 	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: ringConfigMapName(registry.Name)}, cm); {
 	case apierrors.IsNotFound(err):
+		recordWhy = "it was missing (or lost its labels)"
 	case err != nil:
 		return nil, fmt.Errorf("reading the key ring: %w", err)
 	default:
 		ring, err := keys.UnmarshalRing([]byte(cm.Data[ringDataKey]))
 		if err != nil {
-			// A damaged record must not silently drop retiring keys: stop and say so.
-			return nil, reconcile.TerminalError(fmt.Errorf("key ring ConfigMap %s/%s is unreadable (%w); delete it to start a new ring", cm.Namespace, cm.Name, err))
+			recordWhy = "its key ring was unreadable (" + err.Error() + ")"
+			break
 		}
-		obs.ring, obs.ringStored = ring, cm
+		obs.ring, obs.storedRing, obs.ringStored = ring, ring, cm
 		obs.storedInput = cm.Data[inputDataKey]
+		if r.sharedLayout() && obs.storedInput != "" {
+			in, err := decodeInput(obs.storedInput)
+			if err == nil && (in.Registry.Name != registry.Name || in.Registry.UID != registry.UID) {
+				err = fmt.Errorf("it is another registry's")
+			}
+			if err == nil {
+				err = r.renders.check(obs.storedInput, in)
+			}
+			if err != nil {
+				recordWhy = "its recorded input was unusable (" + err.Error() + ")"
+			}
+		}
 	}
 
 	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
@@ -377,6 +404,8 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			}
 		}
 	}
+
+	r.recoverRecord(obs, recordWhy, r.Clock.Now())
 
 	var guarded []string
 	if r.PodInsights || len(obs.shared) > 0 {
@@ -453,6 +482,10 @@ type plan struct {
 	input        *render.Input
 	inputHash    string
 	requeueAfter time.Duration
+	// recovered says what was rebuilt of a lost or damaged key-ring record (for an Event);
+	// restored: keys the record lacked were put back.
+	recovered string
+	restored  bool
 
 	// Why no policy is applied, for status.
 	blocked      string // condition reason
@@ -464,6 +497,10 @@ type plan struct {
 type applyOutcome struct {
 	applied    bool
 	deletedOld string
+	// drift lists what others changed in the policy and the write removed; drifted is the
+	// policy as it was.
+	drift   []string
+	drifted *unstructured.Unstructured
 }
 
 // resolveEngine picks the policy kind from spec.policy.engine and what is served.
@@ -500,12 +537,29 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 	p := plan{ring: obs.ring}
 	registry := obs.registry
 
+	switch {
+	case obs.recordRepair != "" && len(obs.ring.Entries) > 0:
+		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s: %s; rebuilt from status.keys and the policy in force (%s)",
+			trustNamespace, ringConfigMapName(registry.Name), obs.recordRepair, obs.ring.Summary())
+	case len(obs.restoredKeys) > 0:
+		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s lacked keys still in force: %s; put back from status.keys and the policy in force",
+			trustNamespace, ringConfigMapName(registry.Name), strings.Join(obs.restoredKeys, ", "))
+		p.restored = true
+	}
 	if len(obs.keyErrs) > 0 {
 		// Fail closed: the ring stays as stored (no key starts retiring because its Secret
-		// is unreadable) and the last applied policy stays in force.
+		// is unreadable) and the last applied policy stays in force; a lost record is
+		// written again as rebuilt.
 		p.blocked, p.blockedMsg = keyErrorsSummary(obs.keyErrs)
 		if engine, live := anyLive(obs); live != nil {
 			p.engine = engine
+		}
+		if p.recovered != "" {
+			input := ""
+			if shared {
+				input = obs.storedInput
+			}
+			p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
 		}
 		return p
 	}
@@ -522,7 +576,7 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 	if shared {
 		input = obs.storedInput
 	}
-	if obs.ringStored == nil || !ringEqual(obs.ring, p.ring) {
+	if obs.ringStored == nil || obs.recordRepair != "" || !ringEqual(obs.storedRing, p.ring) {
 		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
 	}
 

@@ -119,7 +119,9 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 func (c *requestCounter) count(method string, u *url.URL) {
 	key := requestKey(method, u)
 	c.total.Add(1)
-	if method != http.MethodGet && method != http.MethodHead {
+	// a dry run (Signet learning a policy's defaulted form once after a start) stores
+	// nothing: a request, not a write
+	if method != http.MethodGet && method != http.MethodHead && u.Query().Get("dryRun") == "" {
 		c.writes.Add(1)
 	}
 	c.mu.Lock()
@@ -215,6 +217,9 @@ func requestKey(method string, u *url.URL) string {
 		resource += "/" + rest[2]
 	}
 	verb := method
+	if u.Query().Get("dryRun") != "" {
+		verb = "DRYRUN-" + method
+	}
 	if method == http.MethodGet {
 		q := u.Query()
 		switch {
