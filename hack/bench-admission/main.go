@@ -1,6 +1,6 @@
 // Command bench-admission measures what the number of Kyverno policies costs every Pod
-// admission (issue 10, deliverable 3; DESIGN §3 "Admission cost must stay flat as
-// registries grow"). It measures Signet's layout (whatever the operator generates), the
+// admission (docs/architecture.md, "The shared layout": admission cost must stay flat as
+// registries grow). It measures Signet's layout (whatever the operator generates), the
 // naive one policy per TrustedRegistry, and the shared layout of internal/render
 // (RenderShared: a bounded set of policies for all registries), side by side.
 //
@@ -98,7 +98,7 @@ const (
 
 	maxN        = 1000
 	maxRequests = 1000
-	// targetRatio is issue 10's target for median(N=300)/median(N=1).
+	// targetRatio is the target for median(N=300)/median(N=1) (README.md, "Performance").
 	targetRatio = 1.5
 )
 

@@ -344,7 +344,7 @@ func printReport(w io.Writer, r *results) {
 	_ = tw.Flush()
 
 	if len(r.Ratios) > 0 {
-		fmt.Fprintf(w, "\nmedian(N=%d) / median(N=%d), issue 10 target ≤ %.1f×:\n", r.Ratios[0].ToN, r.Ratios[0].FromN, targetRatio)
+		fmt.Fprintf(w, "\nmedian(N=%d) / median(N=%d), target ≤ %.1f×:\n", r.Ratios[0].ToN, r.Ratios[0].FromN, targetRatio)
 		for _, rt := range r.Ratios {
 			verdict := "MISSED"
 			if rt.Met {

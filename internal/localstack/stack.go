@@ -1,4 +1,4 @@
-// Package localstack runs the closed loop of DESIGN §7 on one machine: etcd and
+// Package localstack runs the closed loop of docs/architecture.md on one machine: etcd and
 // kube-apiserver (optionally kube-controller-manager) built from the Go module proxy
 // (bin/k8s), Kyverno's CRDs from the Kyverno module in the module cache, and the real
 // Kyverno admission controller (and optionally its reports-controller) running

@@ -37,7 +37,7 @@ const (
 // Registry restriction (rs, nil without restrictRegistries): the union of the patterns of
 // the restricting registries that guard the namespace (restrict.go), as a validation in
 // the same policy rather than a separate ValidatingPolicy. Each policy costs Kyverno ~10 ms per Pod admission in a matched
-// namespace whatever it contains (DESIGN §3), so one policy per TrustedRegistry is half the
+// namespace whatever it contains (docs/architecture.md), so one policy per TrustedRegistry is half the
 // cost of two, and the restriction and the signature check can never disagree on which
 // namespaces they guard. It comes first: it is cheap and needs no registry access.
 //

@@ -23,7 +23,7 @@ import (
 // Why: Kyverno 1.19 spends ~7–10 ms on every Pod admission for every ImageValidatingPolicy
 // that matches the namespace, whatever the policy contains (it converts the request,
 // object and old object for each policy and evaluates each policy on its own). With one
-// policy per TrustedRegistry, 300 registries cost seconds per Pod (DESIGN §3). The shared
+// policy per TrustedRegistry, 300 registries cost seconds per Pod (docs/architecture.md). The shared
 // layout renders at most three ImageValidatingPolicies (Enforce, Enforce with digest
 // pinning, Audit: the settings Kyverno only has per policy) or one ClusterPolicy, split
 // only when one would exceed the object size budget.

@@ -1,6 +1,6 @@
 //go:build e2e
 
-// The closed loop of DESIGN §1 with Signet in it: TrustedRegistry objects created here,
+// The closed loop of docs/architecture.md ("Data flow") with Signet in it: TrustedRegistry objects created here,
 // Signet's manager (in-process, configured as main.go configures it) renders and applies
 // the Kyverno policy, and the real Kyverno admission controller answers real Pod
 // creations against images pushed to, and signed offline in, an in-process registry.
