@@ -471,21 +471,33 @@ func TestKyvernoReinstall(t *testing.T) {
 	eventually(t, 30*time.Second, "the registries Ready", ready)
 
 	// Uninstall: the cluster-scoped CRDs of Kyverno's policy groups go (among them both
-	// kinds Signet writes), and with them the policies. (The namespaced ones stay: this
-	// apiserver, without a namespace controller, can take minutes to finalise a deleted
-	// namespaced CRD, and Signet does not use them.)
+	// kinds Signet writes), and with them the policies. Each kind is listed first: the
+	// apiserver's CRD finalizer fails, and retries only minutes later, when it lists the
+	// instances of a CRD whose watch cache is still initialising ("storage is
+	// (re)initializing"), as it is for kinds nobody has read since start-up.
 	crds := &apiextensionsv1.CustomResourceDefinitionList{}
 	if err := c.List(ctx, crds); err != nil {
 		t.Fatal(err)
 	}
 	var deleted []string
 	for i := range crds.Items {
-		if crd := &crds.Items[i]; crd.Spec.Scope == apiextensionsv1.ClusterScoped && (crd.Spec.Group == "kyverno.io" || crd.Spec.Group == "policies.kyverno.io") {
-			if err := c.Delete(ctx, crd); err != nil {
-				t.Fatal(err)
-			}
-			deleted = append(deleted, crd.Name)
+		crd := &crds.Items[i]
+		if crd.Spec.Scope != apiextensionsv1.ClusterScoped || (crd.Spec.Group != "kyverno.io" && crd.Spec.Group != "policies.kyverno.io") {
+			continue
 		}
+		for _, v := range crd.Spec.Versions {
+			if !v.Served {
+				continue
+			}
+			list := &unstructured.UnstructuredList{}
+			list.SetAPIVersion(crd.Spec.Group + "/" + v.Name)
+			list.SetKind(crd.Spec.Names.ListKind)
+			eventually(t, 30*time.Second, "listing "+crd.Name, func() error { return c.List(ctx, list) })
+		}
+		if err := c.Delete(ctx, crd); err != nil {
+			t.Fatal(err)
+		}
+		deleted = append(deleted, crd.Name)
 	}
 	eventually(t, 60*time.Second, "Kyverno's CRDs gone", func() error {
 		for _, n := range deleted {

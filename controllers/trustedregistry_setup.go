@@ -147,7 +147,7 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return append(registryFromLabel(ctx, o), sharedRequest)
 		})).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{r},
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
 	if r.CountBlocked {
