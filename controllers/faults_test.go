@@ -95,8 +95,9 @@ func (r *faultRegistry) want() faults.Want {
 	return faults.Want{Enforce: !r.audit, Restrict: true, Images: r.images, Keys: r.keys}
 }
 
-// TestFaultInjection: while ~30% of the reconciler's API requests fail (errors, conflicts,
-// timeouts, timeouts after the write went through), registries are created, keys rotated,
+// TestFaultInjection: while 30% of the reconciler's writes (the requests that reach the
+// apiserver) and 10% of its cached reads fail (errors, conflicts, timeouts, timeouts after
+// the write went through), registries are created, keys rotated,
 // Secrets broken and deleted, patterns added and a registry deleted, with both engines in
 // the shared layout. Every write of a shared policy is checked against the fail-closed
 // invariants (internal/faults): never fewer signers or a foreign one, never broader
@@ -112,6 +113,12 @@ func TestFaultInjection(t *testing.T) {
 	ctx := context.Background()
 
 	checker := faults.NewChecker()
+	// Reported whatever else fails (a violation usually also stops convergence).
+	t.Cleanup(func() {
+		for _, v := range checker.Violations() {
+			t.Errorf("fail-closed invariant broken: %s", v)
+		}
+	})
 	var fc *faults.Client
 	startWrapped(t, cfg, func(inner client.Client) client.Client {
 		fc = faults.NewClient(&faults.CheckingClient{Client: inner, C: checker}, seed, 0.3, 0.1)
@@ -157,10 +164,10 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 
-	// Churn under faults: one action every 300ms for ~18s.
+	// Churn under faults: one action every 300ms for ~24s.
 	actions := map[string]int{}
 	deletedOne := false
-	for step := 0; step < 60; step++ {
+	for step := 0; step < 80; step++ {
 		time.Sleep(300 * time.Millisecond)
 		live := []*faultRegistry{}
 		for _, r := range regs {
@@ -252,11 +259,8 @@ func TestFaultInjection(t *testing.T) {
 	t.Logf("converged %v after the faults stopped; policy writes checked: %d (%v), %d of them under faults",
 		convergence.Round(time.Millisecond), total, byKind, writesUnderFaults)
 
-	for _, v := range checker.Violations() {
-		t.Errorf("fail-closed invariant broken: %s", v)
-	}
 	// The checker must have had something to check, in both engines and under faults.
-	if byKind["ImageValidatingPolicy"] < 5 || byKind["ClusterPolicy"] < 5 || writesUnderFaults < 10 {
+	if byKind["ImageValidatingPolicy"] < 3 || byKind["ClusterPolicy"] < 3 || writesUnderFaults < 10 {
 		t.Errorf("too few policy writes checked to mean anything: %v, %d under faults", byKind, writesUnderFaults)
 	}
 	if fc.Injected() < 100 {
