@@ -134,6 +134,9 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		}
 	}
 
+	if opts.RateLimiter == nil {
+		opts.RateLimiter = retryRateLimiter()
+	}
 	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("trustedregistry").
@@ -144,7 +147,7 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return append(registryFromLabel(ctx, o), sharedRequest)
 		})).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.onKyvernoCRD),
+		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{r},
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
 	if !r.sharedLayout() {
@@ -243,11 +246,17 @@ func (r *TrustedRegistryReconciler) onKyvernoCRD(ctx context.Context, _ client.O
 	list := &trustv1alpha1.TrustedRegistryList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		log.FromContext(ctx).Error(err, "listing TrustedRegistries after a Kyverno CRD change")
-		return nil
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
+	reqs := make([]reconcile.Request, 0, len(list.Items)+1)
 	for _, tr := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+	}
+	if r.sharedLayout() {
+		// The pass over the shared policies too: while Kyverno was gone each of its tries
+		// failed and backed off, and a registry's reconcile does not start it when its
+		// recorded input is unchanged, so only this brings the policies back at once
+		// after a reinstall (faults_test.go, TestKyvernoReinstall).
+		reqs = append(reqs, sharedRequest)
 	}
 	return reqs
 }

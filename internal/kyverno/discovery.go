@@ -59,7 +59,14 @@ type Discovery struct {
 	served  Served
 	fetched time.Time
 	valid   bool
+	// settleUntil: answers are not cached until then (wall clock). The apiserver publishes
+	// a new CRD's kind in discovery a little after the CRD event that invalidated the
+	// cache; an answer cached in between would hide the kind until MaxAge passes.
+	settleUntil time.Time
 }
+
+// settle is how long after Invalidate every Served call asks the apiserver again.
+const settle = 30 * time.Second
 
 // DefaultMaxAge bounds how stale the cached answer can be when no CRD event arrives.
 const DefaultMaxAge = 5 * time.Minute
@@ -79,6 +86,7 @@ func NewDiscovery(c discovery.DiscoveryInterface, clk clock.PassiveClock, maxAge
 func (d *Discovery) Invalidate() {
 	d.mu.Lock()
 	d.valid = false
+	d.settleUntil = time.Now().Add(settle)
 	d.mu.Unlock()
 }
 
@@ -118,6 +126,6 @@ func (d *Discovery) Served() (Served, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	d.served, d.fetched, d.valid = served, d.clock.Now(), true
+	d.served, d.fetched, d.valid = served, d.clock.Now(), time.Now().After(d.settleUntil)
 	return served, nil
 }

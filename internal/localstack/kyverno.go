@@ -194,6 +194,13 @@ func (s *Stack) StopKyverno() error {
 	return errors.Join(err, s.deleteKyvernoWebhooks())
 }
 
+// CrashKyverno kills the admission controller (SIGKILL, as an OOM kill or a node loss
+// would) and leaves its webhook configurations in place, so that the apiserver's calls to
+// its fail-closed webhooks fail while it is down. StartKyverno starts it again.
+func (s *Stack) CrashKyverno() {
+	s.proc(ProcKyverno).kill()
+}
+
 // RestartKyverno stops and starts the admission controller, as a pod restart would.
 func (s *Stack) RestartKyverno(ctx context.Context) error {
 	if err := s.StopKyverno(); err != nil {

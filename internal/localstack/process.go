@@ -168,6 +168,18 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
+// kill SIGKILLs the process group at once and returns once the process has been reaped.
+func (p *process) kill() {
+	if p == nil {
+		return
+	}
+	if ok, _ := p.exited(); ok {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // waitUntil polls check every interval until it returns true, an error, ctx ends or one
 // of procs exits.
 func waitUntil(ctx context.Context, what string, interval time.Duration, procs []*process, check func(context.Context) (bool, error)) error {

@@ -67,6 +67,9 @@ type Options struct {
 	SyncPeriod *time.Duration
 	// SkipControllerNameValidation lets several managers run in one process (tests).
 	SkipControllerNameValidation bool
+	// WrapClient, when set, wraps the client the reconciler reads and writes through (tests
+	// inject API faults and check every policy write with it; see internal/faults).
+	WrapClient func(client.Client) client.Client
 }
 
 // Scheme returns the scheme of Signet's manager.
@@ -134,8 +137,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := mgr.GetClient()
+	if o.WrapClient != nil {
+		c = o.WrapClient(c)
+	}
 	r := &controllers.TrustedRegistryReconciler{
-		Client:         mgr.GetClient(),
+		Client:         c,
 		TrustNamespace: o.TrustNamespace,
 		Clock:          o.Clock,
 		Discovery:      kyverno.NewDiscovery(dc, o.Clock, o.DiscoveryMaxAge),

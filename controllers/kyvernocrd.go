@@ -1,0 +1,49 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// kyvernoCRDRechecks are the delays after a Kyverno CRD change at which the registries and
+// the shared policies are reconciled again. The apiserver serves a new CRD's kind a little
+// after the CRD's events, and a reinstalled Kyverno sends no event once it is: without
+// these, a pass that ran too early would wait out its retry backoff before recreating the
+// policies (faults_test.go, TestKyvernoReinstall).
+var kyvernoCRDRechecks = []time.Duration{2 * time.Second, 5 * time.Second}
+
+// kyvernoCRDHandler enqueues what onKyvernoCRD maps a CRD change to, now and at each of
+// kyvernoCRDRechecks.
+type kyvernoCRDHandler struct{ r *TrustedRegistryReconciler }
+
+var _ handler.EventHandler = kyvernoCRDHandler{}
+
+func (h kyvernoCRDHandler) enqueue(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	for _, req := range h.r.onKyvernoCRD(ctx, nil) {
+		q.Add(req)
+		for _, d := range kyvernoCRDRechecks {
+			q.AddAfter(req, d)
+		}
+	}
+}
+
+func (h kyvernoCRDHandler) Create(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, q)
+}
+
+func (h kyvernoCRDHandler) Update(ctx context.Context, _ event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, q)
+}
+
+func (h kyvernoCRDHandler) Delete(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, q)
+}
+
+func (h kyvernoCRDHandler) Generic(ctx context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(ctx, q)
+}

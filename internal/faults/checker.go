@@ -1,0 +1,578 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/render"
+)
+
+// The invariants the Checker enforces on every write of a shared policy (README.md,
+// "Failing closed": enforcement never drops below the last good policy).
+const (
+	// BranchMissing: a registry whose branch was in force is in no shared policy after the
+	// write (and the registry was not deleted).
+	BranchMissing = "branch-missing"
+	// FewerSigners: a key the registry's last good branch trusted is gone, or fewer
+	// signatures are required (the test never lets a retiring key's time pass).
+	FewerSigners = "fewer-signers"
+	// ForeignSigner: the branch trusts a key the registry was never given.
+	ForeignSigner = "foreign-signer"
+	// BroaderImages: the branch matches an image pattern the registry never asked for, or
+	// no longer restricts the namespaces to its patterns while it is asked to.
+	BroaderImages = "broader-images"
+	// FewerNamespaces: a namespace the last good branch guarded is no longer guarded.
+	FewerNamespaces = "fewer-namespaces"
+	// AuditNotEnforce: an enforcing branch became Audit while Enforce is asked.
+	AuditNotEnforce = "audit-where-enforce"
+	// NotARender: the policy written is not what Signet renders from the inputs its
+	// registries annotation names (a tampered or mixed-up policy), or names an input no
+	// key ring ever recorded.
+	NotARender = "not-a-render"
+)
+
+// Violation is one invariant broken by one write.
+type Violation struct {
+	Write     string // e.g. "#12 update ImageValidatingPolicy signet.ivp.enforce"
+	Registry  string // "" for policy-wide violations
+	Invariant string
+	Detail    string
+}
+
+func (v Violation) String() string {
+	r := ""
+	if v.Registry != "" {
+		r = " registry " + v.Registry
+	}
+	return fmt.Sprintf("%s:%s %s: %s", v.Write, r, v.Invariant, v.Detail)
+}
+
+// Want is what the test asks of one TrustedRegistry (its spec as the test last wrote it,
+// with the keys of its Secrets).
+type Want struct {
+	Enforce  bool
+	Restrict bool
+	Images   []string
+	Keys     []string // PEM public keys
+}
+
+type want struct {
+	enforce, restrict bool
+	images, keys      map[string]bool // everything ever asked: a pending narrowing is not broader
+}
+
+// Checker checks every write of a shared policy against the invariants above. It learns
+// the policy inputs from the key-ring ConfigMaps written through the same client (the
+// controller records each registry's last good input there before rendering it).
+type Checker struct {
+	mu         sync.Mutex
+	inputs     map[string]render.Input               // by render.InputHash
+	policies   map[string]*unstructured.Unstructured // "Kind/name" → as last written
+	wants      map[string]*want                      // by registry
+	lastGood   map[string]render.Input               // by registry: the branch last in force
+	deleted    map[string]bool                       // registries the test deleted
+	writes     int                                   // policy writes checked
+	perKind    map[string]int                        // policy writes by kind
+	violations []Violation
+}
+
+// NewChecker returns an empty checker.
+func NewChecker() *Checker {
+	return &Checker{
+		inputs: map[string]render.Input{}, policies: map[string]*unstructured.Unstructured{},
+		wants: map[string]*want{}, lastGood: map[string]render.Input{}, deleted: map[string]bool{},
+		perKind: map[string]int{},
+	}
+}
+
+// Expect records what the test asks of a registry (call it before writing the spec or
+// Secret); images and keys accumulate over calls.
+func (c *Checker) Expect(registry string, w Want) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.wants[registry]
+	if cur == nil {
+		cur = &want{images: map[string]bool{}, keys: map[string]bool{}}
+		c.wants[registry] = cur
+	}
+	cur.enforce, cur.restrict = w.Enforce, w.Restrict
+	for _, i := range w.Images {
+		cur.images[i] = true
+	}
+	for _, k := range w.Keys {
+		cur.keys[strings.TrimSpace(k)] = true
+	}
+}
+
+// Deleted records that the test deleted a registry: its branch may leave.
+func (c *Checker) Deleted(registry string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted[registry] = true
+}
+
+// Writes returns how many policy writes were checked, in total and by kind.
+func (c *Checker) Writes() (int, map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byKind := make(map[string]int, len(c.perKind))
+	for k, v := range c.perKind {
+		byKind[k] = v
+	}
+	return c.writes, byKind
+}
+
+// Violations returns every violation seen so far.
+func (c *Checker) Violations() []Violation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Violation(nil), c.violations...)
+}
+
+// inputDataKey and storedInput mirror the recorded input of the shared layout in the key
+// ring ConfigMap (controllers/shared.go).
+const inputDataKey = "policy-input.json"
+
+type storedInput struct {
+	Name   string                            `json:"name"`
+	UID    types.UID                         `json:"uid"`
+	Spec   trustv1alpha1.TrustedRegistrySpec `json:"spec"`
+	Keys   []render.Key                      `json:"keys"`
+	Engine trustv1alpha1.Engine              `json:"engine"`
+}
+
+// RecordObject learns the policy input in a key-ring ConfigMap (other objects are ignored).
+// Inputs are remembered whether or not the write succeeds: keyed by hash, more is harmless.
+func (c *Checker) RecordObject(u *unstructured.Unstructured) {
+	if u.GetKind() != "ConfigMap" {
+		return
+	}
+	raw, ok, _ := unstructured.NestedString(u.Object, "data", inputDataKey)
+	if !ok {
+		return
+	}
+	var si storedInput
+	if err := json.Unmarshal([]byte(raw), &si); err != nil {
+		return // the render check reports the unknown input of any policy naming it
+	}
+	tr := &trustv1alpha1.TrustedRegistry{}
+	tr.Name, tr.UID, tr.Spec = si.Name, si.UID, si.Spec
+	in := render.Input{Registry: tr, Keys: si.Keys, Engine: si.Engine}
+	h, err := render.InputHash(in)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.inputs[h] = in
+	c.mu.Unlock()
+}
+
+func isShared(u *unstructured.Unstructured) bool {
+	_, ok := u.GetLabels()[render.LabelShard]
+	return ok && render.IsSharedPolicyName(u.GetName())
+}
+
+// CheckWrite checks a write about to be sent: obj is the policy as written, or nil when
+// the policy named kind/name is being deleted. It returns the violations found (also kept).
+func (c *Checker) CheckWrite(op, kind, name string, obj *unstructured.Unstructured) []Violation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	c.perKind[kind]++
+	write := fmt.Sprintf("#%d %s %s %s", c.writes, op, kind, name)
+	var vs []Violation
+	add := func(reg, inv, format string, args ...any) {
+		vs = append(vs, Violation{Write: write, Registry: reg, Invariant: inv, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	world := map[string]*unstructured.Unstructured{}
+	for k, v := range c.policies {
+		world[k] = v
+	}
+	key := kind + "/" + name
+	delete(world, key)
+	if obj != nil {
+		world[key] = obj
+		ins, ok := c.inputsOf(obj, add)
+		if ok {
+			c.checkRender(obj, ins, add)
+		}
+		for reg, in := range ins {
+			c.checkBranch(reg, in, add)
+		}
+		c.checkActions(obj, add)
+	}
+	// Presence: every branch that was in force is still in some shared policy.
+	present := map[string]bool{}
+	for _, p := range world {
+		for reg := range registriesOf(p) {
+			present[reg] = true
+		}
+	}
+	for _, reg := range sortedKeys(c.lastGood) {
+		if !present[reg] && !c.deleted[reg] {
+			add(reg, BranchMissing, "its branch was in force and is in no shared policy after this write")
+		}
+	}
+	c.violations = append(c.violations, vs...)
+	return vs
+}
+
+// Committed records that a checked write succeeded: the policy is now as written (nil:
+// deleted) and its branches are the registries' last good ones.
+func (c *Checker) Committed(kind, name string, obj *unstructured.Unstructured) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := kind + "/" + name
+	if obj == nil {
+		delete(c.policies, key)
+		return
+	}
+	c.policies[key] = obj.DeepCopy()
+	for reg, hash := range registriesOf(obj) {
+		if in, ok := c.inputs[hash]; ok {
+			c.lastGood[reg] = in
+		}
+	}
+}
+
+// inputsOf returns the recorded inputs the policy's registries annotation names; ok is
+// false when one is unknown (reported).
+func (c *Checker) inputsOf(obj *unstructured.Unstructured, add func(string, string, string, ...any)) (map[string]render.Input, bool) {
+	out := map[string]render.Input{}
+	ok := true
+	for reg, hash := range registriesOf(obj) {
+		in, known := c.inputs[hash]
+		if !known || in.Registry.Name != reg {
+			add(reg, NotARender, "the registries annotation names input %s, which no key ring recorded for it", hash)
+			ok = false
+			continue
+		}
+		out[reg] = in
+	}
+	return out, ok
+}
+
+// checkRender compares the written policy with the render of the inputs it names.
+func (c *Checker) checkRender(obj *unstructured.Unstructured, ins map[string]render.Input, add func(string, string, string, ...any)) {
+	list := make([]render.Input, 0, len(ins))
+	for _, reg := range sortedKeys(ins) {
+		list = append(list, ins[reg])
+	}
+	res, err := render.RenderShared(list)
+	if err != nil {
+		add("", NotARender, "its inputs do not render: %v", err)
+		return
+	}
+	for _, p := range res.Policies {
+		if p.GetKind() != obj.GetKind() || p.GetName() != obj.GetName() {
+			continue
+		}
+		if d := diff("spec", normalize(p.Object["spec"]), normalize(obj.Object["spec"])); d != "" {
+			add("", NotARender, "spec differs from the render of the inputs it names at %s", d)
+		}
+		for _, a := range []string{render.AnnotationRegistries, render.AnnotationHash} {
+			if p.GetAnnotations()[a] != obj.GetAnnotations()[a] {
+				add("", NotARender, "annotation %s differs from the render", a)
+			}
+		}
+		return
+	}
+	add("", NotARender, "the inputs it names render no %s %s", obj.GetKind(), obj.GetName())
+}
+
+// checkBranch checks one registry's branch (its input) against the last good one and
+// what the test asks.
+func (c *Checker) checkBranch(reg string, in render.Input, add func(string, string, string, ...any)) {
+	w := c.wants[reg]
+	if w == nil {
+		return // not under test
+	}
+	spec := in.Registry.Spec
+	enforce := spec.Action != trustv1alpha1.ActionAudit
+	restrict := spec.RestrictRegistries == nil || *spec.RestrictRegistries
+	keys := keySet(in)
+	for k := range keys {
+		if !w.keys[k] {
+			add(reg, ForeignSigner, "trusts key %s, which the registry was never given", short(k))
+		}
+	}
+	for _, i := range spec.Images {
+		if !w.images[string(i)] {
+			add(reg, BroaderImages, "matches pattern %q, which the registry never asked for", i)
+		}
+	}
+	prev, had := c.lastGood[reg]
+	if !had {
+		return
+	}
+	pspec := prev.Registry.Spec
+	for k := range keySet(prev) {
+		if !keys[k] {
+			add(reg, FewerSigners, "key %s of the last good branch is no longer trusted", short(k))
+		}
+	}
+	if required(spec) < required(pspec) {
+		add(reg, FewerSigners, "requires %d signatures, the last good branch %d", required(spec), required(pspec))
+	}
+	if w.enforce && pspec.Action != trustv1alpha1.ActionAudit && !enforce {
+		add(reg, AuditNotEnforce, "moved from Enforce to Audit while Enforce is asked")
+	}
+	if w.restrict && (pspec.RestrictRegistries == nil || *pspec.RestrictRegistries) && !restrict {
+		add(reg, BroaderImages, "no longer restricts its namespaces to its patterns")
+	}
+	names := map[string]bool{}
+	for _, n := range spec.Namespaces.Names {
+		names[n] = true
+	}
+	for _, n := range pspec.Namespaces.Names {
+		if !names[n] {
+			add(reg, FewerNamespaces, "namespace %s of the last good branch is no longer guarded", n)
+		}
+	}
+	if !reflect.DeepEqual(spec.Namespaces.Selector, pspec.Namespaces.Selector) && pspec.Namespaces.Selector != nil {
+		add(reg, FewerNamespaces, "its namespace selector changed from the last good one")
+	}
+}
+
+// checkActions reads the enforcement mode straight from the written policy (independent
+// of the inputs): a branch of an Enforce-asked registry must deny.
+func (c *Checker) checkActions(obj *unstructured.Unstructured, add func(string, string, string, ...any)) {
+	switch obj.GetKind() {
+	case "ImageValidatingPolicy":
+		actions, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "validationActions")
+		deny := false
+		for _, a := range actions {
+			deny = deny || a == "Deny"
+		}
+		for reg := range registriesOf(obj) {
+			if w := c.wants[reg]; w != nil && w.enforce && !deny && c.wasEnforced(reg) {
+				add(reg, AuditNotEnforce, "%s has validationActions %v", obj.GetName(), actions)
+			}
+		}
+	case "ClusterPolicy":
+		rules, _, _ := unstructured.NestedSlice(obj.Object, "spec", "rules")
+		for _, r := range rules {
+			rule, _ := r.(map[string]any)
+			name, _ := rule["name"].(string)
+			reg, ok := render.RegistryOfSharedRule(name)
+			w := c.wants[reg]
+			if !ok || w == nil || !w.enforce || !c.wasEnforced(reg) {
+				continue
+			}
+			for _, fa := range findAll(rule, "failureAction") {
+				if fa != "Enforce" {
+					add(reg, AuditNotEnforce, "rule %s has failureAction %v", name, fa)
+				}
+			}
+		}
+	}
+}
+
+func (c *Checker) wasEnforced(reg string) bool {
+	prev, ok := c.lastGood[reg]
+	return ok && prev.Registry.Spec.Action != trustv1alpha1.ActionAudit
+}
+
+func findAll(v any, key string) []any {
+	var out []any
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			if k == key {
+				out = append(out, x)
+			} else {
+				out = append(out, findAll(x, key)...)
+			}
+		}
+	case []any:
+		for _, x := range t {
+			out = append(out, findAll(x, key)...)
+		}
+	}
+	return out
+}
+
+func required(s trustv1alpha1.TrustedRegistrySpec) int32 { return max(s.RequiredSignatures, 1) }
+
+func keySet(in render.Input) map[string]bool {
+	out := map[string]bool{}
+	for _, k := range in.Keys {
+		if k.PEM != "" {
+			out[strings.TrimSpace(k.PEM)] = true
+		}
+	}
+	return out
+}
+
+func short(pem string) string {
+	s := strings.Join(strings.Fields(strings.TrimSuffix(strings.TrimPrefix(pem, "-----BEGIN PUBLIC KEY-----"), "-----END PUBLIC KEY-----")), "")
+	if len(s) > 40 {
+		s = s[len(s)-40:]
+	}
+	return "…" + s
+}
+
+// registriesOf parses the registries annotation: registry → input hash.
+func registriesOf(u *unstructured.Unstructured) map[string]string {
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(u.GetAnnotations()[render.AnnotationRegistries]), &m); err != nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for reg, v := range m {
+		h, _, _ := strings.Cut(v, " ")
+		out[reg] = h
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// normalize turns a value into its JSON form (numbers as float64), so that a rendered
+// spec and one read back compare equal when they say the same.
+func normalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// diff returns the path of the first difference between a and b, or "".
+func diff(path string, a, b any) string {
+	switch at := a.(type) {
+	case map[string]any:
+		bt, ok := b.(map[string]any)
+		if !ok {
+			return path
+		}
+		for _, k := range sortedKeys(at) {
+			if d := diff(path+"."+k, at[k], bt[k]); d != "" {
+				return d
+			}
+		}
+		for _, k := range sortedKeys(bt) {
+			if _, ok := at[k]; !ok {
+				return path + "." + k + " (not rendered)"
+			}
+		}
+		return ""
+	case []any:
+		bt, ok := b.([]any)
+		if !ok || len(at) != len(bt) {
+			return path + " (length)"
+		}
+		for i := range at {
+			if d := diff(fmt.Sprintf("%s[%d]", path, i), at[i], bt[i]); d != "" {
+				return d
+			}
+		}
+		return ""
+	}
+	if !reflect.DeepEqual(a, b) {
+		return path
+	}
+	return ""
+}
+
+// Client checks every write of a shared policy made through it, and learns the recorded
+// inputs from key-ring writes. Put it inside the fault injector, so that it sees exactly
+// the writes that reach the apiserver.
+type CheckingClient struct {
+	client.Client
+	C *Checker
+}
+
+func toUnstructured(obj any) *unstructured.Unstructured {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		return u
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	if err := json.Unmarshal(b, &u.Object); err != nil {
+		return nil
+	}
+	return u
+}
+
+// write checks obj (nil: a deletion of del) before the write and records it after.
+func (cc *CheckingClient) write(op string, u *unstructured.Unstructured, deletion bool, do func() error) error {
+	if u == nil {
+		return do()
+	}
+	cc.C.RecordObject(u)
+	if !isShared(u) {
+		return do()
+	}
+	kind, name := u.GetKind(), u.GetName()
+	sent := u.DeepCopy()
+	if deletion {
+		sent = nil
+	}
+	cc.C.CheckWrite(op, kind, name, sent)
+	if err := do(); err != nil {
+		return err
+	}
+	cc.C.Committed(kind, name, sent)
+	return nil
+}
+
+// Apply implements client.Writer.
+func (cc *CheckingClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+	return cc.write("apply", toUnstructured(obj), false, func() error { return cc.Client.Apply(ctx, obj, opts...) })
+}
+
+// Create implements client.Writer.
+func (cc *CheckingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	return cc.write("create", toUnstructured(obj), false, func() error { return cc.Client.Create(ctx, obj, opts...) })
+}
+
+// Update implements client.Writer.
+func (cc *CheckingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	return cc.write("update", toUnstructured(obj), false, func() error { return cc.Client.Update(ctx, obj, opts...) })
+}
+
+// Patch implements client.Writer: the patched object is only known afterwards, so it is
+// checked then (Signet does not patch policies; this keeps the checker honest if it did).
+func (cc *CheckingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if err := cc.Client.Patch(ctx, obj, patch, opts...); err != nil {
+		return err
+	}
+	if u := toUnstructured(obj); u != nil {
+		cc.C.RecordObject(u)
+		if isShared(u) {
+			cc.C.CheckWrite("patch", u.GetKind(), u.GetName(), u.DeepCopy())
+			cc.C.Committed(u.GetKind(), u.GetName(), u)
+		}
+	}
+	return nil
+}
+
+// Delete implements client.Writer.
+func (cc *CheckingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	return cc.write("delete", toUnstructured(obj), true, func() error { return cc.Client.Delete(ctx, obj, opts...) })
+}
