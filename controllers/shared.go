@@ -43,34 +43,11 @@ var sharedRequest = reconcile.Request{NamespacedName: types.NamespacedName{Names
 // rendered without error: the shared policies are always rendered from these, so a
 // registry whose Secret became unreadable or whose spec became invalid keeps its last good
 // branch (fail closed).
-const inputDataKey = "policy-input.json"
+const inputDataKey = render.RecordDataKey
 
-// storedInput is the persisted form of a render.Input.
-type storedInput struct {
-	Name   string                            `json:"name"`
-	UID    types.UID                         `json:"uid"`
-	Spec   trustv1alpha1.TrustedRegistrySpec `json:"spec"`
-	Keys   []render.Key                      `json:"keys"`
-	Engine trustv1alpha1.Engine              `json:"engine"`
-}
+func encodeInput(in render.Input) (string, error) { return render.EncodeRecord(in) }
 
-func encodeInput(in render.Input) (string, error) {
-	b, err := json.Marshal(storedInput{Name: in.Registry.Name, UID: in.Registry.UID, Spec: in.Registry.Spec, Keys: in.Keys, Engine: in.Engine})
-	if err != nil {
-		return "", fmt.Errorf("encoding the policy input: %w", err)
-	}
-	return string(b), nil
-}
-
-func decodeInput(s string) (render.Input, error) {
-	var si storedInput
-	if err := json.Unmarshal([]byte(s), &si); err != nil {
-		return render.Input{}, err
-	}
-	tr := &trustv1alpha1.TrustedRegistry{}
-	tr.Name, tr.UID, tr.Spec = si.Name, si.UID, si.Spec
-	return render.Input{Registry: tr, Keys: si.Keys, Engine: si.Engine}, nil
-}
+func decodeInput(s string) (render.Input, error) { return render.DecodeRecord(s) }
 
 // triggerShared asks for a pass over the shared policies (non-blocking: one pending
 // trigger is as good as many).

@@ -11,7 +11,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -140,35 +139,20 @@ func (c *Checker) Violations() []Violation {
 	return append([]Violation(nil), c.violations...)
 }
 
-// inputDataKey and storedInput mirror the recorded input of the shared layout in the key
-// ring ConfigMap (controllers/shared.go).
-const inputDataKey = "policy-input.json"
-
-type storedInput struct {
-	Name   string                            `json:"name"`
-	UID    types.UID                         `json:"uid"`
-	Spec   trustv1alpha1.TrustedRegistrySpec `json:"spec"`
-	Keys   []render.Key                      `json:"keys"`
-	Engine trustv1alpha1.Engine              `json:"engine"`
-}
-
 // RecordObject learns the policy input in a key-ring ConfigMap (other objects are ignored).
 // Inputs are remembered whether or not the write succeeds: keyed by hash, more is harmless.
 func (c *Checker) RecordObject(u *unstructured.Unstructured) {
 	if u.GetKind() != "ConfigMap" {
 		return
 	}
-	raw, ok, _ := unstructured.NestedString(u.Object, "data", inputDataKey)
+	raw, ok, _ := unstructured.NestedString(u.Object, "data", render.RecordDataKey)
 	if !ok {
 		return
 	}
-	var si storedInput
-	if err := json.Unmarshal([]byte(raw), &si); err != nil {
+	in, err := render.DecodeRecord(raw)
+	if err != nil {
 		return // the render check reports the unknown input of any policy naming it
 	}
-	tr := &trustv1alpha1.TrustedRegistry{}
-	tr.Name, tr.UID, tr.Spec = si.Name, si.UID, si.Spec
-	in := render.Input{Registry: tr, Keys: si.Keys, Engine: si.Engine}
 	h, err := render.InputHash(in)
 	if err != nil {
 		return

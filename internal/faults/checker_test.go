@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -58,14 +57,14 @@ func input(name string, engine trustv1alpha1.Engine, keys []render.Key, mutate .
 // keyRing is the ConfigMap write that records an input.
 func keyRing(t *testing.T, in render.Input) *unstructured.Unstructured {
 	t.Helper()
-	b, err := json.Marshal(storedInput{Name: in.Registry.Name, UID: in.Registry.UID, Spec: in.Registry.Spec, Keys: in.Keys, Engine: in.Engine})
+	rec, err := render.EncodeRecord(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "signet-keyring-" + in.Registry.Name, "namespace": "signet-system"},
-		"data":     map[string]any{inputDataKey: string(b)},
+		"data":     map[string]any{render.RecordDataKey: rec},
 	}}
 }
 

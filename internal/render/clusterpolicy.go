@@ -131,26 +131,29 @@ func respelledMessage(s *settings, listExpr string) string {
 // a spelling would match the restriction (hosts compare case-insensitively) yet escape
 // verification. It is present whether or not s restricts; the cheap host test runs first.
 func cpRespelledRule(name string, match cpMatch, action string, s *settings) cpRule {
+	return cpCELRule(name, match, action, respelledMessage(s, ""), []admissionregistrationv1.Variable{
+		{Name: cpVarImages, Expression: celPodImages},
+		{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + celImageMatch("i", s.patterns.re) + ")"},
+		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
+	}, admissionregistrationv1.Validation{
+		Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
+		MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
+	})
+}
+
+// cpCELRule is a validate.cel rule over Pods with one expression.
+func cpCELRule(name string, match cpMatch, action, message string, vars []admissionregistrationv1.Variable, val admissionregistrationv1.Validation) cpRule {
 	return cpRule{
 		Name:  name,
 		Match: match,
 		Validate: &cpValidation{
 			FailureAction: action,
-			// also check UPDATEs of Pods that were already in violation, as the
-			// ImageValidatingPolicy does
+			// also check UPDATEs of Pods that were already in violation (e.g. an
+			// ephemeral container added to a Pod admitted before the policy existed),
+			// as the ImageValidatingPolicy does
 			AllowExistingViolations: ptr.To(false),
-			Message:                 respelledMessage(s, ""),
-			CEL: &cpCEL{
-				Variables: []admissionregistrationv1.Variable{
-					{Name: cpVarImages, Expression: celPodImages},
-					{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + celImageMatch("i", s.patterns.re) + ")"},
-					{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
-				},
-				Expressions: []admissionregistrationv1.Validation{{
-					Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
-					MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
-				}},
-			},
+			Message:                 message,
+			CEL:                     &cpCEL{Variables: vars, Expressions: []admissionregistrationv1.Validation{val}},
 		},
 	}
 }
@@ -255,20 +258,5 @@ func cpRestrictRule(name string, match cpMatch, action string, rs *restriction) 
 		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
 	}, rs.variables(cpVarImages)...)
 	val := rs.validation("variables." + cpVarUnchanged + " || ")
-	return cpRule{
-		Name:  name,
-		Match: match,
-		Validate: &cpValidation{
-			FailureAction: action,
-			// also check UPDATEs of Pods that were already in violation (e.g. an
-			// ephemeral container added to a Pod admitted before the policy existed),
-			// as the ImageValidatingPolicy does
-			AllowExistingViolations: ptr.To(false),
-			Message:                 val.Message,
-			CEL: &cpCEL{
-				Variables:   vars,
-				Expressions: []admissionregistrationv1.Validation{{Expression: val.Expression, MessageExpression: val.MessageExpression}},
-			},
-		},
-	}
+	return cpCELRule(name, match, action, val.Message, vars, admissionregistrationv1.Validation{Expression: val.Expression, MessageExpression: val.MessageExpression})
 }
