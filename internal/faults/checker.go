@@ -80,6 +80,7 @@ type Checker struct {
 	policies   map[string]*unstructured.Unstructured // "Kind/name" → as last written
 	wants      map[string]*want                      // by registry
 	lastGood   map[string]render.Input               // by registry: the branch last in force
+	recorded   map[string]render.Input               // by registry: the input last recorded
 	deleted    map[string]bool                       // registries the test deleted
 	writes     int                                   // policy writes checked
 	perKind    map[string]int                        // policy writes by kind
@@ -90,7 +91,7 @@ type Checker struct {
 func NewChecker() *Checker {
 	return &Checker{
 		inputs: map[string]render.Input{}, policies: map[string]*unstructured.Unstructured{},
-		wants: map[string]*want{}, lastGood: map[string]render.Input{}, deleted: map[string]bool{},
+		wants: map[string]*want{}, lastGood: map[string]render.Input{}, recorded: map[string]render.Input{}, deleted: map[string]bool{},
 		perKind: map[string]int{},
 	}
 }
@@ -159,6 +160,7 @@ func (c *Checker) RecordObject(u *unstructured.Unstructured) {
 	}
 	c.mu.Lock()
 	c.inputs[h] = in
+	c.recorded[in.Registry.Name] = in
 	c.mu.Unlock()
 }
 
@@ -190,7 +192,7 @@ func (c *Checker) CheckWrite(op, kind, name string, obj *unstructured.Unstructur
 		world[key] = obj
 		ins, ok := c.inputsOf(obj, add)
 		if ok {
-			c.checkRender(obj, ins, add)
+			c.checkRender(obj, c.renderCandidates(obj, ins), add)
 		}
 		for reg, in := range ins {
 			c.checkBranch(reg, in, add)
@@ -248,32 +250,78 @@ func (c *Checker) inputsOf(obj *unstructured.Unstructured, add func(string, stri
 	return out, ok
 }
 
-// checkRender compares the written policy with the render of the inputs it names.
-func (c *Checker) checkRender(obj *unstructured.Unstructured, ins map[string]render.Input, add func(string, string, string, ...any)) {
+// renderCandidates returns the input sets the written policy may have been rendered from.
+// A policy that hosts the registry restriction (render.AnnotationRestriction) also holds the
+// restriction data of registries whose branches are in other policies, so its inputs are
+// its own plus the others of the same pass: either the branches last in force elsewhere (a
+// pass writes the policies that gain branches before the hosts) or the inputs last
+// recorded (the host written first); registries the test deleted are left out.
+func (c *Checker) renderCandidates(obj *unstructured.Unstructured, own map[string]render.Input) []map[string]render.Input {
+	sets := []map[string]render.Input{own}
+	if obj.GetAnnotations()[render.AnnotationRestriction] == "" {
+		return sets
+	}
+	for _, others := range []map[string]render.Input{c.lastGood, c.recorded} {
+		set := map[string]render.Input{}
+		for reg, in := range others {
+			if !c.deleted[reg] {
+				set[reg] = in
+			}
+		}
+		for reg, in := range own {
+			set[reg] = in
+		}
+		sets = append(sets, set)
+	}
+	return sets
+}
+
+// checkRender compares the written policy with the render of one of the candidate input
+// sets (renderCandidates); the differences from the first are reported when none matches.
+func (c *Checker) checkRender(obj *unstructured.Unstructured, candidates []map[string]render.Input, add func(string, string, string, ...any)) {
+	var first []string
+	for i, ins := range candidates {
+		problems := renderProblems(obj, ins)
+		if len(problems) == 0 {
+			return
+		}
+		if i == 0 {
+			first = problems
+		}
+	}
+	for _, p := range first {
+		add("", NotARender, "%s", p)
+	}
+}
+
+// renderProblems lists how the written policy differs from the render of ins.
+func renderProblems(obj *unstructured.Unstructured, ins map[string]render.Input) []string {
 	list := make([]render.Input, 0, len(ins))
 	for _, reg := range sortedKeys(ins) {
 		list = append(list, ins[reg])
 	}
 	res, err := render.RenderShared(list)
 	if err != nil {
-		add("", NotARender, "its inputs do not render: %v", err)
-		return
+		return []string{fmt.Sprintf("its inputs do not render: %v", err)}
 	}
 	for _, p := range res.Policies {
 		if p.GetKind() != obj.GetKind() || p.GetName() != obj.GetName() {
 			continue
 		}
+		var out []string
 		if d := diff("spec", normalize(p.Object["spec"]), normalize(obj.Object["spec"])); d != "" {
-			add("", NotARender, "spec differs from the render of the inputs it names at %s", d)
+			out = append(out, "spec differs from the render of the inputs it names at "+d)
 		}
+		// (the registries annotation of a render over more inputs names only this
+		// policy's branches too, so it compares as well)
 		for _, a := range []string{render.AnnotationRegistries, render.AnnotationHash} {
 			if p.GetAnnotations()[a] != obj.GetAnnotations()[a] {
-				add("", NotARender, "annotation %s differs from the render", a)
+				out = append(out, "annotation "+a+" differs from the render")
 			}
 		}
-		return
+		return out
 	}
-	add("", NotARender, "the inputs it names render no %s %s", obj.GetKind(), obj.GetName())
+	return []string{fmt.Sprintf("the inputs it names render no %s %s", obj.GetKind(), obj.GetName())}
 }
 
 // checkBranch checks one registry's branch (its input) against the last good one and
