@@ -42,7 +42,7 @@ func TestCreateAppliesImageValidatingPolicy(t *testing.T) {
 		t.Errorf("keySummary = %q", tr.Status.KeySummary)
 	}
 	ready := metaCondition(tr, trustv1alpha1.ConditionReady)
-	for _, want := range []string{"ImageValidatingPolicy signet-seed enforces", "ghcr.io/seed/*", "production, staging"} {
+	for _, want := range []string{"ImageValidatingPolicy signet-seed enforces", "ghcr.io/seed/*", "production, staging", "tags are pinned to the verified digest"} {
 		if !strings.Contains(ready.Message, want) {
 			t.Errorf("Ready message %q lacks %q", ready.Message, want)
 		}

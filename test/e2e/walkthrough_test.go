@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	cosignk8s "github.com/sigstore/cosign/v2/pkg/cosign/kubernetes"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,7 +107,10 @@ spec:
 			if d := s.get(name).Spec.Digest; d.Require != nil || d.Mutate != nil {
 				t.Fatalf("the apiserver stored digest defaults %+v; the action decides them", d)
 			}
-			s.waitReady(name, e.kind)
+			ready := s.waitReady(name, e.kind)
+			if msg := meta.FindStatusCondition(ready.Status.Conditions, "Ready").Message; !strings.Contains(msg, "tags are pinned to the verified digest") {
+				t.Errorf("the Ready message does not say that tags are pinned: %s", msg)
+			}
 			s.waitEnforced(newPod(ns, "probe", unsignedTag))
 
 			// the signed image, by tag: admitted, and stored pinned to the digest Kyverno
