@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -205,6 +206,9 @@ func registry(name string, mutate ...func(*trustv1alpha1.TrustedRegistry)) *trus
 			Keys: []trustv1alpha1.PublicKey{{
 				Name: "ci", SecretRef: trustv1alpha1.SecretKeyReference{Name: name + "-key"},
 			}},
+			// tags denied, as registries created before digest defaults depended on the
+			// action are stored (and the tests' shared policy names assume)
+			Digest: trustv1alpha1.DigestPolicy{Mutate: ptr.To(false)},
 		},
 	}
 	for _, m := range mutate {

@@ -22,7 +22,9 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 func TestCreateAppliesImageValidatingPolicy(t *testing.T) {
 	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0)})
 	pub := newKeyPEM(t)
-	create(t, keySecret("seed-key", map[string]string{"cosign.pub": pub}), registry("seed"))
+	create(t, keySecret("seed-key", map[string]string{"cosign.pub": pub}), registry("seed", func(tr *trustv1alpha1.TrustedRegistry) {
+		tr.Spec.Digest = trustv1alpha1.DigestPolicy{} // the defaults: tags pinned
+	}))
 
 	tr := waitCondition(t, "seed", trustv1alpha1.ConditionReady, "True/Ready")
 	if got := condition(tr, trustv1alpha1.ConditionKeysResolved); got != "True/KeysResolved" {
@@ -42,7 +44,7 @@ func TestCreateAppliesImageValidatingPolicy(t *testing.T) {
 		t.Errorf("keySummary = %q", tr.Status.KeySummary)
 	}
 	ready := metaCondition(tr, trustv1alpha1.ConditionReady)
-	for _, want := range []string{"ImageValidatingPolicy signet-seed enforces", "ghcr.io/seed/*", "production, staging"} {
+	for _, want := range []string{"ImageValidatingPolicy signet-seed enforces", "ghcr.io/seed/*", "production, staging", "tags are pinned to the verified digest"} {
 		if !strings.Contains(ready.Message, want) {
 			t.Errorf("Ready message %q lacks %q", ready.Message, want)
 		}

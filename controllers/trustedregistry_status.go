@@ -260,6 +260,13 @@ func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan, kind, name st
 	if registry.Spec.RestrictRegistries == nil || *registry.Spec.RestrictRegistries {
 		msg += "; images that match no restricting TrustedRegistry there are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
 	}
+	// what happens to a tag depends on the action when spec.digest is unset: say it
+	switch require, mutate := registry.Spec.Digest.Resolve(action); {
+	case mutate:
+		msg += "; tags are pinned to the verified digest"
+	case require:
+		msg += "; images not referenced by digest are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
+	}
 	return msg
 }
 

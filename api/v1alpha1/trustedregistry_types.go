@@ -49,9 +49,13 @@ const (
 // never "ghcr.io/yourorg-evil/app" or "ghcr.io.evil.com/yourorg/app".
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=255
-// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9*._:/@-]+$')",message="image pattern may contain only lowercase letters, digits and . _ - : / @ * characters"
+// Patterns are globs, not regular expressions: regular-expression syntax is refused with
+// the glob to write instead (a '.' before a '*' is regular-expression syntax except in a tag,
+// where "redis:7.*" is a glob for the 7.x tags).
+// +kubebuilder:validation:XValidation:rule=`!(self.matches(r'[\\^$+?()\[\]{}|]') || self.matches(r'(^|/)[^/:@]*\.\*'))`,messageExpression=`'"' + self + '" looks like a regular expression; image patterns are globs (\'*\' matches any characters, \'/\' included): ' + (self.replace('^', "").replace('$', "").replace(r'\.', '.').replace('.*', '*').replace('.+', '*').matches(r'^[a-z0-9][a-z0-9*._:/@-]*$') && !self.replace('^', "").replace('$', "").replace(r'\.', '.').replace('.*', '*').replace('.+', '*').contains('**') && !(self.replace('^', "").replace('$', "").replace(r'\.', '.').replace('.*', '*').replace('.+', '*').contains('/') && self.replace('^', "").replace('$', "").replace(r'\.', '.').replace('.*', '*').replace('.+', '*').split('/')[0].contains('*')) ? 'use "' + self.replace('^', "").replace('$', "").replace(r'\.', '.').replace('.*', '*').replace('.+', '*') + '"' : 'use \'*\' as the only wildcard, and one pattern per alternative')`,message="image patterns are globs, not regular expressions: use '*' as the only wildcard"
+// +kubebuilder:validation:XValidation:rule=`self.matches(r'[\\^$+?()\[\]{}|]') || self.matches(r'(^|/)[^/:@]*\.\*') || self.matches('^[a-z0-9*._:/@-]+$')`,message="image pattern may contain only lowercase letters, digits and . _ - : / @ * characters"
 // +kubebuilder:validation:XValidation:rule="!self.startsWith('*')",message="image pattern must start with a registry host or repository name, not a wildcard: a leading '*' would match every image"
-// +kubebuilder:validation:XValidation:rule="self.startsWith('*') || !self.contains('/') || !self.split('/')[0].contains('*')",message="the registry host of an image pattern must not contain a wildcard"
+// +kubebuilder:validation:XValidation:rule=`self.matches(r'[\\^$+?()\[\]{}|]') || self.matches(r'(^|/)[^/:@]*\.\*') || self.startsWith('*') || !self.contains('/') || !self.split('/')[0].contains('*')`,message="the registry host of an image pattern must not contain a wildcard"
 // +kubebuilder:validation:XValidation:rule="!self.contains('**')",message="image pattern must not contain '**': a single '*' already matches across '/'"
 // +kubebuilder:validation:XValidation:rule="!self.contains('//') && !self.endsWith('/') && !self.startsWith('/')",message="image pattern must not have empty path segments"
 // +kubebuilder:validation:XValidation:rule="!self.contains('@') || self.matches('^[^@]+@sha256:[a-f0-9]{64}$')",message="a digest in an image pattern must be '@sha256:' followed by 64 lowercase hex characters"
@@ -106,8 +110,8 @@ type TrustedRegistrySpec struct {
 	// +optional
 	RequiredSignatures int32 `json:"requiredSignatures,omitempty"`
 
-	// Digest controls digest pinning.
-	// +kubebuilder:default={require: true, mutate: false}
+	// Digest controls digest pinning. Its defaults depend on the action (see DigestPolicy),
+	// so the apiserver stores none.
 	// +optional
 	Digest DigestPolicy `json:"digest,omitempty"`
 
@@ -224,18 +228,39 @@ type KeylessIdentity struct {
 	SubjectRegExp string `json:"subjectRegExp,omitempty"`
 }
 
-// DigestPolicy controls digest pinning.
+// DigestPolicy controls digest pinning. Unset fields take a default that depends on the
+// action (see Resolve): with Enforce, a tag is verified and then pinned, i.e. rewritten to
+// the digest Kyverno verified (require and mutate true); with Audit, which cannot rewrite
+// Pods, the image a tag resolves to is verified and tag references are not reported
+// (require and mutate false). Set mutate: false (with require left unset or true) to deny
+// every image that is not referenced by digest.
 type DigestPolicy struct {
-	// Require denies images that are not referenced by digest (after mutation, if enabled).
-	// +kubebuilder:default=true
+	// Require denies (or, with Audit, reports) images that are not referenced by digest
+	// after mutation. Default: true with Enforce, false with Audit.
 	// +optional
 	Require *bool `json:"require,omitempty"`
 
 	// Mutate lets Kyverno rewrite a tag to the digest it verified, so the Pod runs exactly
-	// the verified image. Enforce only.
-	// +kubebuilder:default=false
+	// the verified image even if the tag moves later. Enforce only. Default: true with
+	// Enforce, false with Audit.
 	// +optional
 	Mutate *bool `json:"mutate,omitempty"`
+}
+
+// Resolve returns the digest settings in force for a TrustedRegistry with this action
+// (empty means Enforce): the fields that are set, and the action's defaults for the others.
+// The renderer, `signet verify` and status messages all use it, so they cannot disagree.
+func (d DigestPolicy) Resolve(action Action) (require, mutate bool) {
+	enforce := action != ActionAudit
+	mutate = enforce
+	if d.Mutate != nil {
+		mutate = *d.Mutate
+	}
+	require = enforce
+	if d.Require != nil {
+		require = *d.Require
+	}
+	return require, mutate
 }
 
 // TransparencyLog controls Rekor and certificate transparency checks.

@@ -92,7 +92,6 @@ func TestCRDValidation(t *testing.T) {
 			"action":             "Enforce",
 			"restrictRegistries": true,
 			"requiredSignatures": int64(1),
-			"digest":             map[string]any{"require": true, "mutate": false},
 			"rotation":           map[string]any{"overlap": "168h"},
 			"policy":             map[string]any{"engine": "Auto"},
 		}
@@ -102,9 +101,22 @@ func TestCRDValidation(t *testing.T) {
 				t.Errorf("default %s = %v, want %v", k, spec[k], v)
 			}
 		}
+		// digest defaults depend on the action, so none is stored (see DigestPolicy)
+		if d, ok := spec["digest"]; ok {
+			t.Errorf("digest = %v, want no stored default", d)
+		}
 		ref := spec["keys"].([]any)[0].(map[string]any)["secretRef"].(map[string]any)
 		if ref["key"] != "cosign.pub" {
 			t.Errorf("default secretRef.key = %v, want cosign.pub", ref["key"])
+		}
+	})
+
+	t.Run("glob patterns are accepted", func(t *testing.T) {
+		spec := valid()
+		// a '.' before '*' is regular-expression syntax only outside a tag
+		spec["images"] = []any{"ghcr.io/org/app:v1.*", "docker.io/library/redis:7.*", "ghcr.io/org/*-api", "localhost:5000/x/*"}
+		if err := c.Create(ctx, object("globs", spec)); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -137,6 +149,20 @@ func TestCRDValidation(t *testing.T) {
 			`spec.images[0]: Invalid value: "ghcr.io/org/": image pattern must not have empty path segments`},
 		{"pattern bad digest", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/app@sha256:abc"} },
 			`spec.images[0]: Invalid value: "ghcr.io/org/app@sha256:abc": a digest in an image pattern must be '@sha256:' followed by 64 lowercase hex characters`},
+		{"pattern regexp dot star", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/.*"} },
+			`spec.images[0]: Invalid value: "ghcr.io/org/.*": "ghcr.io/org/.*" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "ghcr.io/org/*"`},
+		{"pattern regexp anchored", "", func(s map[string]any) { s["images"] = []any{`^ghcr\.io/org/app-.+$`} },
+			`spec.images[0]: Invalid value: "^ghcr\\.io/org/app-.+$": "^ghcr\.io/org/app-.+$" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "ghcr.io/org/app-*"`},
+		{"pattern regexp dot star in name", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/app.*:v1"} },
+			`spec.images[0]: Invalid value: "ghcr.io/org/app.*:v1": "ghcr.io/org/app.*:v1" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "ghcr.io/org/app*:v1"`},
+		{"pattern regexp question mark", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/app?"} },
+			`spec.images[0]: Invalid value: "ghcr.io/org/app?": "ghcr.io/org/app?" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use '*' as the only wildcard, and one pattern per alternative`},
+		{"pattern regexp alternation", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/(api|web)"} },
+			`spec.images[0]: Invalid value: "ghcr.io/org/(api|web)": "ghcr.io/org/(api|web)" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use '*' as the only wildcard, and one pattern per alternative`},
+		{"pattern regexp class", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/org/[a-z]*"} },
+			`spec.images[0]: Invalid value: "ghcr.io/org/[a-z]*": "ghcr.io/org/[a-z]*" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use '*' as the only wildcard, and one pattern per alternative`},
+		{"pattern regexp host", "", func(s map[string]any) { s["images"] = []any{".*.example.com/app"} },
+			`spec.images[0]: Invalid value: ".*.example.com/app": ".*.example.com/app" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use '*' as the only wildcard, and one pattern per alternative`},
 		{"pattern duplicate", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/a/*", "ghcr.io/a/*"} },
 			`spec.images[1]: Duplicate value: "ghcr.io/a/*"`},
 		{"pattern too long", "", func(s map[string]any) { s["images"] = []any{"ghcr.io/" + strings.Repeat("a", 250)} },

@@ -338,6 +338,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.secondRegistry(ctx, signed, key); err != nil {
 		return err
 	}
+	if err := d.tagPinned(ctx, key); err != nil {
+		return err
+	}
 
 	// --- kubectl
 	o.section("5. What kubectl tells you")
@@ -599,14 +602,59 @@ spec:
         name: %s
         key: cosign.pub
   requiredSignatures: 1
-  digest:
-    require: true
   transparencyLog:
     ignore: true                # signed offline: cosign sign --tlog-upload=false
   rotation:
     overlap: 168h
   policy:
     engine: %s`, registryName, d.reg.Host(), keySecret, d.engine)
+}
+
+// tagPinned is the seed walkthrough's step: a Pod that references a signed image by tag is
+// admitted, and Kyverno stores it pinned to the digest it verified (the default of an
+// Enforce TrustedRegistry), so a tag moved later cannot change what runs.
+func (d *demo) tagPinned(ctx context.Context, key *ocitest.KeyPair) error {
+	o := d.out
+	o.section("Pinning: a signed image referenced by tag")
+	tag := d.reg.Ref("yourorg/nginx-signed:v1.0.0")
+	dig, err := ocitest.PushRandomImage(ctx, tag)
+	if err != nil {
+		return err
+	}
+	if err := ocitest.Sign(ctx, dig, key.Signer); err != nil {
+		return err
+	}
+	o.ok("pushed and signed   %s  (cosign signs the digest the tag points to)", tag)
+	o.line("")
+	o.cmd("$ kubectl run nginx-signed -n production --image=%s", tag)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nginx-signed", Namespace: "production"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: tag}}},
+	}
+	if _, err := d.kube.CoreV1().Pods("production").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.unexpected++
+		o.fail("denied")
+		o.wrap("      ", "Kyverno: "+kyvernoMessage(err))
+		o.warn("unexpected: a signed image referenced by tag should be admitted and pinned")
+		return nil
+	}
+	o.ok("admitted")
+	o.cmd("$ kubectl get pod nginx-signed -n production -o jsonpath='{.spec.containers[0].image}'")
+	stored, err := d.kubectl(ctx, "get", "pod", "nginx-signed", "-n", "production", "-o", "jsonpath={.spec.containers[0].image}")
+	if err != nil {
+		return err
+	}
+	o.line("  %s", stored)
+	if want := tag + "@" + dig.DigestStr(); stored != want {
+		d.unexpected++
+		o.warn("unexpected: the stored image should be pinned: %s", want)
+		return nil
+	}
+	o.ok("pinned to the digest Kyverno verified: the Pod runs exactly the signed image, even if the tag moves")
+	return nil
 }
 
 func (d *demo) pushImage(ctx context.Context, reg *ocitest.Registry, repo string, signer *ocitest.KeyPair) (string, error) {

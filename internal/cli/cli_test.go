@@ -320,6 +320,24 @@ spec:
 	}
 	runCLI(t, "", "lint", "--schema-only", "-f", bad).want(t, ExitFailed, "defined twice")
 
+	// patterns are globs: regular-expression syntax is refused with the glob to write
+	regexps := writeFile(t, dir, "regexp.yaml", `apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata: {name: regexp}
+spec:
+  images: ["ghcr.io/org/.*", '^quay\.io/team/app-.+$', "ghcr.io/org/app:v1.*"]
+  namespaces: {names: [prod]}
+  keys: [{name: ci, secretRef: {name: k}}]
+`)
+	r = runCLI(t, "", "lint", regexps)
+	r.want(t, ExitFailed,
+		`regexp.yaml:1: TrustedRegistry "regexp": spec.images[0]: Invalid value: "ghcr.io/org/.*": "ghcr.io/org/.*" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "ghcr.io/org/*"`,
+		`regexp.yaml:1: TrustedRegistry "regexp": spec.images[1]: Invalid value: "^quay\\.io/team/app-.+$": "^quay\.io/team/app-.+$" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "quay.io/team/app-*"`,
+		"signet lint: 1 of 1 TrustedRegistry invalid")
+	if strings.Contains(r.out, "images[2]") {
+		t.Errorf("a glob in a tag (v1.*) was refused:\n%s", r.out)
+	}
+
 	// standard input, and a List
 	list := `{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "trust.signet.dev/v1alpha1", "kind": "TrustedRegistry",
 	  "metadata": {"name": "x"}, "spec": {"images": ["nginx"], "namespaces": {"names": ["a"]}, "requiredSignatures": 2, "keys": [{"name": "k", "secretRef": {"name": "s"}}]}}]}`
@@ -373,8 +391,11 @@ spec:
 		want(t, ExitFailed, "✗ DENIED", "not signed by any trusted signer of TrustedRegistry team (ci)", "✗ ci", "no signatures found")
 	runCLI(t, "", append([]string{"verify", replayed.String()}, args...)...).
 		want(t, ExitFailed, "✗ DENIED", "invalid or missing digest in claim")
+	// by default an Enforce registry pins a signed tag to its digest
 	runCLI(t, "", append([]string{"verify", reg.Ref("team/signed:latest")}, args...)...).
-		want(t, ExitFailed, "does not have a digest", "reference it as "+signed.String())
+		want(t, ExitOK, "✓ ALLOWED", "Kyverno pins the tag to "+signed.DigestStr()+" at admission")
+	runCLI(t, "", append([]string{"verify", reg.Ref("team/unsigned:latest")}, args...)...).
+		want(t, ExitFailed, "✗ DENIED", "not signed by any trusted signer of TrustedRegistry team (ci)")
 	runCLI(t, "", append([]string{"verify", "ghcr.io/elsewhere/app:1"}, args...)...).
 		want(t, ExitFailed, "not covered by this TrustedRegistry", "would be denied by restrictRegistries")
 

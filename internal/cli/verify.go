@@ -21,7 +21,8 @@ import (
 const verifyHelp = `
 Checks images the way the policy rendered for a TrustedRegistry checks them at admission:
 the image must match spec.images (else it is denied when restrictRegistries is true), be
-referenced by digest when digest.require is true and digest.mutate false, and carry cosign
+referenced by digest when digest.require is true and digest.mutate false (by default an
+Enforce registry pins a tag to the digest it resolves to instead), and carry cosign
 signatures by at least requiredSignatures distinct signers (a key name with its retiring
 keys counts once). Signatures are verified with cosign against the registry, with the
 signed payload's digest checked (a signature copied from another image is refused), and

@@ -102,7 +102,7 @@ func TestCheckerFlagsWeakenedPolicies(t *testing.T) {
 	retiring.State = trustv1alpha1.KeyRetiring
 
 	for _, engine := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
-		enforceName, auditName := "signet.ivp.enforce", "signet.ivp.audit"
+		enforceName, auditName := "signet.ivp.enforce-pin", "signet.ivp.audit" // Enforce pins tags by default
 		if engine == trustv1alpha1.EngineClusterPolicy {
 			enforceName, auditName = "signet.cpol.all", "signet.cpol.all"
 		}

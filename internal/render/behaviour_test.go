@@ -152,7 +152,15 @@ func behaviourCases() []behaviourCase {
 		{"shared key: retiring key accepted", "shared-key", prod, testPod{containers: []string{appA}}, signKeys([]string{appA}, 2), allow, nil},
 
 		{"unset fields: secure defaults enforce", "defaults-unset", prod, testPod{containers: []string{"evil.io/x"}}, nil, deny, []string{"evil.io/x"}},
-		{"unset fields: digest required", "defaults-unset", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, signKeys([]string{"ghcr.io/yourorg/app:v1"}, 0), deny, []string{"ghcr.io/yourorg/app:v1"}},
+		// Enforce with digest unset pins tags: a signed tag is admitted (and pinned), an
+		// unsigned one denied; Audit with digest unset verifies what the tag resolves to and
+		// does not report the tag itself, so it previews Enforce; an explicit require still
+		// reports tags.
+		{"unset fields: signed tag pinned", "defaults-unset", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, signKeys([]string{"ghcr.io/yourorg/app:v1"}, 0), allow, nil},
+		{"unset fields: unsigned tag denied", "defaults-unset", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, nil, deny, []string{"ghcr.io/yourorg/app:v1"}},
+		{"audit, digest unset: signed tag passes", "audit-unset", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, signKeys([]string{"ghcr.io/yourorg/app:v1"}, 0), allow, nil},
+		{"audit, digest unset: unsigned tag reported", "audit-unset", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, nil, report, []string{"ghcr.io/yourorg/app:v1"}},
+		{"audit, require set: signed tag reported", "audit", prod, testPod{containers: []string{"ghcr.io/yourorg/app:v1"}}, signKeys([]string{"ghcr.io/yourorg/app:v1"}, 0), report, []string{"ghcr.io/yourorg/app:v1"}},
 
 		{"offline: key signature accepted", "offline", prod, testPod{containers: []string{"registry.internal:5000/platform/x@" + digestA}}, signKeys([]string{"registry.internal:5000/platform/x@" + digestA}, 0), allow, nil},
 	}

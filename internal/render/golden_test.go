@@ -132,6 +132,13 @@ func scenarios() []scenario {
 			})
 			return Input{Registry: tr, Keys: oneKey(t)}
 		}},
+		{"audit-unset", func(t testing.TB) Input {
+			// Audit as stored since digest defaults depend on the action: no digest field
+			return Input{Registry: registry("auditunset", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.Action = v1alpha1.ActionAudit
+				s.Digest = v1alpha1.DigestPolicy{}
+			}), Keys: oneKey(t)}
+		}},
 		{"shared-key", func(t testing.TB) Input {
 			// one public key listed under two names (a rename in progress): one signer
 			k := testKey(t, "build", 4, v1alpha1.KeyActive)

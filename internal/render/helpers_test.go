@@ -38,7 +38,9 @@ func testKey(tb testing.TB, name string, seed byte, state v1alpha1.KeyState) Key
 	return Key{Name: name, Fingerprint: fp, PEM: p, State: state}
 }
 
-// registry builds a TrustedRegistry as the apiserver stores it (defaults applied).
+// registry builds a TrustedRegistry as the apiserver stores it (defaults applied), with the
+// digest settings explicit as {require: true, mutate: false}: tags denied, which is also how
+// registries created before the digest defaults depended on the action are stored.
 func registry(name string, mut func(*v1alpha1.TrustedRegistrySpec)) *v1alpha1.TrustedRegistry {
 	tr := &v1alpha1.TrustedRegistry{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "TrustedRegistry"},

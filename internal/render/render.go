@@ -33,8 +33,8 @@ type Key struct {
 // Input is everything Render needs.
 type Input struct {
 	// Registry as stored (apiserver defaults applied). Unset optional fields get the secure
-	// default: action Enforce, restrictRegistries true, digest.require true, digest.mutate
-	// false, transparency log not ignored, requiredSignatures 1.
+	// default: action Enforce, restrictRegistries true, transparency log not ignored,
+	// requiredSignatures 1, and the digest settings of the action (DigestPolicy.Resolve).
 	Registry *v1alpha1.TrustedRegistry
 	// Keys are the active and retiring public keys.
 	Keys []Key
@@ -161,8 +161,7 @@ func resolve(in Input) (*settings, error) {
 		return nil, invalidf("unknown action %q", spec.Action)
 	}
 	s.restrict = boolOr(spec.RestrictRegistries, true)
-	s.verifyDig = boolOr(spec.Digest.Require, true)
-	s.mutateDig = boolOr(spec.Digest.Mutate, false)
+	s.verifyDig, s.mutateDig = spec.Digest.Resolve(spec.Action)
 	s.ignoreLog = boolOr(spec.TransparencyLog.Ignore, false)
 	if s.mutateDig && !s.enforce {
 		return nil, invalidf("digest.mutate cannot be used with action Audit: Kyverno rejects mutateDigest unless it enforces")

@@ -8,10 +8,13 @@
 //  1. Coverage. The raw image reference is matched against spec.images with
 //     render.MatchImage, the matcher the policies are generated from. An image that matches
 //     no pattern is denied when restrictRegistries is true and admitted unverified otherwise.
-//  2. Digest. With digest.require (the default) and digest.mutate false, a reference
-//     without a digest is denied before any signature is looked at, as Kyverno does
-//     ("image … does not have a digest"). A tag is still resolved to its digest (HEAD, then
-//     GET) so that the result can say which digest to pin and whether it is signed.
+//  2. Digest. The digest settings are resolved with the action's defaults
+//     (v1alpha1.DigestPolicy.Resolve): Enforce pins a tag to the digest it resolves to,
+//     Audit verifies that digest. With digest.require and without digest.mutate, a
+//     reference without a digest is denied before any signature is looked at, as Kyverno
+//     does ("image … does not have a digest"). A tag is always resolved to its digest
+//     (HEAD, then GET) so that the result can say which digest is (or would be) pinned and
+//     whether it is signed.
 //  3. Signatures. Every signer is checked with cosign.VerifyImageSignatures, one public key
 //     at a time, with cosign.SimpleClaimVerifier (a signature whose payload names another
 //     digest, i.e. one copied from another image, never counts) and with the transparency

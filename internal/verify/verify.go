@@ -200,8 +200,7 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Result, error) {
 			res.Required, len(signers), signerNames(signers))
 	}
 	restrict := boolOr(spec.RestrictRegistries, true)
-	requireDigest := boolOr(spec.Digest.Require, true)
-	mutateDigest := boolOr(spec.Digest.Mutate, false)
+	requireDigest, mutateDigest := spec.Digest.Resolve(spec.Action)
 	ignoreLog := boolOr(spec.TransparencyLog.Ignore, false)
 
 	patterns := make([]string, 0, len(spec.Images))
@@ -289,7 +288,7 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Result, error) {
 	res.Reason = fmt.Sprintf("signed by %d of the %d required signer(s): %s", res.Verified, res.Required, strings.Join(verifiedNames, ", "))
 	if !hasDigest {
 		if mutateDigest {
-			res.Reason += fmt.Sprintf("; Kyverno rewrites the tag to %s (digest.mutate)", dig.String())
+			res.Reason += fmt.Sprintf("; Kyverno pins the tag to %s at admission (digest.mutate)", dig.DigestStr())
 		} else {
 			res.Reason += fmt.Sprintf("; the tag resolves to %s now and may move later (digest.require is false)", dig.DigestStr())
 		}

@@ -172,7 +172,7 @@ func TestTagWithoutDigest(t *testing.T) {
 		tr := f.registry(func(s *v1alpha1.TrustedRegistrySpec) { s.Digest.Mutate = ptr.To(true) }, "ci")
 		res := mustVerify(t, v, Request{Registry: tr, Keys: ring, Image: tag})
 		wantOK(t, res, true)
-		wantReason(t, res, "Kyverno rewrites the tag to "+d.String())
+		wantReason(t, res, "Kyverno pins the tag to "+d.DigestStr()+" at admission")
 	})
 	t.Run("no requirement verifies what the tag points to", func(t *testing.T) {
 		tr := f.registry(func(s *v1alpha1.TrustedRegistrySpec) { s.Digest.Require = ptr.To(false) }, "ci")

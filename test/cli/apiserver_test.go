@@ -240,6 +240,7 @@ func badManifests() []badManifest {
 		{"images missing", "bad-images-missing", valid(func(s map[string]any) { delete(s, "images") })},
 		{"pattern star", "bad-pattern-star", valid(func(s map[string]any) { s["images"] = []any{"*"} })},
 		{"pattern wildcard host", "bad-wildcard-host", valid(func(s map[string]any) { s["images"] = []any{"ghcr*.io/org/*"} })},
+		{"pattern regular expression", "bad-pattern-regexp", valid(func(s map[string]any) { s["images"] = []any{"ghcr.io/org/.*", `^quay\.io/(a|b)$`} })},
 		{"pattern duplicate", "bad-pattern-duplicate", valid(func(s map[string]any) { s["images"] = []any{"ghcr.io/a/*", "ghcr.io/a/*"} })},
 		{"pattern too long", "bad-pattern-too-long", valid(func(s map[string]any) { s["images"] = []any{"ghcr.io/" + strings.Repeat("a", 250)} })},
 		{"empty selector", "bad-empty-selector", valid(func(s map[string]any) { s["namespaces"] = map[string]any{"selector": map[string]any{}} })},

@@ -75,6 +75,9 @@ func TestRenderGoldenSemantics(t *testing.T) {
 	if strings.Contains(seed, "uid:") {
 		t.Error("seed: the sample has no metadata.uid, so the owner reference must not carry one")
 	}
+	if !strings.Contains(seed, "mutateDigest: true") {
+		t.Error("seed: an Enforce registry with digest unset must pin tags (mutateDigest: true)")
+	}
 	rot := read("rotation-threshold.ivp")
 	for _, s := range []string{
 		"uid: 3f9e2b7c-5d41-4c8a-9b0e-7a6d2c1f8e90",
@@ -148,7 +151,9 @@ spec:
 		verify(r, unsigned.String()).want(t, 1, "✗ DENIED", "no signatures found")
 		verify(r, replayed.String()).want(t, 1, "✗ DENIED", "invalid or missing digest in claim")
 		verify(r, signed.String(), unsigned.String()).want(t, 1, "✓ ALLOWED", "✗ DENIED")
-		verify(r, reg.Ref("team/signed:latest")).want(t, 1, "does not have a digest", signed.String())
+		// by default an Enforce registry pins a signed tag to its digest
+		verify(r, reg.Ref("team/signed:latest")).want(t, 0, "✓ ALLOWED", "Kyverno pins the tag to "+signed.DigestStr())
+		verify(r, reg.Ref("team/unsigned:latest")).want(t, 1, "✗ DENIED", "no signatures found")
 
 		res := r.run(t, "", append([]string{"verify", "-o", "json", signed.String()}, flags...)...)
 		res.want(t, 0)

@@ -72,7 +72,7 @@ func TestDefaultsAreApplied(t *testing.T) {
 		"action":             "Enforce",
 		"restrictRegistries": true,
 		"requiredSignatures": int64(1),
-		"digest":             map[string]any{"require": true, "mutate": false},
+		"digest":             nil, // depends on the action: none stored (see DigestPolicy)
 		"rotation":           map[string]any{"overlap": "168h"},
 		"policy":             map[string]any{"engine": "Auto"},
 	}
@@ -96,6 +96,8 @@ func TestMessages(t *testing.T) {
 	}{
 		{"pattern star", func(m map[string]any) { spec(m)["images"] = []any{"*"} },
 			[]string{`spec.images[0]: Invalid value: "*": image pattern must start with a registry host or repository name, not a wildcard: a leading '*' would match every image`}},
+		{"regular expression pattern", func(m map[string]any) { spec(m)["images"] = []any{"ghcr.io/org/.*"} },
+			[]string{`spec.images[0]: Invalid value: "ghcr.io/org/.*": "ghcr.io/org/.*" looks like a regular expression; image patterns are globs ('*' matches any characters, '/' included): use "ghcr.io/org/*"`}},
 		{"duplicate pattern", func(m map[string]any) { spec(m)["images"] = []any{"ghcr.io/a/*", "ghcr.io/a/*"} },
 			[]string{`spec.images[1]: Duplicate value: "ghcr.io/a/*"`}},
 		{"no keys", func(m map[string]any) { delete(spec(m), "keys") },
