@@ -402,3 +402,35 @@ func TestCompositionAcrossEngines(t *testing.T) {
 		t.Errorf("production (team A only): denied=%v, judged by %v; want denied by signet.ivp.enforce alone", v.denied, by)
 	}
 }
+
+// TestRestrictionHostDoesNotPin: the Enforce restriction is hosted by the non-pinning
+// policy when there is one. The host matches every restricted namespace and its image
+// references are namespace-blind, so a pinning host would pin (and so admit) the tags of a
+// registry that asked for tags to be denied, wherever an image also has the prefix of a
+// pinning registry of another namespace.
+func TestRestrictionHostDoesNotPin(t *testing.T) {
+	ins := composeInputs(t, v1alpha1.EngineImageValidatingPolicy,
+		composeReg{name: "strict", images: []string{"reg.example.com/yourorg/*"}, ns: []string{"production"}, seed: 1},
+		composeReg{name: "pins", images: []string{"reg.example.com/yourorg/*"}, ns: []string{"walkthrough"}, mutate: true, seed: 2},
+	)
+	res, err := RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*unstructured.Unstructured{}
+	for _, p := range res.Policies {
+		byName[p.GetName()] = p
+	}
+	enforce, pin := byName["signet.ivp.enforce"], byName["signet.ivp.enforce-pin"]
+	if enforce == nil || pin == nil {
+		t.Fatalf("want signet.ivp.enforce and signet.ivp.enforce-pin, got %d policies", len(res.Policies))
+	}
+	if enforce.GetAnnotations()[AnnotationRestriction] == "" || pin.GetAnnotations()[AnnotationRestriction] != "" {
+		t.Fatalf("restriction hosted by enforce %q, enforce-pin %q; want the non-pinning policy",
+			enforce.GetAnnotations()[AnnotationRestriction], pin.GetAnnotations()[AnnotationRestriction])
+	}
+	sel, _, _ := unstructured.NestedSlice(pin.Object, "spec", "matchConstraints", "namespaceSelector", "matchExpressions")
+	if len(sel) != 1 || fmt.Sprint(sel[0].(map[string]any)["values"]) != "[walkthrough]" {
+		t.Fatalf("the pinning policy matches namespaces %v; want only its own registry's (walkthrough)", sel)
+	}
+}

@@ -284,9 +284,13 @@ type hosted struct {
 // of the cluster (both engines: a ClusterPolicy registry's images are verified by its own
 // rules), so it must be evaluated in one place per engine, with the data of every
 // registry, where a restricting registry of that engine guards the namespace:
-//   - ImageValidatingPolicy: the Enforce restriction in enforce-pin (where Enforce
-//     registries pin by default), else in enforce; the Audit restriction in audit. Only
-//     a policy of the same validation action can deny, or only report.
+//   - ImageValidatingPolicy: the Enforce restriction in enforce when it exists, else in
+//     enforce-pin; the Audit restriction in audit. Only a policy of the same validation
+//     action can deny, or only report. The host matches every restricted namespace and its
+//     image references are namespace-blind, so a pinning host would pin the tags of a
+//     registry that asked for tags to be denied (digest: {mutate: false}) wherever an
+//     image also has a pinning registry's prefix: the non-pinning policy hosts when there
+//     is one (with only pinning Enforce registries, pinning is what every one asked).
 //   - ClusterPolicy: both in the one policy (failureAction is per rule).
 //
 // The restriction is never split across chunks or groups: evaluating a part of it in
@@ -309,7 +313,7 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 		out[cp] = hosted{enforce: cpEnf, audit: cpAud}
 	}
 	if r := applies(enf.forEngine(v1alpha1.EngineImageValidatingPolicy)); r != nil {
-		for _, g := range []string{"enforce-pin", "enforce"} {
+		for _, g := range []string{"enforce", "enforce-pin"} {
 			if _, ok := byKey[ivp(g)]; ok {
 				out[ivp(g)] = hosted{enforce: r}
 				break
