@@ -255,12 +255,13 @@ func TestSharedClusterPolicy(t *testing.T) {
 	for _, r := range rules {
 		names = append(names, r.(map[string]any)["name"].(string))
 	}
-	// the hosted restriction, then per registry the respelled-host denial (allow.<name>,
-	// present without restrictRegistries too) and the signature check
-	if got := strings.Join(names, ","); got != "restrict-registries,allow.cps-a,verify.cps-a,allow.cps-b,verify.cps-b" {
+	// the hosted restriction, the respelled-host denials of all Enforce and of all Audit
+	// registries (present without restrictRegistries too), then per registry the
+	// signature check
+	if got := strings.Join(names, ","); got != "restrict-registries,deny-respelled-hosts,deny-respelled-hosts-audit,verify.cps-a,verify.cps-b" {
 		t.Errorf("rules %s", got)
 	}
-	if b := getRegistry(t, "cps-a").Status.Policy.Branch; b != "rules allow.cps-a, verify.cps-a" {
+	if b := getRegistry(t, "cps-a").Status.Policy.Branch; b != "rules deny-respelled-hosts, verify.cps-a" {
 		t.Errorf("cps-a branch %q", b)
 	}
 	// converged: resyncs and a nudge write nothing

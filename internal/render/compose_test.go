@@ -243,15 +243,18 @@ func TestComposition(t *testing.T) {
 
 	type sigs map[string][]byte // image -> key seeds that signed it
 	cases := []struct {
-		name    string
-		regs    []composeReg
-		ns      testNS
-		pod     []string
-		signed  sigs
-		want    outcome // deny, report (admitted with a report) or allow
-		msg     []string
-		notMsg  []string
-		ivpOnly bool
+		name   string
+		regs   []composeReg
+		ns     testNS
+		pod    []string
+		signed sigs
+		want   outcome // deny, report (admitted with a report) or allow
+		msg    []string
+		notMsg []string
+		// cpWant, when set, is the ClusterPolicy's outcome where it differs (it denies
+		// host spellings its wildcards cannot select instead of verifying them)
+		cpWant outcome
+		cpMsg  []string
 	}{
 		{name: "team A's signed image admitted next to team B", regs: []composeReg{teamA, teamB}, ns: staging, pod: []string{teamAImg}, signed: sigs{teamAImg: {1}}, want: allow},
 		{name: "team B's signed image admitted next to team A", regs: []composeReg{teamA, teamB}, ns: staging, pod: []string{teamBImg}, signed: sigs{teamBImg: {2}}, want: allow},
@@ -286,6 +289,19 @@ func TestComposition(t *testing.T) {
 			want: deny, msg: []string{"TrustedRegistry teama"}, notMsg: []string{"TrustedRegistry teamb"}},
 		{name: "non-restricting registry alone restricts nothing", regs: []composeReg{openB}, ns: staging, pod: []string{foreignImg}, want: allow},
 		{name: "unguarded namespace untouched", regs: []composeReg{teamA, teamB}, ns: other, pod: []string{foreignImg}, want: allow},
+		// host spellings: the ImageValidatingPolicy verifies the canonical image, the
+		// ClusterPolicy denies the spelling, naming only the registries whose patterns match
+		{name: "upper-case host of a signed image", regs: []composeReg{teamA, teamB}, ns: staging, pod: []string{"REGISTRY.example.com/teama/api@" + digestA},
+			signed: sigs{"REGISTRY.example.com/teama/api@" + digestA: {1}}, want: allow,
+			cpWant: deny, cpMsg: []string{"REGISTRY.example.com/teama/api@", "TrustedRegistry teama verifies its images only with the registry host in lower case"}, notMsg: []string{"TrustedRegistry teamb"}},
+		{name: "upper-case host of an Audit registry's image", regs: []composeReg{auditB}, ns: staging, pod: []string{"Registry2.Example.com/teamb/web@" + digestA},
+			signed: sigs{"Registry2.Example.com/teamb/web@" + digestA: {2}}, want: allow, cpWant: report, cpMsg: []string{"TrustedRegistry teamb"}},
+		{name: "upper-case host matching two registries", regs: []composeReg{yourorg, critical}, ns: prod, pod: []string{"Registry.Example.com/yourorg/critical/x@" + digestA},
+			signed: sigs{"Registry.Example.com/yourorg/critical/x@" + digestA: {3, 4}}, want: allow,
+			cpWant: deny, cpMsg: []string{"TrustedRegistry critical", "TrustedRegistry yourorg", "images only with the registry host in lower case"}},
+		{name: "upper-case host where no registry guards", regs: []composeReg{teamA}, ns: other, pod: []string{"REGISTRY.example.com/teama/api@" + digestA}, want: allow},
+		{name: "upper-case host of a non-restricting registry's image", regs: []composeReg{openB}, ns: staging, pod: []string{"REGISTRY2.example.com/teamb/web@" + digestA},
+			signed: sigs{"REGISTRY2.example.com/teamb/web@" + digestA: {2}}, want: allow, cpWant: deny, cpMsg: []string{"TrustedRegistry teamb"}},
 	}
 	for _, e := range engines {
 		for _, tc := range cases {
@@ -297,18 +313,27 @@ func TestComposition(t *testing.T) {
 				}
 			}
 			pod := testPod{containers: tc.pod}
+			want, wantMsg := tc.want, tc.msg
+			if e.engine == v1alpha1.EngineClusterPolicy {
+				if tc.cpWant != 0 {
+					want = tc.cpWant
+				}
+				if tc.cpMsg != nil {
+					wantMsg = tc.cpMsg
+				}
+			}
 			oracle := composeOracle(t, e.engine, ins, tc.ns, pod, db)
-			if got := verdictOutcome(oracle); got != tc.want {
-				t.Errorf("%s/%s: oracle says %s, the table %s", e.name, tc.name, got, tc.want)
+			if got := verdictOutcome(oracle); got != want {
+				t.Errorf("%s/%s: oracle says %s, the table %s", e.name, tc.name, got, want)
 			}
 			for lname, policies := range layouts(t, ins) {
 				v := combine(t, e.engine, policies, tc.ns, pod, db)
 				msg := messages(t, e.engine, policies, tc.ns, pod, db)
-				if got := verdictOutcome(v); got != tc.want {
-					t.Errorf("%s/%s/%s: %s, want %s (%s)", e.name, lname, tc.name, got, tc.want, msg)
+				if got := verdictOutcome(v); got != want {
+					t.Errorf("%s/%s/%s: %s, want %s (%s)", e.name, lname, tc.name, got, want, msg)
 					continue
 				}
-				for _, m := range tc.msg {
+				for _, m := range wantMsg {
 					if !strings.Contains(msg, m) {
 						t.Errorf("%s/%s/%s: message %q lacks %q", e.name, lname, tc.name, msg, m)
 					}

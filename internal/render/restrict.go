@@ -46,6 +46,18 @@ type restriction struct {
 	// only where an entry of that engine guards, so that a namespace guarded only by
 	// registries of the other engine is not judged twice (by both engines' policies).
 	engine v1alpha1.Engine
+	// respelled turns the check around for the shared ClusterPolicy's host-spelling rule
+	// (respelledRestriction): it denies the images that match a guarding entry's patterns
+	// with a registry host Kyverno's verifyImages would not select.
+	respelled bool
+}
+
+// respelledRestriction is the host-spelling check over the given registries (all of one
+// action): one rule for all of them, where one rule per registry made Kyverno's policy
+// validation of a shared ClusterPolicy take longer than its webhook's 10 s timeout at a
+// few hundred registries (README.md, "Performance").
+func respelledRestriction(entries []*settings, audit bool) *restriction {
+	return &restriction{entries: entries, audit: audit, respelled: true}
 }
 
 // forEngine is r evaluated by a shared policy of the engine (nil when r is nil).
@@ -274,6 +286,15 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 		cands = []string{"[]"}
 	}
 	allowed := "(" + strings.Join(cands, " + ") + ").exists(r, r in " + v(rsVarGuarded) + " && p[1].matches(" + field("r", fRE) + "))"
+	if r.respelled {
+		return append(vars,
+			admissionregistrationv1.Variable{Name: rsVarImages, Expression: v(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
+			// [raw, canonical] of each respelled image of a guarding registry's patterns
+			admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + v(rsVarGuarded) + ") == 0 ? [] : " + v(rsVarImages) + ".filter(p, " + allowed + ")"},
+			// for the message only: the guarding registries whose patterns they match
+			admissionregistrationv1.Variable{Name: rsVarNames, Expression: v(rsVarGuarded) + ".filter(r, " + v(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", fRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", fName) + ")"},
+		)
+	}
 	vars = append(vars,
 		// [raw image, canonical image] of every image of the Pod
 		admissionregistrationv1.Variable{Name: rsVarImages, Expression: v(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"},
@@ -309,6 +330,15 @@ const maxRegistriesInMessage = 10
 // skipped (an UPDATE that changes no image).
 func (r *restriction) validation(unchanged string) admissionregistrationv1.Validation {
 	v := func(name string) string { return "variables." + name }
+	if r.respelled {
+		names := v(rsVarNames)
+		return admissionregistrationv1.Validation{
+			Expression: unchanged + "size(" + v(rsVarDisallowed) + ") == 0",
+			Message:    "image(s) with a registry host in upper case or a zero-padded port: the TrustedRegistries that guard this namespace verify images only with the registry host in lower case and a port without leading zeros",
+			MessageExpression: "'image(s) ' + " + v(rsVarDisallowed) + ".map(p, p[0]).join(', ') + ': ' + " + celBounded(names, maxRegistriesInMessage) +
+				" + (size(" + names + ") == 1 ? ' verifies its' : ' verify their') + ' images only with the registry host in lower case and a port without leading zeros'",
+		}
+	}
 	return admissionregistrationv1.Validation{
 		Expression: unchanged + "size(" + v(rsVarDisallowed) + ") == 0",
 		Message:    "image(s) not allowed by the TrustedRegistries that guard this namespace",

@@ -74,8 +74,10 @@ const (
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
 	// names at most 56).
-	cpSharedVerifyPrefix   = "verify."
-	cpSharedRestrictPrefix = "allow."
+	cpSharedVerifyPrefix = "verify."
+	// cpSharedLegacyRestrictPrefix named a registry's own host-spelling rule before the
+	// shared policy had one for all (reports written then still carry it).
+	cpSharedLegacyRestrictPrefix = "allow."
 )
 
 // Shared ImageValidatingPolicy variable names.
@@ -403,7 +405,7 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 		spec = &cp
 		annotations[annotationAutogen] = "none"
 		for _, b := range bs {
-			br := "rules " + cpSharedRestrictPrefix + b.s.name + ", " + cpSharedVerifyPrefix + b.s.name
+			br := "rules " + sharedRespelledRule(b.s) + ", " + cpSharedVerifyPrefix + b.s.name
 			place[b.s.name] = Placement{Kind: cpKind, Policy: name, Branch: br, Hash: b.hash}
 		}
 	}

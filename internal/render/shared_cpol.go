@@ -4,10 +4,12 @@ import "k8s.io/utils/ptr"
 
 // buildSharedClusterPolicy renders one ClusterPolicy holding the rules of many registries:
 // the registry restrictions it hosts (restrict-registries with failureAction Enforce,
-// restrict-registries-audit with Audit; restrict.go), then for each registry, in name
-// order, the denial of host spellings Kyverno cannot verify (allow.<name>) and the signature
-// check (verify.<name>), exactly the rules Render would give it alone, renamed so that
-// reports and events name the registry.
+// restrict-registries-audit with Audit; restrict.go); the denial of host spellings Kyverno
+// cannot verify for all its registries of each action (deny-respelled-hosts,
+// deny-respelled-hosts-audit: one CEL rule each, since Kyverno validates every CEL rule of a
+// policy on each write and one per registry outlasted its webhook timeout); then for each
+// registry, in name order, the signature check (verify.<name>), exactly the rule Render
+// would give it alone, renamed so that reports and events name the registry.
 func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 	spec := cpSpec{Background: ptr.To(true), FailurePolicy: "Fail"}
 	for _, h := range []struct {
@@ -17,34 +19,61 @@ func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 		if h.rs == nil {
 			continue
 		}
-		names, selectors := namespaceUnion(h.rs.appliesTo())
-		var match cpMatch
-		ops := []string{"CREATE", "UPDATE"}
-		if len(names) > 0 {
-			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, Namespaces: names, Operations: ops}})
+		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, cpMatchUnion(h.rs.appliesTo()), h.action, h.rs))
+	}
+	var enforce, audit []*settings
+	for _, b := range bs {
+		if b.s.enforce {
+			enforce = append(enforce, b.s)
+		} else {
+			audit = append(audit, b.s)
 		}
-		for _, sel := range selectors {
-			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops}})
+	}
+	for _, g := range []struct {
+		name, action string
+		entries      []*settings
+	}{{cpRuleRespelled, "Enforce", enforce}, {cpRuleRespelled + "-audit", "Audit", audit}} {
+		if len(g.entries) > 0 {
+			spec.Rules = append(spec.Rules, cpRestrictRule(g.name, cpMatchUnion(g.entries), g.action, respelledRestriction(g.entries, g.action == "Audit")))
 		}
-		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, match, h.action, h.rs))
 	}
 	for _, b := range bs {
 		for _, rule := range buildClusterPolicy(b.s, nil).Rules {
-			switch rule.Name {
-			case cpRuleRespelled:
-				rule.Name = cpSharedRestrictPrefix + b.s.name
-			default:
-				rule.Name = cpSharedVerifyPrefix + b.s.name
+			if rule.Name == cpRuleRespelled {
+				continue
 			}
+			rule.Name = cpSharedVerifyPrefix + b.s.name
 			spec.Rules = append(spec.Rules, rule)
 		}
 	}
 	return spec
 }
 
+// sharedRespelledRule names the shared ClusterPolicy rule that denies s's respelled hosts.
+func sharedRespelledRule(s *settings) string {
+	if s.enforce {
+		return cpRuleRespelled
+	}
+	return cpRuleRespelled + "-audit"
+}
+
+// cpMatchUnion matches Pods in the namespaces of any of the registries.
+func cpMatchUnion(ss []*settings) cpMatch {
+	names, selectors := namespaceUnion(ss)
+	var match cpMatch
+	ops := []string{"CREATE", "UPDATE"}
+	if len(names) > 0 {
+		match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, Namespaces: names, Operations: ops}})
+	}
+	for _, sel := range selectors {
+		match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops}})
+	}
+	return match
+}
+
 // RegistryOfSharedRule returns the registry a rule of a shared ClusterPolicy belongs to.
 func RegistryOfSharedRule(rule string) (string, bool) {
-	for _, p := range []string{cpSharedVerifyPrefix, cpSharedRestrictPrefix} {
+	for _, p := range []string{cpSharedVerifyPrefix, cpSharedLegacyRestrictPrefix} {
 		if len(rule) > len(p) && rule[:len(p)] == p {
 			return rule[len(p):], true
 		}

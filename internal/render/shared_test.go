@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	policiesv1 "github.com/kyverno/api/api/policies.kyverno.io/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -375,5 +376,51 @@ func TestSharedPolicyNamesBounded(t *testing.T) {
 	maxSharedPolicies = 1
 	if _, err := RenderShared(ins); err == nil || !strings.Contains(err.Error(), "do not fit 1 policies") {
 		t.Fatalf("%d registries in a group of at most 1 policy: %v", len(ins), err)
+	}
+}
+
+// TestSharedClusterPolicyCELRulesBounded: the shared ClusterPolicy has a fixed number of
+// CEL rules however many registries it holds. Kyverno compiles every CEL rule of a
+// ClusterPolicy in its policy-validation webhook on each write; with one host-spelling rule
+// per registry that took longer than the webhook's 10 s timeout at 300 registries on two
+// cores, so the policy was never written (make bench-admission).
+func TestSharedClusterPolicyCELRulesBounded(t *testing.T) {
+	var ins []Input
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("team-%d", i)
+		tr := registry(name, func(s *v1alpha1.TrustedRegistrySpec) {
+			s.Images = patterns(fmt.Sprintf("registry.example.com:5000/team-%d/*", i))
+			s.Namespaces.Names = []string{fmt.Sprintf("ns-%d", i%7)}
+			if i%3 == 0 {
+				s.Action = v1alpha1.ActionAudit
+			}
+			if i%5 == 0 {
+				s.Namespaces.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprint(i % 4)}}
+			}
+		})
+		ins = append(ins, Input{Registry: tr, Keys: []Key{testKey(t, "ci", byte(1+i%200), v1alpha1.KeyActive)}, Engine: v1alpha1.EngineClusterPolicy})
+	}
+	res, err := RenderShared(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := 0
+	for _, u := range res.Policies {
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		cel := 0
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			if _, ok, _ := unstructured.NestedMap(rule, "validate", "cel"); ok {
+				cel++
+			} else {
+				verify++
+			}
+		}
+		if cel > 4 {
+			t.Errorf("%s: %d CEL rules for %d rules; want at most 4 (the restrictions and the host-spelling denials, Enforce and Audit)", u.GetName(), cel, len(rules))
+		}
+	}
+	if verify != len(ins) {
+		t.Errorf("%d verifyImages rules for %d registries", verify, len(ins))
 	}
 }
