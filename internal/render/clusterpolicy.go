@@ -25,9 +25,31 @@ type cpRule struct {
 	Match cpMatch `json:"match"`
 	// CELPreconditions decide whether the rule applies to a request at all.
 	CELPreconditions []admissionregistrationv1.MatchCondition `json:"celPreconditions,omitempty"`
-	VerifyImages     []cpImageVerification                    `json:"verifyImages,omitempty"`
-	Validate         *cpValidation                            `json:"validate,omitempty"`
+	// Preconditions (JMESPath) are evaluated before a validate.cel rule's expressions are
+	// compiled, which Kyverno does on every request.
+	Preconditions *cpConditions         `json:"preconditions,omitempty"`
+	VerifyImages  []cpImageVerification `json:"verifyImages,omitempty"`
+	Validate      *cpValidation         `json:"validate,omitempty"`
 }
+
+type cpConditions struct {
+	Any []cpCondition `json:"any,omitempty"`
+}
+
+type cpCondition struct {
+	Key      string `json:"key"`
+	Operator string `json:"operator"`
+	Value    int64  `json:"value"`
+}
+
+// cpRespelledPrecondition lets a host-spelling rule run only for Pods with an image that
+// cpRespelledRE matches, so that the usual Pod does not pay for compiling its CEL.
+var cpRespelledPrecondition = &cpConditions{Any: []cpCondition{{
+	Key: "{{ [request.object.spec.containers[].image || `[]`, request.object.spec.initContainers[].image || `[]`, " +
+		"request.object.spec.ephemeralContainers[].image || `[]`][] | [?regex_match('" + cpRespelledRE + "', @)] | length(@) }}",
+	Operator: "GreaterThan",
+	Value:    0,
+}}}
 
 type cpMatch struct {
 	Any []cpResourceFilter `json:"any,omitempty"`
@@ -131,14 +153,19 @@ func respelledMessage(s *settings, listExpr string) string {
 // a spelling would match the restriction (hosts compare case-insensitively) yet escape
 // verification. It is present whether or not s restricts; the cheap host test runs first.
 func cpRespelledRule(name string, match cpMatch, action string, s *settings) cpRule {
-	return cpCELRule(name, match, action, respelledMessage(s, ""), []admissionregistrationv1.Variable{
+	return withPreconditions(cpRespelledPrecondition, cpCELRule(name, match, action, respelledMessage(s, ""), []admissionregistrationv1.Variable{
 		{Name: cpVarImages, Expression: celPodImages},
 		{Name: cpVarRespelled, Expression: "variables." + cpVarImages + ".filter(i, i.matches(r'" + cpRespelledRE + "') && " + celImageMatch("i", s.patterns.re) + ")"},
 		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
 	}, admissionregistrationv1.Validation{
 		Expression:        "variables." + cpVarUnchanged + " || size(variables." + cpVarRespelled + ") == 0",
 		MessageExpression: respelledMessage(s, "variables."+cpVarRespelled),
-	})
+	}))
+}
+
+func withPreconditions(c *cpConditions, r cpRule) cpRule {
+	r.Preconditions = c
+	return r
 }
 
 // cpCELRule is a validate.cel rule over Pods with one expression.

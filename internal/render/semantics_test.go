@@ -2,6 +2,8 @@ package render
 
 import (
 	"fmt"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -338,6 +340,9 @@ func evalClusterPolicy(t testing.TB, u *unstructured.Unstructured, ns testNS, po
 				}
 			}
 		}
+		if r.Preconditions != nil && !cpPreconditionsHold(t, r.Preconditions, pod) {
+			continue
+		}
 		if v := r.Validate; v != nil && v.CEL != nil {
 			vars := map[string]any{"object": pod.objectIn(ns), "oldObject": nil, "request": map[string]any{"namespace": ns.name}, "namespaceObject": nsObject(ns)}
 			variables := map[string]any{}
@@ -387,6 +392,24 @@ func evalClusterPolicy(t testing.TB, u *unstructured.Unstructured, ns testNS, po
 	d.denied = denied
 	d.message = strings.Join(failures, "; ")
 	return d
+}
+
+// cpPreconditionsHold evaluates a rule's preconditions. The only one Signet writes is
+// cpRespelledPrecondition, whose JMESPath Kyverno evaluates (e2e TestSignetSpellings and
+// the Kyverno CLI tests run it for real); here it is its meaning: some image of the Pod
+// matches cpRespelledRE.
+func cpPreconditionsHold(t testing.TB, c *cpConditions, pod testPod) bool {
+	t.Helper()
+	if !reflect.DeepEqual(c, cpRespelledPrecondition) {
+		t.Fatalf("preconditions %+v: the simulator knows only cpRespelledPrecondition", c)
+	}
+	re := regexp.MustCompile(cpRespelledRE)
+	for _, img := range pod.all() {
+		if re.MatchString(img) {
+			return true
+		}
+	}
+	return false
 }
 
 // cpVerifySets is Kyverno's verifyAttestors/verifyAttestorSet: every set must pass; a set

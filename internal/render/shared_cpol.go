@@ -34,7 +34,8 @@ func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 		entries      []*settings
 	}{{cpRuleRespelled, "Enforce", enforce}, {cpRuleRespelled + "-audit", "Audit", audit}} {
 		if len(g.entries) > 0 {
-			spec.Rules = append(spec.Rules, cpRestrictRule(g.name, cpMatchUnion(g.entries), g.action, respelledRestriction(g.entries, g.action == "Audit")))
+			spec.Rules = append(spec.Rules, withPreconditions(cpRespelledPrecondition,
+				cpRestrictRule(g.name, cpMatchUnion(g.entries), g.action, respelledRestriction(g.entries, g.action == "Audit"))))
 		}
 	}
 	for _, b := range bs {
