@@ -11,13 +11,13 @@ import (
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/localstack"
 	"github.com/signet-operator/signet/internal/ocitest"
 	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/test/bench/kit"
 	"go.uber.org/zap/zapcore"
 	"io"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -202,7 +202,7 @@ func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *en
 			Data:       map[string][]byte{"cosign.pub": e.ownPEM[i]}, Immutable: ptr.To(true),
 		})
 	}
-	if err := benchkit.Parallel(ctx, len(secrets), applyWorkers, func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
+	if err := kit.Parallel(ctx, len(secrets), applyWorkers, func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
 		return nil, fmt.Errorf("creating key Secrets: %w", err)
 	}
 

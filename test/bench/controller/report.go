@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/test/bench/kit"
 )
 
 // results is everything one run measured; it is written as JSON to bench/results.
@@ -61,9 +61,9 @@ type targetCheck struct {
 func machineInfo() machine {
 	return machine{
 		NumCPU:      runtime.NumCPU(),
-		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
-		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
-		LoadAtStart: benchkit.LoadAvg(),
+		CPUModel:    kit.ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:    kit.ProcField("/proc/meminfo", "MemTotal"),
+		LoadAtStart: kit.LoadAvg(),
 		KernelArch:  runtime.GOOS + "/" + runtime.GOARCH,
 		SharedWithCI: "figures are from one run on a shared machine: compare ratios measured in the same run, " +
 			"not absolute numbers across runs",
@@ -71,12 +71,12 @@ func machineInfo() machine {
 }
 
 func versionInfo() versions {
-	apiserver, etcd := benchkit.ControlPlaneVersions()
+	apiserver, etcd := kit.ControlPlaneVersions()
 	return versions{
 		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
-		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
-		ClientGo:          benchkit.DepVersion("k8s.io/client-go"),
-		Signet:            benchkit.SignetRevision(),
+		ControllerRuntime: kit.DepVersion("sigs.k8s.io/controller-runtime"),
+		ClientGo:          kit.DepVersion("k8s.io/client-go"),
+		Signet:            kit.SignetRevision(),
 	}
 }
 

@@ -12,9 +12,9 @@
 //
 // Results are written as JSON to bench/results/<date>.json.
 //
-//	go run ./hack/bench            # full run, ~10 minutes
-//	go run ./hack/bench -quick     # smoke run: 100 registries, short windows
-//	go run ./hack/bench -profile   # also CPU and heap profiles next to the JSON
+//	go run ./test/bench/controller            # full run, ~10 minutes
+//	go run ./test/bench/controller -quick     # smoke run: 100 registries, short windows
+//	go run ./test/bench/controller -profile   # also CPU and heap profiles next to the JSON
 package main
 
 import (
@@ -22,8 +22,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/test/bench/kit"
 	"go.uber.org/zap/zapcore"
 	"io"
 	"os"
@@ -141,7 +141,7 @@ func main() {
 	profiles := ""
 	if *profile {
 		runtime.MemProfileRate = 4096 // fine-grained heap profiles for the P4 attribution
-		profiles = filepath.Join(dir, benchkit.DateStamp(start)+"-profiles")
+		profiles = filepath.Join(dir, kit.DateStamp(start)+"-profiles")
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
 			fatal(err)
 		}
@@ -152,7 +152,7 @@ func main() {
 	cancel()
 	if res != nil {
 		res.printTable(os.Stdout)
-		path := filepath.Join(dir, benchkit.DateStamp(start)+".json")
+		path := filepath.Join(dir, kit.DateStamp(start)+".json")
 		if werr := writeJSON(path, res); werr != nil {
 			fatal(werr)
 		}
@@ -195,7 +195,7 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		Profiles:       profiles,
 	}
 	defer func() {
-		res.Machine.LoadAtEnd = benchkit.LoadAvg()
+		res.Machine.LoadAtEnd = kit.LoadAvg()
 		res.DurationSeconds = time.Since(start).Seconds()
 		res.evaluate()
 	}()

@@ -11,10 +11,10 @@ import (
 	"fmt"
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/test/bench/kit"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -186,7 +186,7 @@ func podReport(ns string, i int, signetPolicies []string, fail bool) *policyrepo
 
 // createAll creates objs with the harness client, 8 at a time.
 func createAll(ctx context.Context, c client.Client, objs []client.Object) error {
-	return benchkit.Parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
+	return kit.Parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
 		if err := c.Create(ctx, objs[i]); err != nil {
 			return fmt.Errorf("creating %T %s: %w", objs[i], objs[i].GetName(), err)
 		}

@@ -1,6 +1,6 @@
-// Package benchkit holds what Signet's benchmark programs (hack/bench, hack/bench-admission)
+// Package kit holds what Signet's benchmark programs (test/bench/controller, test/bench/admission)
 // share: machine and version facts for their reports, and a bounded parallel loop.
-package benchkit
+package kit
 
 import (
 	"context"

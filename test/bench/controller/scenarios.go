@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/test/bench/kit"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +55,7 @@ func markPhase(m *runningManager) (phaseMark, error) {
 	if err != nil {
 		return phaseMark{}, err
 	}
-	return phaseMark{m: m, req: m.requests.snapshot(), rec: cm.Reconciles, errs: cm.Errors, load: benchkit.LoadAvg()}, nil
+	return phaseMark{m: m, req: m.requests.snapshot(), rec: cm.Reconciles, errs: cm.Errors, load: kit.LoadAvg()}, nil
 }
 
 func (p phaseMark) stats(objects int) (phaseStats, error) {
@@ -101,7 +101,7 @@ var c0Runs int
 func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructured, n, workers int, qps float32, burst int, sequential bool, w waits) (c0Result, error) {
 	c0Runs++
 	run := fmt.Sprintf("r%d", c0Runs)
-	res := c0Result{Objects: n, Workers: workers, QPS: qps, Burst: burst, Sequential: sequential, Load: benchkit.LoadAvg()}
+	res := c0Result{Objects: n, Workers: workers, QPS: qps, Burst: burst, Sequential: sequential, Load: kit.LoadAvg()}
 	if js, err := tmpl.MarshalJSON(); err == nil {
 		res.PolicyBytes = len(js)
 	}
@@ -154,7 +154,7 @@ func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructure
 			}
 		}
 	} else {
-		err = benchkit.Parallel(ctx, n, workers, apply)
+		err = kit.Parallel(ctx, n, workers, apply)
 	}
 	if err == nil {
 		err = tr.wait(w.timeout)
@@ -260,7 +260,7 @@ func runP2(ctx context.Context, cp *controlPlane, m *runningManager, batch strin
 		return res, err
 	}
 	t0 := time.Now()
-	err = benchkit.Parallel(ctx, n, 8, func(ctx context.Context, i int) error {
+	err = kit.Parallel(ctx, n, 8, func(ctx context.Context, i int) error {
 		mu.Lock()
 		created[regs[i].GetName()] = time.Now()
 		mu.Unlock()
@@ -424,7 +424,7 @@ func runP1(ctx context.Context, cp *controlPlane, registries int, syncPeriod, wi
 	if err != nil {
 		return res, nil, err
 	}
-	load := benchkit.LoadAvg()
+	load := kit.LoadAvg()
 	t0 := time.Now()
 	m, err := startManager(cp, managerOptions{qps: mainQPS, burst: mainBurst, workers: mainWorkers, syncPeriod: &syncPeriod})
 	if err != nil {
@@ -558,7 +558,7 @@ func runP4Secrets(ctx context.Context, cp *controlPlane, n, size, steps int, w w
 	done := 0
 	for step := 1; step <= steps; step++ {
 		upto := n * step / steps
-		err := benchkit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
+		err := kit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
 			i := done + j
 			sec := &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%05d", i), Namespace: fmt.Sprintf("bench-other-%02d", i%namespaces)},
@@ -607,7 +607,7 @@ func runP4Reports(ctx context.Context, cp *controlPlane, m *runningManager, n, s
 	for step := 1; step <= steps; step++ {
 		upto := n * step / steps
 		var mu sync.Mutex
-		err := benchkit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
+		err := kit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
 			i := done + j
 			policies := []string{render.PolicyName(registries[i%len(registries)])}
 			if i%3 == 0 && len(registries) > 1 {

@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/test/bench/kit"
 )
 
 // results is everything one run measured; it is written as JSON.
@@ -168,7 +168,7 @@ func signetNote(cfg config) string {
 }
 
 func (r *results) finish() {
-	r.Machine.LoadAtEnd = benchkit.LoadAvg()
+	r.Machine.LoadAtEnd = kit.LoadAvg()
 	r.DurationSeconds = time.Since(r.start).Seconds()
 	r.evaluate()
 }
@@ -410,7 +410,7 @@ func printReport(w io.Writer, r *results) {
 func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Duration, logf func(string, ...any)) {
 	deadline := time.Now().Add(maxWait)
 	for {
-		l := benchkit.LoadAvg()
+		l := kit.LoadAvg()
 		if l[0] < limit {
 			logf("load average %.2f < %.2f: starting", l[0], limit)
 			return
@@ -432,20 +432,20 @@ func machineInfo() machine {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return machine{
 		NumCPU:      runtime.NumCPU(),
-		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
-		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
+		CPUModel:    kit.ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:    kit.ProcField("/proc/meminfo", "MemTotal"),
 		Kernel:      runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel)),
-		LoadAtStart: benchkit.LoadAvg(),
+		LoadAtStart: kit.LoadAvg(),
 		Note:        "figures are from one run on a shared machine: compare ratios measured in the same run",
 	}
 }
 
 func versionInfo() versions {
-	apiserver, etcd := benchkit.ControlPlaneVersions()
+	apiserver, etcd := kit.ControlPlaneVersions()
 	return versions{
 		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
-		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
-		Signet:            benchkit.SignetRevision(),
+		ControllerRuntime: kit.DepVersion("sigs.k8s.io/controller-runtime"),
+		Signet:            kit.SignetRevision(),
 	}
 }
 
@@ -525,7 +525,7 @@ func selfCPUSeconds() float64 {
 
 // rssMiB reads VmRSS or VmHWM (peak) of a process.
 func rssMiB(pid int, field string) float64 {
-	v := benchkit.ProcField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
+	v := kit.ProcField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
 	kb, err := strconv.ParseFloat(strings.TrimSuffix(v, " kB"), 64)
 	if err != nil {
 		return 0
