@@ -85,12 +85,10 @@ func FromPolicyReport(r *policyreportv1alpha2.PolicyReport, keep func(policy str
 	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromResults(wgResults, r.Namespace, r.Scope, r.Results, keep)}
 }
 
-// FromClusterPolicyReport converts a wgpolicyk8s.io/v1alpha2 ClusterPolicyReport.
+// FromClusterPolicyReport converts a wgpolicyk8s.io/v1alpha2 ClusterPolicyReport (the
+// fields of a PolicyReport, cluster-scoped).
 func FromClusterPolicyReport(r *policyreportv1alpha2.ClusterPolicyReport, keep func(policy string) bool) Report {
-	if r == nil {
-		return Report{}
-	}
-	return Report{Name: r.Name, Results: fromResults(wgResults, "", r.Scope, r.Results, keep)}
+	return FromPolicyReport((*policyreportv1alpha2.PolicyReport)(r), keep)
 }
 
 // FromOpenReport converts an openreports.io/v1alpha1 Report.
@@ -101,12 +99,10 @@ func FromOpenReport(r *openreportsv1alpha1.Report, keep func(policy string) bool
 	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromResults(orResults, r.Namespace, r.Scope, r.Results, keep)}
 }
 
-// FromOpenClusterReport converts an openreports.io/v1alpha1 ClusterReport.
+// FromOpenClusterReport converts an openreports.io/v1alpha1 ClusterReport (the fields of
+// a Report, cluster-scoped).
 func FromOpenClusterReport(r *openreportsv1alpha1.ClusterReport, keep func(policy string) bool) Report {
-	if r == nil {
-		return Report{}
-	}
-	return Report{Name: r.Name, Results: fromResults(orResults, "", r.Scope, r.Results, keep)}
+	return FromOpenReport((*openreportsv1alpha1.Report)(r), keep)
 }
 
 func kept(keep func(string) bool, policy string) bool {

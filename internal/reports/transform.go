@@ -69,9 +69,7 @@ func ShrinkPolicyReport(r *policyreportv1alpha2.PolicyReport, keep func(policy s
 
 // ShrinkClusterPolicyReport is ShrinkPolicyReport for a ClusterPolicyReport.
 func ShrinkClusterPolicyReport(r *policyreportv1alpha2.ClusterPolicyReport, keep func(policy string) bool) {
-	if r != nil {
-		r.Summary = shrinkReport(wgResults, &r.ObjectMeta, r.Scope, &r.Results, keep)
-	}
+	ShrinkPolicyReport((*policyreportv1alpha2.PolicyReport)(r), keep)
 }
 
 // ShrinkOpenReport is ShrinkPolicyReport for an openreports.io Report.
@@ -84,10 +82,7 @@ func ShrinkOpenReport(r *openreportsv1alpha1.Report, keep func(policy string) bo
 
 // ShrinkOpenClusterReport is ShrinkPolicyReport for an openreports.io ClusterReport.
 func ShrinkOpenClusterReport(r *openreportsv1alpha1.ClusterReport, keep func(policy string) bool) {
-	if r != nil {
-		r.Source = intern(r.Source)
-		r.Summary = openreportsv1alpha1.ReportSummary(shrinkReport(orResults, &r.ObjectMeta, r.Scope, &r.Results, keep))
-	}
+	ShrinkOpenReport((*openreportsv1alpha1.Report)(r), keep)
 }
 
 // shrinkReport shrinks the parts every report kind has and returns the summary of the
