@@ -17,15 +17,7 @@ func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 		if h.rs == nil {
 			continue
 		}
-		names, selectors := namespaceUnion(h.rs.appliesTo())
-		var match cpMatch
-		ops := []string{"CREATE", "UPDATE"}
-		if len(names) > 0 {
-			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, Namespaces: names, Operations: ops}})
-		}
-		for _, sel := range selectors {
-			match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops}})
-		}
+		match := cpMatchNamespaces(namespaceUnion(h.rs.appliesTo()))
 		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, match, h.action, h.rs))
 	}
 	for _, b := range bs {
