@@ -51,7 +51,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -284,7 +283,7 @@ func main() {
 	if res != nil {
 		printReport(os.Stdout, res)
 		path := filepath.Join(dir, "admission-"+kit.DateStamp(res.start)+".json")
-		if werr := writeJSON(path, res); werr != nil {
+		if werr := kit.WriteJSON(path, res); werr != nil {
 			fatal(werr)
 		}
 		fmt.Println("\nresults:", path)
@@ -297,14 +296,6 @@ func main() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench-admission:", err)
 	os.Exit(1)
-}
-
-func writeJSON(path string, res *results) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // run waits for a quiet machine, starts the environment and measures every step; it

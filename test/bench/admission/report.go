@@ -49,22 +49,13 @@ type setup struct {
 }
 
 type machine struct {
-	NumCPU      int        `json:"nproc"`
-	CPUModel    string     `json:"cpuModel"`
-	MemTotal    string     `json:"memTotal"`
-	Kernel      string     `json:"kernel"`
-	LoadAtStart [3]float64 `json:"loadAvgAtStart"`
-	LoadAtEnd   [3]float64 `json:"loadAvgAtEnd"`
-	Note        string     `json:"note"`
+	kit.Machine
+	Kernel string `json:"kernel"`
 }
 
 type versions struct {
-	Go                string `json:"go"`
-	KubeAPIServer     string `json:"kubeAPIServer"`
-	Etcd              string `json:"etcd"`
-	Kyverno           string `json:"kyverno"`
-	ControllerRuntime string `json:"controllerRuntime"`
-	Signet            string `json:"signet"`
+	kit.Versions
+	Kyverno string `json:"kyverno"`
 }
 
 // step is one variant with N registries (or the 0-policy baseline).
@@ -430,23 +421,11 @@ func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Dura
 
 func machineInfo() machine {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return machine{
-		NumCPU:      runtime.NumCPU(),
-		CPUModel:    kit.ProcField("/proc/cpuinfo", "model name"),
-		MemTotal:    kit.ProcField("/proc/meminfo", "MemTotal"),
-		Kernel:      runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel)),
-		LoadAtStart: kit.LoadAvg(),
-		Note:        "figures are from one run on a shared machine: compare ratios measured in the same run",
-	}
+	return machine{Machine: kit.MachineInfo(), Kernel: runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel))}
 }
 
 func versionInfo() versions {
-	apiserver, etcd := kit.ControlPlaneVersions()
-	return versions{
-		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
-		ControllerRuntime: kit.DepVersion("sigs.k8s.io/controller-runtime"),
-		Signet:            kit.SignetRevision(),
-	}
+	return versions{Versions: kit.VersionInfo()}
 }
 
 // binaryModuleVersion is the version of the main module a Go binary was built from.

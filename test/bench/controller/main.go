@@ -19,7 +19,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"github.com/signet-operator/signet/internal/testenv"
@@ -153,7 +152,7 @@ func main() {
 	if res != nil {
 		res.printTable(os.Stdout)
 		path := filepath.Join(dir, kit.DateStamp(start)+".json")
-		if werr := writeJSON(path, res); werr != nil {
+		if werr := kit.WriteJSON(path, res); werr != nil {
 			fatal(werr)
 		}
 		fmt.Println("\nresults:", path)
@@ -172,14 +171,6 @@ func main() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench:", err)
 	os.Exit(1)
-}
-
-func writeJSON(path string, res *results) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // run performs every scenario in order on one control plane and returns what it measured
