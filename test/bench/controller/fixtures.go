@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
@@ -95,30 +97,15 @@ func ivpList() *unstructured.UnstructuredList {
 	return l
 }
 
-// hasKey tells whether a generated policy inlines pemKey anywhere in its spec.
+// hasKey tells whether a generated policy inlines pemKey anywhere in its spec (compared
+// in JSON, where both are escaped alike).
 func hasKey(u *unstructured.Unstructured, pemKey string) bool {
-	want := strings.TrimSpace(pemKey)
-	found := false
-	var walk func(v any)
-	walk = func(v any) {
-		if found {
-			return
-		}
-		switch t := v.(type) {
-		case map[string]any:
-			for _, x := range t {
-				walk(x)
-			}
-		case []any:
-			for _, x := range t {
-				walk(x)
-			}
-		case string:
-			found = strings.Contains(t, want)
-		}
+	spec, err := json.Marshal(u.Object["spec"])
+	if err != nil {
+		return false
 	}
-	walk(u.Object["spec"])
-	return found
+	want, _ := json.Marshal(strings.TrimSpace(pemKey))
+	return bytes.Contains(spec, want[1:len(want)-1])
 }
 
 // podReport is a PolicyReport as Kyverno's reports-controller writes one: one per Pod,
