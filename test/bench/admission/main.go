@@ -55,7 +55,6 @@ import (
 	"flag"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/testenv"
 	"github.com/signet-operator/signet/test/bench/kit"
 	"io"
 	"os"
@@ -263,15 +262,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-admission:", err)
 		os.Exit(2)
 	}
-	dir := cfg.Out
-	if dir == "" {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			fatal(err)
-		}
-		dir = filepath.Join(root, "bench", "results")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := kit.ResultsDir(cfg.Out)
+	if err != nil {
 		fatal(err)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

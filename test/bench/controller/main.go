@@ -21,7 +21,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/signet-operator/signet/internal/testenv"
 	"github.com/signet-operator/signet/test/bench/kit"
 	"go.uber.org/zap/zapcore"
 	"io"
@@ -125,15 +124,8 @@ func main() {
 	if *quick {
 		s = quickSettings()
 	}
-	dir := *out
-	if dir == "" {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			fatal(err)
-		}
-		dir = filepath.Join(root, "bench", "results")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := kit.ResultsDir(*out)
+	if err != nil {
 		fatal(err)
 	}
 	start := time.Now()

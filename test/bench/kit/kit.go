@@ -60,6 +60,18 @@ func VersionInfo() Versions {
 	}
 }
 
+// ResultsDir returns dir, or <repo>/bench/results when dir is empty, and creates it.
+func ResultsDir(dir string) (string, error) {
+	if dir == "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "bench", "results")
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
 // WriteJSON writes v as indented JSON to path.
 func WriteJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
