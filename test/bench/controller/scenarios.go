@@ -163,14 +163,7 @@ func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructure
 	if err != nil {
 		return res, fmt.Errorf("C0 (%d objects, QPS %v): %w", n, qps, err)
 	}
-	var last time.Time
-	lat := make([]float64, 0, n)
-	for name, at := range arrived {
-		if at.After(last) {
-			last = at
-		}
-		lat = append(lat, ms(at.Sub(started[name])))
-	}
+	lat, last := latencies(started, arrived)
 	res.Seconds = last.Sub(t0).Seconds()
 	res.ObjectsPerSec = float64(n) / res.Seconds
 	res.LatencyP50Ms, res.LatencyP99Ms, res.LatencyMaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
@@ -274,14 +267,7 @@ func runP2(ctx context.Context, cp *controlPlane, m *runningManager, batch strin
 	if err != nil {
 		return res, fmt.Errorf("P2 %s: %d of %d Ready: %w", batch, len(ready), n, err)
 	}
-	var last time.Time
-	lat := make([]float64, 0, n)
-	for name, at := range ready {
-		if at.After(last) {
-			last = at
-		}
-		lat = append(lat, ms(at.Sub(created[name])))
-	}
+	lat, last := latencies(created, ready)
 	res.Seconds = last.Sub(t0).Seconds()
 	res.RegistriesPerSec = float64(n) / res.Seconds
 	res.ReadyP50Ms, res.ReadyP99Ms = percentile(lat, 50), percentile(lat, 99)
@@ -673,6 +659,19 @@ func waitCounted(ctx context.Context, cp *controlPlane, want int64, w waits) err
 }
 
 // --- helpers ----------------------------------------------------------------------------
+
+// latencies lists, in milliseconds, how long each object took from start to end, and
+// when the last one ended.
+func latencies(start, end map[string]time.Time) (lat []float64, last time.Time) {
+	lat = make([]float64, 0, len(end))
+	for name, at := range end {
+		if at.After(last) {
+			last = at
+		}
+		lat = append(lat, ms(at.Sub(start[name])))
+	}
+	return lat, last
+}
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
