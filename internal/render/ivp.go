@@ -186,10 +186,10 @@ func ivpAttestors(s *settings) []policiesv1.Attestor {
 	var out []policiesv1.Attestor
 	for _, sg := range s.signers {
 		for _, k := range sg.keys {
-			out = append(out, keyAttestor(k.attestor, k.pem, s.ignoreLog))
+			out = append(out, keyAttestor(k.attestor, k.pem, s))
 		}
 		if id := sg.keyless; id != nil {
-			out = append(out, keylessAttestor(sg.attestor, id, s.ignoreLog))
+			out = append(out, keylessAttestor(sg.attestor, id, s))
 		}
 	}
 	return out
@@ -204,16 +204,18 @@ func ctLog(ignoreLog bool) *policiesv1.CTLog {
 	return &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
 }
 
-// keyAttestor is a cosign attestor of a public key (PEM).
-func keyAttestor(name, pem string, ignoreLog bool) policiesv1.Attestor {
+// keyAttestor is a cosign attestor of a public key (PEM) of registry s: the one place
+// where the per-registry and the shared policies build it.
+func keyAttestor(name, pem string, s *settings) policiesv1.Attestor {
 	return policiesv1.Attestor{
 		Name:   name,
-		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(ignoreLog)},
+		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(s.ignoreLog)},
 	}
 }
 
-// keylessAttestor is a cosign attestor of a keyless identity.
-func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, ignoreLog bool) policiesv1.Attestor {
+// keylessAttestor is a cosign attestor of a keyless identity of registry s (like
+// keyAttestor).
+func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, s *settings) policiesv1.Attestor {
 	return policiesv1.Attestor{
 		Name: name,
 		Cosign: &policiesv1.Cosign{
@@ -223,7 +225,7 @@ func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, ignoreLog bool) 
 				Subject:       id.Subject,
 				SubjectRegExp: id.SubjectRegExp,
 			}}},
-			CTLog: ctLog(ignoreLog),
+			CTLog: ctLog(s.ignoreLog),
 		},
 	}
 }

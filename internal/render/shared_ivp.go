@@ -66,12 +66,12 @@ func sharedSignerSets(bs []*branch) sharedSets {
 			var names []string
 			for _, key := range sg.keys {
 				n := sharedKeyAttestor(key.fingerprint, b.s.ignoreLog)
-				attestors[n] = keyAttestor(n, key.pem, b.s.ignoreLog)
+				attestors[n] = keyAttestor(n, key.pem, b.s)
 				names = append(names, n)
 			}
 			if id := sg.keyless; id != nil {
 				n := sharedKeylessAttestor(id, b.s.ignoreLog)
-				attestors[n] = keylessAttestor(n, id, b.s.ignoreLog)
+				attestors[n] = keylessAttestor(n, id, b.s)
 				names = append(names, n)
 			}
 			sort.Strings(names)
