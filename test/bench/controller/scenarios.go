@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/kyverno"
@@ -747,14 +746,5 @@ func policyRegistries(u *unstructured.Unstructured) map[string]string {
 	if name := u.GetLabels()[render.LabelRegistry]; name != "" {
 		return map[string]string{name: ""}
 	}
-	m := map[string]string{}
-	if err := json.Unmarshal([]byte(u.GetAnnotations()[render.AnnotationRegistries]), &m); err != nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for r, v := range m {
-		h, _, _ := strings.Cut(v, " ")
-		out[r] = h
-	}
-	return out
+	return render.InputHashesOf(u)
 }
