@@ -262,11 +262,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	o.ok("Signet's controller running in this process (trust namespace %s)", trustNS)
 	manifest := d.manifest()
-	o.line("")
-	o.code(manifest)
-	o.line("")
-	tr := &trustv1alpha1.TrustedRegistry{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+	tr, err := d.showManifest(manifest)
+	if err != nil {
 		return fmt.Errorf("the sample TrustedRegistry: %w", err)
 	}
 	applied := time.Now()
@@ -901,11 +898,8 @@ spec:
     ignore: true
   policy:
     engine: %s`, platformRegistry, d.reg.Host(), secret, d.engine)
-	o.line("")
-	o.code(manifest)
-	o.line("")
-	tr := &trustv1alpha1.TrustedRegistry{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+	tr, err := d.showManifest(manifest)
+	if err != nil {
 		return fmt.Errorf("the platform TrustedRegistry: %w", err)
 	}
 	if err := d.client.Create(ctx, tr); err != nil {
@@ -967,6 +961,18 @@ spec:
 	o.line("")
 	o.ok("the allowed images are the union of both registries' patterns; each image needs its own registry's signature")
 	return nil
+}
+
+// showManifest prints a TrustedRegistry manifest and decodes it strictly.
+func (d *demo) showManifest(manifest string) (*trustv1alpha1.TrustedRegistry, error) {
+	d.out.line("")
+	d.out.code(manifest)
+	d.out.line("")
+	tr := &trustv1alpha1.TrustedRegistry{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+		return nil, err
+	}
+	return tr, nil
 }
 
 // showAdmission prints whether a Pod was admitted (err nil) or denied with Kyverno's
