@@ -160,9 +160,10 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 // index is inlined.
 func sharedImageMatch(idx registryIndex) []policiesv1.MatchImageReference {
 	var dirs []string
+	index := idx.prefixIndex()
 	for d := 1; d <= idx.depth; d++ {
 		pre := celDirPrefix("parts", d)
-		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, idx.prefixIndex(), pre))
+		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, index, pre))
 	}
 	if len(dirs) == 0 {
 		dirs = []string{"true"}
