@@ -90,15 +90,15 @@ run: manifests ## Run the operator against the cluster in the current kubeconfig
 
 .PHONY: bench
 bench: control-plane ## Benchmarks: SSA ceiling, zero writes, convergence, rotation latency, memory (~7 min); JSON in bench/results/.
-	go run ./hack/bench
+	go run ./test/bench/controller
 
 .PHONY: bench-admission
 bench-admission: control-plane kyverno-bins ## Pod admission latency with N = 1, 30, 100, 300 TrustedRegistries per engine, real Kyverno (~5 min); JSON in bench/results/.
-	go run ./hack/bench-admission $(BENCH_FLAGS)
+	go run ./test/bench/admission $(BENCH_FLAGS)
 
 .PHONY: bench-quick
 bench-quick: control-plane ## Benchmark smoke run (100 registries, short windows, ~2 min).
-	go run ./hack/bench -quick
+	go run ./test/bench/controller -quick
 
 ##@ Deployment
 

@@ -23,5 +23,5 @@ args=(--version "$version" --output-dir "$root/bundle" --dockerfile "$root/bundl
 manifests="$(mktemp)"
 trap 'rm -f "$manifests"' EXIT
 "$KUSTOMIZE" build "$root/config/manifests" >"$manifests"
-(cd "$root" && go run ./hack/bundle "${args[@]}" --input "$manifests")
+(cd "$root" && go run ./hack/generate-bundle "${args[@]}" --input "$manifests")
 echo "bundle $version written to bundle/ and bundle.Dockerfile" >&2

@@ -29,13 +29,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -266,11 +262,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	o.ok("Signet's controller running in this process (trust namespace %s)", trustNS)
 	manifest := d.manifest()
-	o.line("")
-	o.code(manifest)
-	o.line("")
-	tr := &trustv1alpha1.TrustedRegistry{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+	tr, err := d.showManifest(manifest)
+	if err != nil {
 		return fmt.Errorf("the sample TrustedRegistry: %w", err)
 	}
 	applied := time.Now()
@@ -316,17 +309,7 @@ func (d *demo) run(ctx context.Context) error {
 		o.line("")
 		o.line("  %s/%s  %s", a.ns, a.name, o.faint(short(a.image)))
 		o.line("  %s", o.faint(a.why))
-		if err == nil {
-			o.ok("admitted")
-		} else {
-			o.fail("denied")
-			o.wrap("      ", "Kyverno: "+kyvernoMessage(err))
-		}
-		if (err == nil) != a.admit {
-			d.unexpected++
-			want := map[bool]string{true: "admitted", false: "denied"}[a.admit]
-			o.warn("unexpected: this pod should have been %s", want)
-		}
+		d.showAdmission(err, a.admit)
 	}
 	o.line("")
 	if d.unexpected == 0 {
@@ -509,16 +492,8 @@ func (d *demo) startStack(ctx context.Context) error {
 		}
 	})
 	d.out.ok("cluster ready in %v: kube-apiserver %s, Kyverno webhook %s", round(stack.Timings().Total), stack.APIServerURL(), stack.WebhookURL())
-	d.client, err = client.New(stack.RESTConfig(), client.Options{Scheme: newScheme()})
+	d.client, err = client.New(stack.RESTConfig(), client.Options{Scheme: operator.Scheme()})
 	return err
-}
-
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiextensionsv1.AddToScheme(s))
-	utilruntime.Must(trustv1alpha1.AddToScheme(s))
-	return s
 }
 
 // setupDir creates the demo's directory (the stack's directory and Signet's log go in it;
@@ -923,11 +898,8 @@ spec:
     ignore: true
   policy:
     engine: %s`, platformRegistry, d.reg.Host(), secret, d.engine)
-	o.line("")
-	o.code(manifest)
-	o.line("")
-	tr := &trustv1alpha1.TrustedRegistry{}
-	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+	tr, err := d.showManifest(manifest)
+	if err != nil {
 		return fmt.Errorf("the platform TrustedRegistry: %w", err)
 	}
 	if err := d.client.Create(ctx, tr); err != nil {
@@ -984,20 +956,39 @@ spec:
 		o.line("")
 		o.line("  production/%s  %s", a.name, o.faint(strings.Join(shown, ", ")))
 		o.line("  %s", o.faint(a.why))
-		if err == nil {
-			o.ok("admitted")
-		} else {
-			o.fail("denied")
-			o.wrap("      ", "Kyverno: "+kyvernoMessage(err))
-		}
-		if (err == nil) != a.admit {
-			d.unexpected++
-			o.warn("unexpected: this pod should have been %s", map[bool]string{true: "admitted", false: "denied"}[a.admit])
-		}
+		d.showAdmission(err, a.admit)
 	}
 	o.line("")
 	o.ok("the allowed images are the union of both registries' patterns; each image needs its own registry's signature")
 	return nil
+}
+
+// showManifest prints a TrustedRegistry manifest and decodes it strictly.
+func (d *demo) showManifest(manifest string) (*trustv1alpha1.TrustedRegistry, error) {
+	d.out.line("")
+	d.out.code(manifest)
+	d.out.line("")
+	tr := &trustv1alpha1.TrustedRegistry{}
+	if err := yaml.UnmarshalStrict([]byte(manifest), tr); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// showAdmission prints whether a Pod was admitted (err nil) or denied with Kyverno's
+// message, and counts an outcome other than the expected one (admit).
+func (d *demo) showAdmission(err error, admit bool) {
+	o := d.out
+	if err == nil {
+		o.ok("admitted")
+	} else {
+		o.fail("denied")
+		o.wrap("      ", "Kyverno: "+kyvernoMessage(err))
+	}
+	if (err == nil) != admit {
+		d.unexpected++
+		o.warn("unexpected: this pod should have been %s", map[bool]string{true: "admitted", false: "denied"}[admit])
+	}
 }
 
 // mustPush pushes an image signed by key; on failure it returns a reference that does not

@@ -2,11 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"sort"
 
@@ -164,13 +159,9 @@ func operatorCheck(tr *v1alpha1.TrustedRegistry) string {
 }
 
 func standInKey() (*keys.PublicKey, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pemKey, err := keys.StandInPEM()
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	return keys.ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	return keys.ParsePublicKey(pemKey)
 }

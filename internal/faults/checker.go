@@ -202,7 +202,7 @@ func (c *Checker) CheckWrite(op, kind, name string, obj *unstructured.Unstructur
 	// Presence: every branch that was in force is still in some shared policy.
 	present := map[string]bool{}
 	for _, p := range world {
-		for reg := range registriesOf(p) {
+		for reg := range render.InputHashesOf(p) {
 			present[reg] = true
 		}
 	}
@@ -226,7 +226,7 @@ func (c *Checker) Committed(kind, name string, obj *unstructured.Unstructured) {
 		return
 	}
 	c.policies[key] = obj.DeepCopy()
-	for reg, hash := range registriesOf(obj) {
+	for reg, hash := range render.InputHashesOf(obj) {
 		if in, ok := c.inputs[hash]; ok {
 			c.lastGood[reg] = in
 		}
@@ -238,7 +238,7 @@ func (c *Checker) Committed(kind, name string, obj *unstructured.Unstructured) {
 func (c *Checker) inputsOf(obj *unstructured.Unstructured, add func(string, string, string, ...any)) (map[string]render.Input, bool) {
 	out := map[string]render.Input{}
 	ok := true
-	for reg, hash := range registriesOf(obj) {
+	for reg, hash := range render.InputHashesOf(obj) {
 		in, known := c.inputs[hash]
 		if !known || in.Registry.Name != reg {
 			add(reg, NotARender, "the registries annotation names input %s, which no key ring recorded for it", hash)
@@ -388,7 +388,7 @@ func (c *Checker) checkActions(obj *unstructured.Unstructured, add func(string, 
 		for _, a := range actions {
 			deny = deny || a == "Deny"
 		}
-		for reg := range registriesOf(obj) {
+		for reg := range render.InputHashesOf(obj) {
 			if w := c.wants[reg]; w != nil && w.enforce && !deny && c.wasEnforced(reg) {
 				add(reg, AuditNotEnforce, "%s has validationActions %v", obj.GetName(), actions)
 			}
@@ -454,20 +454,6 @@ func short(pem string) string {
 		s = s[len(s)-40:]
 	}
 	return "…" + s
-}
-
-// registriesOf parses the registries annotation: registry → input hash.
-func registriesOf(u *unstructured.Unstructured) map[string]string {
-	m := map[string]string{}
-	if err := json.Unmarshal([]byte(u.GetAnnotations()[render.AnnotationRegistries]), &m); err != nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for reg, v := range m {
-		h, _, _ := strings.Cut(v, " ")
-		out[reg] = h
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

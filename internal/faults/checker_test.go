@@ -1,13 +1,6 @@
 package faults
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"strings"
 	"testing"
 
@@ -16,22 +9,21 @@ import (
 	"k8s.io/utils/ptr"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/render"
 )
 
 func newKey(t *testing.T) render.Key {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pemKey, err := keys.StandInPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	pk, err := keys.ParsePublicKey(pemKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(der)
-	return render.Key{Name: "ci", Fingerprint: "sha256:" + hex.EncodeToString(sum[:]),
-		PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), State: trustv1alpha1.KeyActive}
+	return render.Key{Name: "ci", Fingerprint: pk.Fingerprint, PEM: string(pemKey), State: trustv1alpha1.KeyActive}
 }
 
 // input is a registry's recorded input, as the controller stores it.

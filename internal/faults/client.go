@@ -223,7 +223,8 @@ func (f *Client) Status() client.SubResourceWriter {
 
 // SubResource implements client.SubResourceClientConstructor.
 func (f *Client) SubResource(sub string) client.SubResourceClient {
-	return &subResourceClient{f: f, SubResourceClient: f.Client.SubResource(sub)}
+	c := f.Client.SubResource(sub)
+	return &subResourceClient{subResource: &subResource{f: f, SubResourceWriter: c}, reader: c}
 }
 
 type subResource struct {
@@ -247,30 +248,15 @@ func (s *subResource) Apply(ctx context.Context, obj runtime.ApplyConfiguration,
 	return s.f.write(ctx, "apply subresource", func() error { return s.SubResourceWriter.Apply(ctx, obj, opts...) })
 }
 
+// subResourceClient checks reads like the client's and writes like subResource.
 type subResourceClient struct {
-	client.SubResourceClient
-	f *Client
+	*subResource
+	reader client.SubResourceReader
 }
 
 func (s *subResourceClient) Get(ctx context.Context, obj, sub client.Object, opts ...client.SubResourceGetOption) error {
 	if _, err := s.f.before(ctx, false, "get subresource of "+name(obj)); err != nil {
 		return err
 	}
-	return s.SubResourceClient.Get(ctx, obj, sub, opts...)
-}
-
-func (s *subResourceClient) Create(ctx context.Context, obj, sub client.Object, opts ...client.SubResourceCreateOption) error {
-	return s.f.write(ctx, "create subresource of "+name(obj), func() error { return s.SubResourceClient.Create(ctx, obj, sub, opts...) })
-}
-
-func (s *subResourceClient) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-	return s.f.write(ctx, "update subresource of "+name(obj), func() error { return s.SubResourceClient.Update(ctx, obj, opts...) })
-}
-
-func (s *subResourceClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	return s.f.write(ctx, "patch subresource of "+name(obj), func() error { return s.SubResourceClient.Patch(ctx, obj, patch, opts...) })
-}
-
-func (s *subResourceClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
-	return s.f.write(ctx, "apply subresource", func() error { return s.SubResourceClient.Apply(ctx, obj, opts...) })
+	return s.reader.Get(ctx, obj, sub, opts...)
 }

@@ -2,8 +2,8 @@
 // ring: which keys a generated policy accepts, and for how long a replaced key is still
 // accepted (rotation).
 //
-// The package is pure: no Kubernetes client, no clock reads (time is passed in), no
-// logging. Error messages never contain key material, public or private: they name PEM
+// The package is pure (StandInPEM aside, which reads crypto/rand): no Kubernetes client,
+// no clock reads (time is passed in), no logging. Error messages never contain key material, public or private: they name PEM
 // block types, Secret data keys and sizes, never bytes.
 package keys
 

@@ -248,20 +248,12 @@ func (d dupeDetector) Find(sigs oci.Signatures, sig oci.Signature) (oci.Signatur
 	if err != nil {
 		return nil, err
 	}
-	pl, err := sig.Payload()
-	if err != nil {
-		return nil, err
-	}
-	b64, err := sig.Base64Signature()
+	pl, b64, err := payloadAndSignature(sig)
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range list {
-		p2, err := s.Payload()
-		if err != nil {
-			return nil, err
-		}
-		b2, err := s.Base64Signature()
+		p2, b2, err := payloadAndSignature(s)
 		if err != nil {
 			return nil, err
 		}
@@ -279,6 +271,14 @@ func (d dupeDetector) Find(sigs oci.Signatures, sig oci.Signature) (oci.Signatur
 		}
 	}
 	return nil, nil
+}
+
+func payloadAndSignature(sig oci.Signature) (payload []byte, b64 string, err error) {
+	if payload, err = sig.Payload(); err != nil {
+		return nil, "", err
+	}
+	b64, err = sig.Base64Signature()
+	return payload, b64, err
 }
 
 // ErrNoValidSignature is wrapped by Verify when no signature verifies.

@@ -233,17 +233,28 @@ func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 	return spec
 }
 
+// cpMatchFor matches the Pods of the namespaces ns selects.
 func cpMatchFor(ns namespaces) cpMatch {
+	var selectors []*metav1.LabelSelector
+	if ns.selector != nil {
+		selectors = append(selectors, ns.selector)
+	}
+	return cpMatchNamespaces(ns.names, selectors)
+}
+
+// cpMatchNamespaces matches Pod CREATE and UPDATE in the named namespaces or in those any
+// of the selectors select.
+func cpMatchNamespaces(names []string, selectors []*metav1.LabelSelector) cpMatch {
 	ops := []string{"CREATE", "UPDATE"}
 	var m cpMatch
-	if len(ns.names) > 0 {
+	if len(names) > 0 {
 		m.Any = append(m.Any, cpResourceFilter{Resources: cpResources{
-			Kinds: []string{"Pod"}, Namespaces: ns.names, Operations: ops,
+			Kinds: []string{"Pod"}, Namespaces: names, Operations: ops,
 		}})
 	}
-	if ns.selector != nil {
+	for _, sel := range selectors {
 		m.Any = append(m.Any, cpResourceFilter{Resources: cpResources{
-			Kinds: []string{"Pod"}, NamespaceSelector: ns.selector.DeepCopy(), Operations: ops,
+			Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops,
 		}})
 	}
 	return m

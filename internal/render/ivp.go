@@ -9,6 +9,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/signet-operator/signet/api/v1alpha1"
 )
 
 // Names of the CEL variables, validations and match conditions of the
@@ -36,58 +38,18 @@ const (
 //
 // Registry restriction (rs, nil without restrictRegistries): the union of the patterns of
 // the restricting registries that guard the namespace (restrict.go), as a validation in
-// the same policy rather than a separate ValidatingPolicy. Each policy costs Kyverno ~10 ms per Pod admission in a matched
-// namespace whatever it contains (docs/architecture.md), so one policy per TrustedRegistry is half the
-// cost of two, and the restriction and the signature check can never disagree on which
-// namespaces they guard. It comes first: it is cheap and needs no registry access.
+// the same policy rather than a separate ValidatingPolicy. Each policy costs Kyverno ~10 ms
+// per Pod admission in a matched namespace whatever it contains (README.md, "Policy
+// layout"), so one policy per TrustedRegistry is half the cost of two, and the restriction
+// and the signature check can never disagree on which namespaces they guard. It comes
+// first: it is cheap and needs no registry access.
 //
 // The same CEL matcher (celImageMatch) selects the images to verify
 // (matchImageReferences) and the images allowed to run, so an image is admitted by the
 // restriction only if it is also subject to signature verification.
 func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec {
-	match := celImageMatch("ref", s.patterns.re)
-	spec := policiesv1.ImageValidatingPolicySpec{
-		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-		MatchConstraints: &admissionregistrationv1.MatchResources{
-			ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule: admissionregistrationv1.Rule{
-						APIGroups:   []string{""},
-						APIVersions: []string{"v1"},
-						// pods/ephemeralcontainers is how `kubectl debug` adds containers to a
-						// running Pod; listing it also turns off Kyverno's autogen (which only
-						// handles a rule with the single resource "pods"), so only Pods are
-						// evaluated, as with the ClusterPolicy.
-						Resources: []string{"pods", "pods/ephemeralcontainers"},
-					},
-				},
-			}},
-		},
-		MatchImageReferences: []policiesv1.MatchImageReference{{Expression: match}},
-		// The type exists only in v1alpha1; v1 aliases the whole spec.
-		//
-		// Kyverno's own verifyDigest and required checks run on every request, UPDATEs
-		// included: a Pod that predates the policy (tag, unsigned) could then never be
-		// relabelled or have a finalizer removed. Both are done by the validations below
-		// instead, skipped only for UPDATEs that change no image. required is covered by
-		// the signature validation, which is stricter (it counts signers against
-		// requiredSignatures; required only asks for one verified attestor).
-		ValidationConfigurations: policiesv1alpha1.ValidationConfiguration{
-			VerifyDigest: ptr.To(false),
-			MutateDigest: ptr.To(s.mutateDig),
-			Required:     ptr.To(false),
-		},
-		EvaluationConfiguration: &policiesv1.EvaluationConfiguration{
-			// background scans produce the PolicyReports that Audit (and status) rely on
-			Background: &policiesv1.BackgroundConfiguration{Enabled: ptr.To(true)},
-		},
-	}
-	if s.enforce {
-		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
-	} else {
-		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
-	}
+	spec := ivpSkeleton(s.enforce, s.mutateDig)
+	spec.MatchImageReferences = []policiesv1.MatchImageReference{{Expression: celImageMatch("ref", s.patterns.re)}}
 	ivpNamespaces(s, &spec)
 	spec.Attestors = ivpAttestors(s)
 
@@ -126,6 +88,65 @@ func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec
 	return spec
 }
 
+// ivpSkeleton is what every Signet ImageValidatingPolicy, per-registry or shared, has in
+// common: Pods on CREATE and UPDATE, failure policy Fail, background scans, Kyverno's own
+// digest and required checks off, and Deny (enforce) or Audit.
+func ivpSkeleton(enforce, mutateDigest bool) policiesv1.ImageValidatingPolicySpec {
+	spec := policiesv1.ImageValidatingPolicySpec{
+		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+		MatchConstraints: &admissionregistrationv1.MatchResources{
+			ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule: admissionregistrationv1.Rule{
+						APIGroups:   []string{""},
+						APIVersions: []string{"v1"},
+						// pods/ephemeralcontainers is how `kubectl debug` adds containers to a
+						// running Pod; listing it also turns off Kyverno's autogen (which only
+						// handles a rule with the single resource "pods"), so only Pods are
+						// evaluated, as with the ClusterPolicy.
+						Resources: []string{"pods", "pods/ephemeralcontainers"},
+					},
+				},
+			}},
+		},
+		// The type exists only in v1alpha1; v1 aliases the whole spec.
+		//
+		// Kyverno's own verifyDigest and required checks run on every request, UPDATEs
+		// included: a Pod that predates the policy (tag, unsigned) could then never be
+		// relabelled or have a finalizer removed. Both are done by the validations
+		// instead, skipped only for UPDATEs that change no image. required is covered by
+		// the signature validation, which is stricter (it counts signers against
+		// requiredSignatures; required only asks for one verified attestor).
+		ValidationConfigurations: policiesv1alpha1.ValidationConfiguration{
+			VerifyDigest: ptr.To(false),
+			MutateDigest: ptr.To(mutateDigest),
+			Required:     ptr.To(false),
+		},
+		EvaluationConfiguration: &policiesv1.EvaluationConfiguration{
+			// background scans produce the PolicyReports that Audit (and status) rely on
+			Background: &policiesv1.BackgroundConfiguration{Enabled: ptr.To(true)},
+		},
+	}
+	if enforce {
+		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	} else {
+		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
+	}
+	return spec
+}
+
+// namespaceNameSelector selects the namespaces with the given names.
+func namespaceNameSelector(names []string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key:      "kubernetes.io/metadata.name",
+			Operator: metav1.LabelSelectorOpIn,
+			Values:   names,
+		}},
+	}
+}
+
 // ivpNamespaces restricts the policy to the guarded namespaces: those named plus those the
 // selector selects (a union).
 //
@@ -149,13 +170,7 @@ func ivpNamespaces(s *settings, spec *policiesv1.ImageValidatingPolicySpec) {
 	names, sel := s.ns.names, s.ns.selector
 	switch {
 	case sel == nil:
-		spec.MatchConstraints.NamespaceSelector = &metav1.LabelSelector{
-			MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key:      "kubernetes.io/metadata.name",
-				Operator: metav1.LabelSelectorOpIn,
-				Values:   names,
-			}},
-		}
+		spec.MatchConstraints.NamespaceSelector = namespaceNameSelector(names)
 	case len(names) == 0:
 		spec.MatchConstraints.NamespaceSelector = sel.DeepCopy()
 	default:
@@ -168,37 +183,51 @@ func ivpNamespaces(s *settings, spec *policiesv1.ImageValidatingPolicySpec) {
 
 // ivpAttestors returns one cosign attestor per public key and per keyless identity.
 func ivpAttestors(s *settings) []policiesv1.Attestor {
-	var ctlog *policiesv1.CTLog
-	if s.ignoreLog {
-		ctlog = &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
-	}
 	var out []policiesv1.Attestor
 	for _, sg := range s.signers {
 		for _, k := range sg.keys {
-			out = append(out, policiesv1.Attestor{
-				Name: k.attestor,
-				Cosign: &policiesv1.Cosign{
-					Key:   &policiesv1.Key{Data: k.pem},
-					CTLog: ctlog.DeepCopy(),
-				},
-			})
+			out = append(out, keyAttestor(k.attestor, k.pem, s))
 		}
 		if id := sg.keyless; id != nil {
-			out = append(out, policiesv1.Attestor{
-				Name: sg.attestor,
-				Cosign: &policiesv1.Cosign{
-					Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-						Issuer:        id.Issuer,
-						IssuerRegExp:  id.IssuerRegExp,
-						Subject:       id.Subject,
-						SubjectRegExp: id.SubjectRegExp,
-					}}},
-					CTLog: ctlog.DeepCopy(),
-				},
-			})
+			out = append(out, keylessAttestor(sg.attestor, id, s))
 		}
 	}
 	return out
+}
+
+// ctLog is the transparency log setting of an attestor: nil (Kyverno's default, checked)
+// unless ignoreLog.
+func ctLog(ignoreLog bool) *policiesv1.CTLog {
+	if !ignoreLog {
+		return nil
+	}
+	return &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
+}
+
+// keyAttestor is a cosign attestor of a public key (PEM) of registry s: the one place
+// where the per-registry and the shared policies build it.
+func keyAttestor(name, pem string, s *settings) policiesv1.Attestor {
+	return policiesv1.Attestor{
+		Name:   name,
+		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(s.ignoreLog)},
+	}
+}
+
+// keylessAttestor is a cosign attestor of a keyless identity of registry s (like
+// keyAttestor).
+func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, s *settings) policiesv1.Attestor {
+	return policiesv1.Attestor{
+		Name: name,
+		Cosign: &policiesv1.Cosign{
+			Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
+				Issuer:        id.Issuer,
+				IssuerRegExp:  id.IssuerRegExp,
+				Subject:       id.Subject,
+				SubjectRegExp: id.SubjectRegExp,
+			}}},
+			CTLog: ctLog(s.ignoreLog),
+		},
+	}
 }
 
 // ivpSignerVerified is a CEL condition: image img carries a valid signature of signer sg.

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,140 +175,88 @@ func namespaceUnion(ss []*settings) (names []string, selectors []*metav1.LabelSe
 	return sortedUnique(names), selectors
 }
 
+// Fields of a line of the restriction data (restrictData).
+const (
+	rsName     = iota // registry name
+	rsRE              // regular expression of its patterns, over canonical images
+	rsPatterns        // its patterns, separated by ' ', for the message
+	rsAction          // E (Enforce) or A (Audit)
+	rsEngine          // engineCode of its engine
+)
+
 // variables are the CEL variables of the restriction; podImages names the variable that
 // lists the Pod's raw images.
 func (r *restriction) variables(podImages string) []admissionregistrationv1.Variable {
-	v := func(name string) string { return "variables." + name }
-	const (
-		fName = iota
-		fRE
-		fPatterns
-		fAction
-		fEngine
-	)
-	field := func(i string, f int) string {
-		return "string(" + v(rsVarData) + "[" + i + "]).split(';')[" + strconv.Itoa(f) + "]"
-	}
-	lookup := func(index, key string) string {
-		data := "string(" + v(index) + ")"
-		return "(" + data + ".contains('\\n' + " + key + " + '=') ? " + data + ".substring(" + data + ".indexOf('\\n' + " + key + " + '=') + size(" + key + ") + 2).split('\\n')[0].split(',').map(s, int(s)) : [])"
-	}
-
 	var lines, allPatterns []string
-	byNS := map[string][]int{}
-	byPrefix := map[string][]int{}
-	var selectorTerms []string
-	depth := 0
-	for i, s := range r.entries {
+	for _, s := range r.entries {
 		action := "E"
 		if !s.enforce {
 			action = "A"
 		}
 		lines = append(lines, strings.Join([]string{s.name, s.patterns.re, strings.Join(s.patterns.raw, " "), action, engineCode(s.engine)}, ";"))
 		allPatterns = append(allPatterns, s.patterns.raw...)
-		for _, n := range s.ns.names {
-			byNS[n] = append(byNS[n], i)
-		}
-		if s.ns.selector != nil {
-			selectorTerms = append(selectorTerms, fmt.Sprintf("((%s) ? [%d] : [])", celSelector(s.ns.selector), i))
-		}
-		for _, pre := range branchPrefixes(&branch{s: s}) {
-			byPrefix[pre] = append(byPrefix[pre], i)
-			depth = max(depth, strings.Count(pre, "/"))
-		}
 	}
-	nsNames := indexKeys(byNS)
-	prefixes := indexKeys(byPrefix)
+	idx := indexRegistries(r.entries)
+	field := func(i string, f int) string { return celField(rsVarData, i, f) }
 
-	// data literals stay under the CEL parsers' expression size limit
-	var dataVars []admissionregistrationv1.Variable
-	var dataRefs []string
-	var chunk []string
-	size := 0
-	flush := func() {
-		name := rsVarData + strconv.Itoa(len(dataVars))
-		dataVars = append(dataVars, admissionregistrationv1.Variable{Name: name, Expression: celString(strings.Join(chunk, "\n"))})
-		dataRefs = append(dataRefs, "string("+v(name)+").split('\\n')")
-		chunk, size = nil, 0
-	}
-	for _, l := range lines {
-		if len(chunk) > 0 && size+len(l)+8 > maxDataChars {
-			flush()
-		}
-		chunk = append(chunk, l)
-		size += len(l) + 8
-	}
-	flush()
-	vars := append(dataVars,
-		admissionregistrationv1.Variable{Name: rsVarData, Expression: strings.Join(dataRefs, " + ")},
-		admissionregistrationv1.Variable{Name: rsVarPrefixes, Expression: celString(prefixIndex(prefixes, byPrefix))},
+	vars, data := dataVariables(rsVarData, lines)
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: rsVarData, Expression: data},
+		admissionregistrationv1.Variable{Name: rsVarPrefixes, Expression: idx.prefixIndex()},
 	)
-	var guarded []string
-	if len(nsNames) > 0 {
-		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNamespaces, Expression: celString(prefixIndex(nsNames, byNS))})
-		guarded = append(guarded, lookup(rsVarNamespaces, "object.metadata.namespace"))
+	if len(idx.byNamespace) > 0 {
+		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNamespaces, Expression: idx.namespaceIndex()})
 	}
-	guarded = append(guarded, selectorTerms...)
-	if len(guarded) == 0 {
-		guarded = []string{"[]"}
-	}
-	// the registries of the namespace that make the allowed set; the Audit restriction
-	// is only in force where one of its Audit registries guards
-	guardedExpr := strings.Join(guarded, " + ")
-	var counts []string
-	if r.audit {
-		counts = append(counts, field("x", fAction)+" == 'A'")
-	}
-	if r.engine != "" {
-		counts = append(counts, field("x", fEngine)+" == '"+engineCode(r.engine)+"'")
-	}
-	if len(counts) > 0 {
-		guardedExpr = "[" + guardedExpr + "].map(g, g.exists(x, " + strings.Join(counts, " && ") + ") ? g : [])[0]"
-	}
-	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarGuarded, Expression: guardedExpr})
+	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarGuarded, Expression: r.guarded(idx)})
 
-	// candidates of the canonical image p[1]: the entries listed under each of its
-	// directory prefixes, one lookup per level
-	parts := "p[1].split('/')"
-	var cands []string
-	if _, ok := byPrefix[""]; ok {
-		cands = append(cands, lookup(rsVarPrefixes, "''"))
-	}
-	for d := 1; d <= depth; d++ {
-		pre := parts + "[0] + '/'"
-		for k := 1; k < d; k++ {
-			pre += " + " + parts + "[" + strconv.Itoa(k) + "] + '/'"
-		}
-		cands = append(cands, fmt.Sprintf("(size(%s) > %d ? %s : [])", parts, d, lookup(rsVarPrefixes, "("+pre+")")))
-	}
-	if len(cands) == 0 {
-		cands = []string{"[]"}
-	}
-	allowed := "(" + strings.Join(cands, " + ") + ").exists(r, r in " + v(rsVarGuarded) + " && p[1].matches(" + field("r", fRE) + "))"
+	// an image is allowed when one of the registries guarding the namespace matches it,
+	// testing only those with one of its directory prefixes (idx.candidates)
+	allowed := "(" + idx.candidates(rsVarPrefixes, "p[1].split('/')") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
 	if r.respelled {
 		return append(vars,
-			admissionregistrationv1.Variable{Name: rsVarImages, Expression: v(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
+			admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
 			// [raw, canonical] of each respelled image of a guarding registry's patterns
-			admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + v(rsVarGuarded) + ") == 0 ? [] : " + v(rsVarImages) + ".filter(p, " + allowed + ")"},
+			admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(rsVarImages) + ".filter(p, " + allowed + ")"},
 			// for the message only: the guarding registries whose patterns they match
-			admissionregistrationv1.Variable{Name: rsVarNames, Expression: v(rsVarGuarded) + ".filter(r, " + v(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", fRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", fName) + ")"},
+			admissionregistrationv1.Variable{Name: rsVarNames, Expression: celVar(rsVarGuarded) + ".filter(r, " + celVar(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", rsRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"},
 		)
 	}
 	vars = append(vars,
 		// [raw image, canonical image] of every image of the Pod
-		admissionregistrationv1.Variable{Name: rsVarImages, Expression: v(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"},
-		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + v(rsVarGuarded) + ") == 0 ? [] : " + v(rsVarImages) + ".filter(p, !" + allowed + ").map(p, p[0])"},
+		admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"},
+		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(rsVarImages) + ".filter(p, !" + allowed + ").map(p, p[0])"},
 		// for the message only (evaluated on failure): the patterns allowed here, in
 		// sorted order without repeats, and the registries that allow them
 		admissionregistrationv1.Variable{Name: rsVarPatterns, Expression: celString(strings.Join(sortedUnique(allPatterns), "\n")) + ".split('\\n')"},
-		admissionregistrationv1.Variable{Name: rsVarAllowedPat, Expression: "[' ' + " + v(rsVarGuarded) + ".map(r, " + field("r", fPatterns) + ").join(' ') + ' '].map(all, " + v(rsVarPatterns) + ".filter(p, all.contains(' ' + p + ' ')))[0]"},
+		admissionregistrationv1.Variable{Name: rsVarAllowedPat, Expression: "[' ' + " + celVar(rsVarGuarded) + ".map(r, " + field("r", rsPatterns) + ").join(' ') + ' '].map(all, " + celVar(rsVarPatterns) + ".filter(p, all.contains(' ' + p + ' ')))[0]"},
 	)
-	names := v(rsVarGuarded)
+	names := celVar(rsVarGuarded)
 	if r.audit {
-		names += ".filter(r, " + field("r", fAction) + " == 'A')"
+		names += ".filter(r, " + field("r", rsAction) + " == 'A')"
 	}
-	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNames, Expression: names + ".map(r, 'TrustedRegistry ' + " + field("r", fName) + ")"})
-	return vars
+	return append(vars, admissionregistrationv1.Variable{Name: rsVarNames, Expression: names + ".map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"})
+}
+
+// guarded is the CEL list of the entries guarding the request's namespace that make the
+// allowed set there: all of them, or none when no entry that counts (the Audit ones of
+// the Audit restriction, those of its engine if set) guards it.
+func (r *restriction) guarded(idx registryIndex) string {
+	terms := idx.guarded(rsVarNamespaces)
+	if len(terms) == 0 {
+		terms = []string{"[]"}
+	}
+	expr := strings.Join(terms, " + ")
+	var counts []string
+	if r.audit {
+		counts = append(counts, celField(rsVarData, "x", rsAction)+" == 'A'")
+	}
+	if r.engine != "" {
+		counts = append(counts, celField(rsVarData, "x", rsEngine)+" == '"+engineCode(r.engine)+"'")
+	}
+	if len(counts) > 0 {
+		expr = "[" + expr + "].map(g, g.exists(x, " + strings.Join(counts, " && ") + ") ? g : [])[0]"
+	}
+	return expr
 }
 
 // celBounded joins the first max items of a CEL string list with ", " and says how many
@@ -329,7 +276,7 @@ const maxRegistriesInMessage = 10
 // validation is the restriction's check; unchanged is a CEL condition under which it is
 // skipped (an UPDATE that changes no image).
 func (r *restriction) validation(unchanged string) admissionregistrationv1.Validation {
-	v := func(name string) string { return "variables." + name }
+	v := celVar
 	if r.respelled {
 		names := v(rsVarNames)
 		return admissionregistrationv1.Validation{

@@ -23,27 +23,30 @@ import (
 // Why: Kyverno 1.19 spends ~7–10 ms on every Pod admission for every ImageValidatingPolicy
 // that matches the namespace, whatever the policy contains (it converts the request,
 // object and old object for each policy and evaluates each policy on its own). With one
-// policy per TrustedRegistry, 300 registries cost seconds per Pod (docs/architecture.md). The shared
-// layout renders at most three ImageValidatingPolicies (Enforce, Enforce with digest
-// pinning, Audit: the settings Kyverno only has per policy) or one ClusterPolicy, split
-// only when one would exceed the object size budget.
+// policy per TrustedRegistry, 300 registries cost seconds per Pod (README.md, "Policy
+// layout"; docs/architecture.md, "The shared layout"). The shared layout renders at most
+// three ImageValidatingPolicies (Enforce, Enforce with digest pinning, Audit: the settings
+// Kyverno only has per policy) or one ClusterPolicy, split only when one would exceed the
+// object size budget.
 //
-// ImageValidatingPolicy: the policy is data plus a few fixed expressions.
+// ImageValidatingPolicy: the policy is data plus a few fixed expressions (celdata.go,
+// shared_ivp.go).
 //   - variables.registries lists the branches (one per TrustedRegistry: name, image
 //     regular expression, restriction and digest switches, signer set, message tails);
 //   - variables.signerSets lists the distinct signer sets (registries that trust the
-//     same keys with the same threshold share one) as attestor names per signer, and
-//     variables.needs their thresholds; attestors are named after their content (key
-//     fingerprint, keyless identity hash, transparency-log switch), so one key trusted by
-//     many registries is one attestor and one cached verification;
-//   - variables.namespaces maps each named namespace to the branches guarding it, and
+//     same keys with the same threshold share one): the threshold, then the attestor names
+//     of each signer; attestors are named after their content (key fingerprint, keyless
+//     identity hash, transparency-log switch), so one key trusted by many registries is
+//     one attestor and one cached verification;
+//   - variables.namespaces indexes each named namespace to the branches guarding it, and
 //     label-selector branches add themselves with a per-branch namespaceObject test;
 //   - variables.guarded is the list of branches for the request's namespace, found with
-//     one map lookup: the restriction, digest and signature validations only look at
-//     those, so a Pod pays for the registries that guard its namespace, not for all.
-//   - matchImageReferences is one expression: the canonical image, tested against the
-//     union of all branches' patterns, grouped by literal prefix so that only the group
-//     whose prefix the image has compiles its regular expression.
+//     one index lookup: the digest and signature validations only look at those, so a Pod
+//     pays for the registries that guard its namespace, not for all;
+//   - matchImageReferences selects every image that has the literal directory prefix of
+//     some branch's patterns; variables.prefixes indexes those prefixes, so an image's
+//     canonical form is tested only against the regular expressions of the branches
+//     whose prefix it has.
 //
 // ClusterPolicy: one policy with two rules per registry (verify.<name>, allow.<name>); the
 // per-rule failureAction and mutateDigest keep every registry's settings. Kyverno skips a

@@ -19,7 +19,7 @@ func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 		if h.rs == nil {
 			continue
 		}
-		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, cpMatchUnion(h.rs.appliesTo()), h.action, h.rs))
+		spec.Rules = append(spec.Rules, cpRestrictRule(h.name, cpMatchNamespaces(namespaceUnion(h.rs.appliesTo())), h.action, h.rs))
 	}
 	var enforce, audit []*settings
 	for _, b := range bs {
@@ -35,7 +35,7 @@ func buildSharedClusterPolicy(bs []*branch, host hosted) cpSpec {
 	}{{cpRuleRespelled, "Enforce", enforce}, {cpRuleRespelled + "-audit", "Audit", audit}} {
 		if len(g.entries) > 0 {
 			spec.Rules = append(spec.Rules, withPreconditions(cpRespelledPrecondition,
-				cpRestrictRule(g.name, cpMatchUnion(g.entries), g.action, respelledRestriction(g.entries, g.action == "Audit"))))
+				cpRestrictRule(g.name, cpMatchNamespaces(namespaceUnion(g.entries)), g.action, respelledRestriction(g.entries, g.action == "Audit"))))
 		}
 	}
 	for _, b := range bs {
@@ -56,20 +56,6 @@ func sharedRespelledRule(s *settings) string {
 		return cpRuleRespelled
 	}
 	return cpRuleRespelled + "-audit"
-}
-
-// cpMatchUnion matches Pods in the namespaces of any of the registries.
-func cpMatchUnion(ss []*settings) cpMatch {
-	names, selectors := namespaceUnion(ss)
-	var match cpMatch
-	ops := []string{"CREATE", "UPDATE"}
-	if len(names) > 0 {
-		match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, Namespaces: names, Operations: ops}})
-	}
-	for _, sel := range selectors {
-		match.Any = append(match.Any, cpResourceFilter{Resources: cpResources{Kinds: []string{"Pod"}, NamespaceSelector: sel.DeepCopy(), Operations: ops}})
-	}
-	return match
 }
 
 // RegistryOfSharedRule returns the registry a rule of a shared ClusterPolicy belongs to.

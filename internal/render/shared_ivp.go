@@ -7,10 +7,8 @@ import (
 	"strings"
 
 	policiesv1 "github.com/kyverno/api/api/policies.kyverno.io/v1"
-	policiesv1alpha1 "github.com/kyverno/api/api/policies.kyverno.io/v1alpha1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // buildSharedIVP renders the spec of one shared ImageValidatingPolicy (see shared.go) and
@@ -20,90 +18,75 @@ import (
 // host per restriction): the policy then also matches the namespaces rs applies in, where
 // its branches' checks find no registry of theirs and pass.
 func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.ImageValidatingPolicySpec, map[string]string) {
-	spec := policiesv1.ImageValidatingPolicySpec{
-		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-		MatchConstraints: &admissionregistrationv1.MatchResources{
-			ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule: admissionregistrationv1.Rule{
-						APIGroups:   []string{""},
-						APIVersions: []string{"v1"},
-						Resources:   []string{"pods", "pods/ephemeralcontainers"},
-					},
-				},
-			}},
-		},
-		ValidationConfigurations: policiesv1alpha1.ValidationConfiguration{
-			VerifyDigest: ptr.To(false),
-			MutateDigest: ptr.To(k.group == "enforce-pin"),
-			Required:     ptr.To(false),
-		},
-		EvaluationConfiguration: &policiesv1.EvaluationConfiguration{
-			Background: &policiesv1.BackgroundConfiguration{Enabled: ptr.To(true)},
-		},
-	}
-	if k.group == "audit" {
-		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
-	} else {
-		spec.ValidationAction = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
-	}
-
-	// Attestors and signer sets, deduplicated by content.
-	attestors := map[string]policiesv1.Attestor{}
-	setIndex := map[string]int{}
-	var sets []string // "<required>|<attestor>,<attestor>|<attestor>": one signer per '|' part
-	branchOf := map[string]string{}
-	setOf := make([]int, len(bs))
-	setUsers := map[int]int{}
+	spec := ivpSkeleton(k.group != "audit", k.group == "enforce-pin")
+	sets := sharedSignerSets(bs)
+	spec.Attestors = sets.attestors
+	ss := make([]*settings, len(bs))
 	for i, b := range bs {
-		var ctlog *policiesv1.CTLog
-		if b.s.ignoreLog {
-			ctlog = &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
-		}
+		ss[i] = b.s
+	}
+	idx := indexRegistries(ss)
+	sharedNamespaceMatch(&spec, ss, idx, rs)
+	spec.MatchImageReferences = sharedImageMatch(idx)
+	spec.Variables = sharedVariables(ss, sets, idx)
+	// CEL variables are lazy: for an UPDATE that changes no image, nothing is verified.
+	unchanged := celVar(ivpVarUnchanged) + " || "
+	if rs != nil {
+		// the restriction comes first: it is cheap and needs no registry access
+		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
+		spec.Validations = append(spec.Validations, rs.validation(unchanged))
+	}
+	spec.Validations = append(spec.Validations, sharedValidations(unchanged)...)
+	return spec, sets.branchOf(bs)
+}
+
+// sharedSets are the distinct signer sets of a shared policy's registries and the
+// attestors they name. Attestors are named after their content (sharedKeyAttestor,
+// sharedKeylessAttestor), so one key trusted by many registries is one attestor.
+type sharedSets struct {
+	// attestors, sorted by name.
+	attestors []policiesv1.Attestor
+	// lines are the lines of variables.signerSets, one per set:
+	// "<required>|<attestors of signer 1>|<attestors of signer 2>…", each signer's
+	// attestors sorted and joined with ',' (a rotating key name has two), the signers
+	// sorted (their order does not change what the set accepts).
+	lines []string
+	// of is the set of each registry; users counts the registries of each set.
+	of    []int
+	users map[int]int
+}
+
+func sharedSignerSets(bs []*branch) sharedSets {
+	attestors := map[string]policiesv1.Attestor{}
+	index := map[string]int{}
+	out := sharedSets{of: make([]int, len(bs)), users: map[int]int{}}
+	for i, b := range bs {
 		var signers []string
 		for _, sg := range b.s.signers {
 			var names []string
 			for _, key := range sg.keys {
 				n := sharedKeyAttestor(key.fingerprint, b.s.ignoreLog)
-				attestors[n] = policiesv1.Attestor{Name: n, Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: key.pem}, CTLog: ctlog.DeepCopy()}}
+				attestors[n] = keyAttestor(n, key.pem, b.s)
 				names = append(names, n)
 			}
 			if id := sg.keyless; id != nil {
 				n := sharedKeylessAttestor(id, b.s.ignoreLog)
-				attestors[n] = policiesv1.Attestor{Name: n, Cosign: &policiesv1.Cosign{
-					Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-						Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
-					}}},
-					CTLog: ctlog.DeepCopy(),
-				}}
+				attestors[n] = keylessAttestor(n, id, b.s)
 				names = append(names, n)
 			}
 			sort.Strings(names)
 			signers = append(signers, strings.Join(names, ","))
 		}
-		// the order of signers does not change what the set accepts
 		sort.Strings(signers)
-		key := strconv.Itoa(b.s.required) + "|" + strings.Join(signers, "|")
-		idx, ok := setIndex[key]
+		line := strconv.Itoa(b.s.required) + "|" + strings.Join(signers, "|")
+		set, ok := index[line]
 		if !ok {
-			idx = len(sets)
-			setIndex[key] = idx
-			sets = append(sets, key)
+			set = len(out.lines)
+			index[line] = set
+			out.lines = append(out.lines, line)
 		}
-		setOf[i] = idx
-		setUsers[idx]++
-	}
-	for i, b := range bs {
-		n := setUsers[setOf[i]]
-		shared := "its own"
-		if n > 1 {
-			shared = fmt.Sprintf("shared with %d other registries", n-1)
-			if n == 2 {
-				shared = "shared with 1 other registry"
-			}
-		}
-		branchOf[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d, %s)", i, setOf[i], shared)
+		out.of[i] = set
+		out.users[set]++
 	}
 	names := make([]string, 0, len(attestors))
 	for n := range attestors {
@@ -111,276 +94,180 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		spec.Attestors = append(spec.Attestors, attestors[n])
-	}
-
-	// Data. Kyverno 1.19 compiles the policy again on every admission request, and
-	// compiling costs per syntax node: the per-registry data are therefore a few string
-	// literals (one node each, whatever their length), split into lists and searched with
-	// string functions at evaluation time, never lists or maps of literals.
-	//
-	//   registryData: one line per registry, fields separated by tabs: name, regular
-	//     expression, restrict (0/1), digest (0/1), signer set, patterns and signers for
-	//     messages, the quantifier of the signature message;
-	//   signerSetData: one line per signer set: "<required>|<attestors of signer 1>|…";
-	//   namespaceData and prefixData: "\n<key>=<registry>,<registry>\n…" indexes.
-	byNS := map[string][]int{}
-	var selectorTerms []string
-	anySelector := false
-	for i, b := range bs {
-		for _, n := range b.s.ns.names {
-			byNS[n] = append(byNS[n], i)
-		}
-		if b.s.ns.selector != nil {
-			anySelector = true
-			selectorTerms = append(selectorTerms, fmt.Sprintf("((%s) ? [%d] : [])", celSelector(b.s.ns.selector), i))
-		}
-	}
-	nsNames := indexKeys(byNS)
-	matchNames := nsNames
-	var rsSelectors []*metav1.LabelSelector
-	if rs != nil {
-		var rsNames []string
-		rsNames, rsSelectors = namespaceUnion(rs.appliesTo())
-		matchNames = sortedUnique(append(append([]string{}, nsNames...), rsNames...))
-		anySelector = anySelector || len(rsSelectors) > 0
-	}
-	if !anySelector {
-		spec.MatchConstraints.NamespaceSelector = &metav1.LabelSelector{
-			MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: matchNames,
-			}},
-		}
-	} else {
-		// No namespaceSelector can say "these names or these labels": a match condition
-		// does, so that Pods elsewhere cost Kyverno nothing beyond this test (and no image
-		// is fetched for them).
-		var terms []string
-		if len(matchNames) > 0 {
-			terms = append(terms, celString("\n"+strings.Join(matchNames, "\n")+"\n")+".contains('\\n' + object.metadata.namespace + '\\n')")
-		}
-		for _, b := range bs {
-			if b.s.ns.selector != nil {
-				terms = append(terms, "("+celSelector(b.s.ns.selector)+")")
-			}
-		}
-		for _, sel := range rsSelectors {
-			terms = append(terms, "("+celSelector(sel)+")")
-		}
-		spec.MatchConditions = []admissionregistrationv1.MatchCondition{{
-			Name:       ivpMatchNamespace,
-			Expression: strings.Join(sortedUnique(terms), " || "),
-		}}
-	}
-
-	byPrefix := map[string][]int{}
-	depth := 0
-	for i, b := range bs {
-		for _, pre := range branchPrefixes(b) {
-			byPrefix[pre] = append(byPrefix[pre], i)
-			depth = max(depth, strings.Count(pre, "/"))
-		}
-	}
-	prefixList := indexKeys(byPrefix)
-
-	var regLines []string
-	for i, b := range bs {
-		fields := []string{
-			b.s.name, b.s.patterns.re, boolDigit(b.s.restrict), boolDigit(b.s.verifyDig), strconv.Itoa(setOf[i]),
-			listForMessage(b.s.patterns.raw, maxPatternsInMessage), signerNames(b.s.signers), signerQuantifier(b.s),
-		}
-		regLines = append(regLines, strings.Join(fields, ";"))
-	}
-
-	v := func(name string) string { return "variables." + name }
-	field := func(r string, i int) string {
-		return "string(" + v(shVarRegistries) + "[" + r + "]).split(';')[" + strconv.Itoa(i) + "]"
-	}
-	const (
-		fName = iota
-		fRE
-		fRestrict
-		fDigest
-		fSet
-		fPatterns
-		fSigners
-		fWho
-	)
-	// lookup returns the registries listed under key in an index variable.
-	lookup := func(index, key string) string {
-		data := "string(" + v(index) + ")"
-		return "(" + data + ".contains('\\n' + " + key + " + '=') ? " + data + ".substring(" + data + ".indexOf('\\n' + " + key + " + '=') + size(" + key + ") + 2).split('\\n')[0].split(',').map(s, int(s)) : [])"
-	}
-	var guarded []string
-	if len(nsNames) > 0 {
-		guarded = append(guarded, lookup(shVarNamespaces, "object.metadata.namespace"))
-	}
-	guarded = append(guarded, selectorTerms...)
-
-	// candidates of the canonical image c (split into parts): the registries listed
-	// under each of its directory prefixes, one lookup per level
-	var cands, dirs []string
-	if _, ok := byPrefix[""]; ok {
-		cands = append(cands, lookup(shVarPrefixes, "''"))
-	}
-	for d := 1; d <= depth; d++ {
-		pre := "parts[0] + '/'"
-		for k := 1; k < d; k++ {
-			pre += " + parts[" + strconv.Itoa(k) + "] + '/'"
-		}
-		cands = append(cands, fmt.Sprintf("(size(parts) > %d ? %s : [])", d, lookup(shVarPrefixes, "("+pre+")")))
-		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, celString(prefixIndex(prefixList, byPrefix)), pre))
-	}
-	if len(cands) == 0 {
-		cands = []string{"[]"}
-	}
-	// matchImageReferences: every image with the directory prefix of some registry (a
-	// superset of what the patterns match; the validations use the exact expressions)
-	canon := celCanonical("ref")
-	if len(dirs) == 0 {
-		dirs = []string{"true"}
-	}
-	spec.MatchImageReferences = []policiesv1.MatchImageReference{{
-		Expression: "[" + canon + "].exists(c, [c.split('/')].exists(parts, " + strings.Join(dirs, " || ") + "))",
-	}}
-
-	// [raw image, canonical image, ",<index>,<index>,": the registries whose patterns it matches]
-	imageInfo := v(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
-		strings.Join(cands, " + ") + ").filter(r, c.matches(" + field("r", fRE) + ")).map(r, string(r)).join(',') + ','])))"
-	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
-	signedBy := func(img, set string) string {
-		parts := "string(" + v(shVarSets) + "[" + set + "]).split('|')"
-		verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
-		return "cel.bind(sp, " + parts + ", sp[0] == '1' ? sp.exists(g, " + verified + ") : size(sp.filter(g, " + verified + ")) >= int(sp[0]))"
-	}
-	// a CEL expression may not exceed 100,000 characters: the registry lines are split
-	// into several variables when needed
-	var dataVars []admissionregistrationv1.Variable
-	var dataRefs []string
-	var chunk []string
-	size := 0
-	flush := func() {
-		name := shVarRegistries + "Data" + strconv.Itoa(len(dataVars))
-		dataVars = append(dataVars, admissionregistrationv1.Variable{Name: name, Expression: celString(strings.Join(chunk, "\n"))})
-		dataRefs = append(dataRefs, "string("+v(name)+").split('\\n')")
-		chunk, size = nil, 0
-	}
-	for _, l := range regLines {
-		if len(chunk) > 0 && size+len(l)+8 > maxDataChars {
-			flush()
-		}
-		chunk = append(chunk, l)
-		size += len(l) + 8
-	}
-	flush()
-	registries := admissionregistrationv1.Variable{Name: shVarRegistries, Expression: strings.Join(dataRefs, " + ")}
-	spec.Variables = []admissionregistrationv1.Variable{
-		{Name: ivpVarPodImages, Expression: celPodImages},
-		{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
-		registries,
-		{Name: shVarSets, Expression: celString(strings.Join(sets, "\n")) + ".split('\\n')"},
-		{Name: shVarPrefixes, Expression: celString(prefixIndex(prefixList, byPrefix))},
-	}
-	spec.Variables = append(dataVars, spec.Variables...)
-	if len(nsNames) > 0 {
-		spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: celString(prefixIndex(nsNames, byNS))})
-	}
-	spec.Variables = append(spec.Variables,
-		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(guarded, " + ")},
-		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
-		// digest and signatures, per image: [image, message tail of each registry of the
-		// namespace whose patterns it matches and whose check fails...]
-		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: v(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && " + field("r", fDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field("r", fName) + " + ' requires digests')).filter(x, size(x) > 1)"},
-		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: v(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-			".filter(r, r in " + v(shVarGuarded) + " && !" + signedBy("p[0]", "int("+field("r", fSet)+")") + ").map(r, ' not signed by ' + " + field("r", fWho) + " + ' of TrustedRegistry ' + " + field("r", fName) + " + ' (' + " + field("r", fSigners) + " + ')')).filter(x, size(x) > 1)"},
-	)
-	unchanged := v(ivpVarUnchanged) + " || "
-	perImage := func(list string) string {
-		return v(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
-	}
-	if rs != nil {
-		// the restriction comes first: it is cheap and needs no registry access
-		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
-		spec.Validations = append(spec.Validations, rs.validation(unchanged))
-	}
-	spec.Validations = append(spec.Validations, []admissionregistrationv1.Validation{
-		{
-			Expression:        unchanged + "size(" + v(shVarUndigested) + ") == 0",
-			Message:           "image(s) must be referenced by digest (image@sha256:...)",
-			MessageExpression: perImage(shVarUndigested),
-		},
-		{
-			Expression:        unchanged + "size(" + v(shVarUnsigned) + ") == 0",
-			Message:           "image(s) not signed by the trusted signers of the TrustedRegistries that guard this namespace",
-			MessageExpression: perImage(shVarUnsigned),
-		},
-	}...)
-	return spec, branchOf
-}
-
-// branchPrefixes lists the literal directory prefixes of a registry's patterns, leaving
-// out those that extend another one (an image with the longer prefix has the shorter too).
-func branchPrefixes(b *branch) []string {
-	var all []string
-	for _, ip := range b.s.patterns.parsed {
-		for _, alt := range ip.alternatives() {
-			all = append(all, literalDir(alt))
-		}
-	}
-	all = sortedUnique(all)
-	var out []string
-	for _, p := range all {
-		redundant := false
-		for _, q := range out {
-			if strings.HasPrefix(p, q) {
-				redundant = true
-				break
-			}
-		}
-		if !redundant {
-			out = append(out, p)
-		}
+		out.attestors = append(out.attestors, attestors[n])
 	}
 	return out
 }
 
-// maxDataChars bounds one generated data literal: CEL parsers refuse expressions over
-// 100,000 characters.
-const maxDataChars = 80_000
+// branchOf says, per registry, which branch of the policy is its (for status).
+func (s sharedSets) branchOf(bs []*branch) map[string]string {
+	out := make(map[string]string, len(bs))
+	for i, b := range bs {
+		n := s.users[s.of[i]]
+		shared := "its own"
+		if n > 1 {
+			shared = fmt.Sprintf("shared with %d other registries", n-1)
+			if n == 2 {
+				shared = "shared with 1 other registry"
+			}
+		}
+		out[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d, %s)", i, s.of[i], shared)
+	}
+	return out
+}
+
+// sharedNamespaceMatch makes the policy match the namespaces its registries guard, and
+// those the hosted restriction rs (if any) applies in: a namespaceSelector on the names
+// when no registry selects namespaces by label, else a match condition.
+func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*settings, idx registryIndex, rs *restriction) {
+	names := indexKeys(idx.byNamespace)
+	anySelector := len(idx.selectorTerms) > 0
+	var rsSelectors []*metav1.LabelSelector
+	if rs != nil {
+		var rsNames []string
+		rsNames, rsSelectors = namespaceUnion(rs.appliesTo())
+		names = sortedUnique(append(append([]string{}, names...), rsNames...))
+		anySelector = anySelector || len(rsSelectors) > 0
+	}
+	if !anySelector {
+		spec.MatchConstraints.NamespaceSelector = namespaceNameSelector(names)
+		return
+	}
+	// No namespaceSelector can say "these names or these labels": a match condition does,
+	// so that Pods elsewhere cost Kyverno nothing beyond this test (and no image is
+	// fetched for them).
+	var terms []string
+	if len(names) > 0 {
+		terms = append(terms, celString("\n"+strings.Join(names, "\n")+"\n")+".contains('\\n' + object.metadata.namespace + '\\n')")
+	}
+	for _, s := range ss {
+		if s.ns.selector != nil {
+			terms = append(terms, "("+celSelector(s.ns.selector)+")")
+		}
+	}
+	for _, sel := range rsSelectors {
+		terms = append(terms, "("+celSelector(sel)+")")
+	}
+	spec.MatchConditions = []admissionregistrationv1.MatchCondition{{
+		Name:       ivpMatchNamespace,
+		Expression: strings.Join(sortedUnique(terms), " || "),
+	}}
+}
+
+// sharedImageMatch is the policy's matchImageReferences: every image with the literal
+// directory prefix of some registry, a superset of what the patterns match (the
+// validations test the regular expressions). It cannot read variables, so the prefix
+// index is inlined.
+func sharedImageMatch(idx registryIndex) []policiesv1.MatchImageReference {
+	var dirs []string
+	index := idx.prefixIndex()
+	for d := 1; d <= idx.depth; d++ {
+		pre := celDirPrefix("parts", d)
+		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, index, pre))
+	}
+	if len(dirs) == 0 {
+		dirs = []string{"true"}
+	}
+	return []policiesv1.MatchImageReference{{
+		Expression: "[" + celCanonical("ref") + "].exists(c, [c.split('/')].exists(parts, " + strings.Join(dirs, " || ") + "))",
+	}}
+}
+
+// Fields of a line of variables.registries (sharedRegistryLines).
+const (
+	regName     = iota // registry name
+	regRE              // regular expression of its patterns, over canonical images
+	regRestrict        // 1 with restrictRegistries (not read: the restriction has data of its own)
+	regDigest          // 1 when digests are required
+	regSet             // its signer set: a line number of variables.signerSets
+	regPatterns        // its patterns, the first maxPatternsInMessage (not read by the expressions)
+	regSigners         // its signers' names, for messages
+	regWho             // "any trusted signer" or "at least N of the M trusted signers"
+)
+
+// sharedRegistryLines are the lines of variables.registries, one per registry.
+func sharedRegistryLines(ss []*settings, sets sharedSets) []string {
+	lines := make([]string, 0, len(ss))
+	for i, s := range ss {
+		fields := []string{
+			s.name, s.patterns.re, boolDigit(s.restrict), boolDigit(s.verifyDig), strconv.Itoa(sets.of[i]),
+			listForMessage(s.patterns.raw, maxPatternsInMessage), signerNames(s.signers), signerQuantifier(s),
+		}
+		lines = append(lines, strings.Join(fields, ";"))
+	}
+	return lines
+}
+
+// sharedVariables are the policy's variables, in evaluation order: the data literals and
+// indexes, the registries guarding the request's namespace, each image's candidate
+// registries, then the images that fail the digest and signature checks.
+func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admissionregistrationv1.Variable {
+	vars, registries := dataVariables(shVarRegistries+"Data", sharedRegistryLines(ss, sets))
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
+		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
+		admissionregistrationv1.Variable{Name: shVarRegistries, Expression: registries},
+		admissionregistrationv1.Variable{Name: shVarSets, Expression: celString(strings.Join(sets.lines, "\n")) + ".split('\\n')"},
+		admissionregistrationv1.Variable{Name: shVarPrefixes, Expression: idx.prefixIndex()},
+	)
+	if len(idx.byNamespace) > 0 {
+		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
+	}
+	// [raw image, canonical image, ",<i>,<i>,": the registries whose patterns it matches]
+	imageInfo := celVar(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
+		idx.candidates(shVarPrefixes, "parts") + ").filter(r, c.matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ','])))"
+	// per image: [image, message tail of each registry guarding the namespace whose
+	// patterns it matches and whose check fails, ...]; images that pass drop out
+	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
+	guarded := "r in " + celVar(shVarGuarded)
+	field := func(f int) string { return celField(shVarRegistries, "r", f) }
+	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
+		".filter(r, " + guarded + " && " + field(regDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests')).filter(x, size(x) > 1)"
+	unsigned := celVar(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
+		".filter(r, " + guarded + " && !" + celSignedBySet("p[0]", "int("+field(regSet)+")") + ").map(r, ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')')).filter(x, size(x) > 1)"
+	return append(vars,
+		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(idx.guarded(shVarNamespaces), " + ")},
+		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
+		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: undigested},
+		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: unsigned},
+	)
+}
+
+// celSignedBySet is a CEL condition: image img is signed by enough signers of signer set
+// set (a line number of variables.signerSets). A signer counts when any of its attestors
+// verifies the image; each attestor is verified on its own, so Kyverno caches each
+// success (ivpSignerVerified).
+func celSignedBySet(img, set string) string {
+	parts := "string(" + celVar(shVarSets) + "[" + set + "]).split('|')"
+	verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
+	return "cel.bind(sp, " + parts + ", sp[0] == '1' ? sp.exists(g, " + verified + ") : size(sp.filter(g, " + verified + ")) >= int(sp[0]))"
+}
+
+// sharedValidations are the digest and signature checks; unchanged is the CEL condition
+// (with a trailing " || ") under which they are skipped.
+func sharedValidations(unchanged string) []admissionregistrationv1.Validation {
+	perImage := func(list string) string {
+		return celVar(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
+	}
+	return []admissionregistrationv1.Validation{
+		{
+			Expression:        unchanged + "size(" + celVar(shVarUndigested) + ") == 0",
+			Message:           "image(s) must be referenced by digest (image@sha256:...)",
+			MessageExpression: perImage(shVarUndigested),
+		},
+		{
+			Expression:        unchanged + "size(" + celVar(shVarUnsigned) + ") == 0",
+			Message:           "image(s) not signed by the trusted signers of the TrustedRegistries that guard this namespace",
+			MessageExpression: perImage(shVarUnsigned),
+		},
+	}
+}
 
 func boolDigit(b bool) string {
 	if b {
 		return "1"
 	}
 	return "0"
-}
-
-func indexKeys(m map[string][]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// prefixIndex encodes an index as "\n<key>=<i>,<i>\n<key>=<i>\n".
-func prefixIndex(keys []string, m map[string][]int) string {
-	var b strings.Builder
-	b.WriteString("\n")
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteString("=")
-		for j, i := range m[k] {
-			if j > 0 {
-				b.WriteString(",")
-			}
-			b.WriteString(strconv.Itoa(i))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
 }
 
 // signerQuantifier is how the signature message of the per-registry policy says which

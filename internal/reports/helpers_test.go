@@ -38,7 +38,7 @@ func podReport(ns, pod string, results ...policyreportv1alpha2.PolicyReportResul
 		Scope: &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod, UID: uid},
 	}
 	r.Results = results
-	r.Summary = wgSummary(results)
+	r.Summary = summaryOf(wgResults, results)
 	return r
 }
 

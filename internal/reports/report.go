@@ -82,15 +82,13 @@ func FromPolicyReport(r *policyreportv1alpha2.PolicyReport, keep func(policy str
 	if r == nil {
 		return Report{}
 	}
-	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromWGResults(r.Namespace, r.Scope, r.Results, keep)}
+	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromResults(wgResults, r.Namespace, r.Scope, r.Results, keep)}
 }
 
-// FromClusterPolicyReport converts a wgpolicyk8s.io/v1alpha2 ClusterPolicyReport.
+// FromClusterPolicyReport converts a wgpolicyk8s.io/v1alpha2 ClusterPolicyReport (the
+// fields of a PolicyReport, cluster-scoped).
 func FromClusterPolicyReport(r *policyreportv1alpha2.ClusterPolicyReport, keep func(policy string) bool) Report {
-	if r == nil {
-		return Report{}
-	}
-	return Report{Name: r.Name, Results: fromWGResults("", r.Scope, r.Results, keep)}
+	return FromPolicyReport((*policyreportv1alpha2.PolicyReport)(r), keep)
 }
 
 // FromOpenReport converts an openreports.io/v1alpha1 Report.
@@ -98,54 +96,80 @@ func FromOpenReport(r *openreportsv1alpha1.Report, keep func(policy string) bool
 	if r == nil {
 		return Report{}
 	}
-	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromORResults(r.Namespace, r.Scope, r.Results, keep)}
+	return Report{Namespace: r.Namespace, Name: r.Name, Results: fromResults(orResults, r.Namespace, r.Scope, r.Results, keep)}
 }
 
-// FromOpenClusterReport converts an openreports.io/v1alpha1 ClusterReport.
+// FromOpenClusterReport converts an openreports.io/v1alpha1 ClusterReport (the fields of
+// a Report, cluster-scoped).
 func FromOpenClusterReport(r *openreportsv1alpha1.ClusterReport, keep func(policy string) bool) Report {
-	if r == nil {
-		return Report{}
-	}
-	return Report{Name: r.Name, Results: fromORResults("", r.Scope, r.Results, keep)}
+	return FromOpenReport((*openreportsv1alpha1.Report)(r), keep)
 }
 
 func kept(keep func(string) bool, policy string) bool {
 	return keep == nil || keep(policy)
 }
 
-func fromWGResults(reportNS string, scope *corev1.ObjectReference, in []policyreportv1alpha2.PolicyReportResult, keep func(string) bool) []Result {
-	n := 0
-	for i := range in {
-		if kept(keep, in[i].Policy) {
-			n += max(1, len(in[i].Resources))
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	out := make([]Result, 0, n)
-	for i := range in {
-		r := &in[i]
-		if !kept(keep, r.Policy) {
-			continue
-		}
-		out = appendResults(out, reportNS, scope, r.Resources, Result{
-			Policy:    r.Policy,
-			Rule:      r.Rule,
-			Result:    string(r.Result),
-			Message:   TruncateNamingRegistries(r.Message, MaxMessageBytes),
-			Image:     ImageOf(r.Properties, r.Message),
-			Timestamp: r.Timestamp.Seconds,
-		})
-	}
-	return out
+// resultAPI is what the generic code of this package needs of the result type R of one
+// report API: wgpolicyk8s.io's PolicyReportResult and openreports.io's ReportResult have
+// the same fields under other Go names and types (Message/Description,
+// Resources/Subjects).
+type resultAPI[R any] struct {
+	policy   func(*R) string
+	outcome  func(*R) string
+	subjects func(*R) []corev1.ObjectReference
+	// result converts all but the resource, which appendResults fills in.
+	result func(*R) Result
+	// shrink shrinks one kept result in place (ShrinkPolicyReport).
+	shrink func(*R)
 }
 
-func fromORResults(reportNS string, scope *corev1.ObjectReference, in []openreportsv1alpha1.ReportResult, keep func(string) bool) []Result {
+var wgResults = resultAPI[policyreportv1alpha2.PolicyReportResult]{
+	policy:   func(r *policyreportv1alpha2.PolicyReportResult) string { return r.Policy },
+	outcome:  func(r *policyreportv1alpha2.PolicyReportResult) string { return string(r.Result) },
+	subjects: func(r *policyreportv1alpha2.PolicyReportResult) []corev1.ObjectReference { return r.Resources },
+	result: func(r *policyreportv1alpha2.PolicyReportResult) Result {
+		return newResult(r.Policy, r.Rule, string(r.Result), r.Message, r.Properties, r.Timestamp.Seconds)
+	},
+	shrink: func(r *policyreportv1alpha2.PolicyReportResult) {
+		r.Policy, r.Rule, r.Source, r.Category = intern(r.Policy), intern(r.Rule), intern(r.Source), intern(r.Category)
+		r.Result, r.Severity = internAs(r.Result), internAs(r.Severity)
+		r.Message, r.Properties = shrinkResultMessage(string(r.Result), r.Message, r.Properties)
+		shrinkRefs(r.Resources)
+	},
+}
+
+var orResults = resultAPI[openreportsv1alpha1.ReportResult]{
+	policy:   func(r *openreportsv1alpha1.ReportResult) string { return r.Policy },
+	outcome:  func(r *openreportsv1alpha1.ReportResult) string { return string(r.Result) },
+	subjects: func(r *openreportsv1alpha1.ReportResult) []corev1.ObjectReference { return r.Subjects },
+	result: func(r *openreportsv1alpha1.ReportResult) Result {
+		return newResult(r.Policy, r.Rule, string(r.Result), r.Description, r.Properties, r.Timestamp.Seconds)
+	},
+	shrink: func(r *openreportsv1alpha1.ReportResult) {
+		r.Policy, r.Rule, r.Source, r.Category = intern(r.Policy), intern(r.Rule), intern(r.Source), intern(r.Category)
+		r.Result, r.Severity = internAs(r.Result), internAs(r.Severity)
+		r.Description, r.Properties = shrinkResultMessage(string(r.Result), r.Description, r.Properties)
+		shrinkRefs(r.Subjects)
+	},
+}
+
+func newResult(policy, rule, outcome, msg string, props map[string]string, seconds int64) Result {
+	return Result{
+		Policy:    policy,
+		Rule:      rule,
+		Result:    outcome,
+		Message:   TruncateNamingRegistries(msg, MaxMessageBytes),
+		Image:     ImageOf(props, msg),
+		Timestamp: seconds,
+	}
+}
+
+// fromResults converts the results keep accepts, one Result per resource.
+func fromResults[R any](api resultAPI[R], reportNS string, scope *corev1.ObjectReference, in []R, keep func(string) bool) []Result {
 	n := 0
 	for i := range in {
-		if kept(keep, in[i].Policy) {
-			n += max(1, len(in[i].Subjects))
+		if kept(keep, api.policy(&in[i])) {
+			n += max(1, len(api.subjects(&in[i])))
 		}
 	}
 	if n == 0 {
@@ -154,17 +178,9 @@ func fromORResults(reportNS string, scope *corev1.ObjectReference, in []openrepo
 	out := make([]Result, 0, n)
 	for i := range in {
 		r := &in[i]
-		if !kept(keep, r.Policy) {
-			continue
+		if kept(keep, api.policy(r)) {
+			out = appendResults(out, reportNS, scope, api.subjects(r), api.result(r))
 		}
-		out = appendResults(out, reportNS, scope, r.Subjects, Result{
-			Policy:    r.Policy,
-			Rule:      r.Rule,
-			Result:    string(r.Result),
-			Message:   TruncateNamingRegistries(r.Description, MaxMessageBytes),
-			Image:     ImageOf(r.Properties, r.Description),
-			Timestamp: r.Timestamp.Seconds,
-		})
 	}
 	return out
 }

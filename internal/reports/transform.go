@@ -62,48 +62,45 @@ func SignetTransform(obj any) (any, error) { return signetTransform(obj) }
 //
 // The object remains a valid report, but a lossy one: use it only through this package.
 func ShrinkPolicyReport(r *policyreportv1alpha2.PolicyReport, keep func(policy string) bool) {
-	if r == nil {
-		return
+	if r != nil {
+		r.Summary = shrinkReport(wgResults, &r.ObjectMeta, r.Scope, &r.Results, keep)
 	}
-	shrinkMeta(&r.ObjectMeta)
-	shrinkRef(r.Scope)
-	r.Results = shrinkWGResults(r.Results, keep)
-	r.Summary = wgSummary(r.Results)
 }
 
 // ShrinkClusterPolicyReport is ShrinkPolicyReport for a ClusterPolicyReport.
 func ShrinkClusterPolicyReport(r *policyreportv1alpha2.ClusterPolicyReport, keep func(policy string) bool) {
-	if r == nil {
-		return
-	}
-	shrinkMeta(&r.ObjectMeta)
-	shrinkRef(r.Scope)
-	r.Results = shrinkWGResults(r.Results, keep)
-	r.Summary = wgSummary(r.Results)
+	ShrinkPolicyReport((*policyreportv1alpha2.PolicyReport)(r), keep)
 }
 
 // ShrinkOpenReport is ShrinkPolicyReport for an openreports.io Report.
 func ShrinkOpenReport(r *openreportsv1alpha1.Report, keep func(policy string) bool) {
-	if r == nil {
-		return
+	if r != nil {
+		r.Source = intern(r.Source)
+		r.Summary = openreportsv1alpha1.ReportSummary(shrinkReport(orResults, &r.ObjectMeta, r.Scope, &r.Results, keep))
 	}
-	shrinkMeta(&r.ObjectMeta)
-	shrinkRef(r.Scope)
-	r.Source = intern(r.Source)
-	r.Results = shrinkORResults(r.Results, keep)
-	r.Summary = orSummary(r.Results)
 }
 
 // ShrinkOpenClusterReport is ShrinkPolicyReport for an openreports.io ClusterReport.
 func ShrinkOpenClusterReport(r *openreportsv1alpha1.ClusterReport, keep func(policy string) bool) {
-	if r == nil {
-		return
+	ShrinkOpenReport((*openreportsv1alpha1.Report)(r), keep)
+}
+
+// shrinkReport shrinks the parts every report kind has and returns the summary of the
+// kept results (both APIs' summaries have the same fields).
+func shrinkReport[R any](api resultAPI[R], meta *metav1.ObjectMeta, scope *corev1.ObjectReference, results *[]R, keep func(string) bool) policyreportv1alpha2.PolicyReportSummary {
+	shrinkMeta(meta)
+	shrinkRef(scope)
+	*results = shrinkResults(api, *results, keep)
+	return summaryOf(api, *results)
+}
+
+// summaryOf counts results by outcome.
+func summaryOf[R any](api resultAPI[R], results []R) policyreportv1alpha2.PolicyReportSummary {
+	var sum policyreportv1alpha2.PolicyReportSummary
+	for i := range results {
+		countResult(&sum, api.outcome(&results[i]))
 	}
-	shrinkMeta(&r.ObjectMeta)
-	shrinkRef(r.Scope)
-	r.Source = intern(r.Source)
-	r.Results = shrinkORResults(r.Results, keep)
-	r.Summary = orSummary(r.Results)
+	return sum
 }
 
 func shrinkMeta(m *metav1.ObjectMeta) {
@@ -130,10 +127,12 @@ func shrinkRefs(refs []corev1.ObjectReference) {
 	}
 }
 
-func shrinkWGResults(in []policyreportv1alpha2.PolicyReportResult, keep func(string) bool) []policyreportv1alpha2.PolicyReportResult {
+// shrinkResults drops the results whose policy keep rejects (reallocating the slice when
+// any is dropped, so they are freed) and shrinks the others in place.
+func shrinkResults[R any](api resultAPI[R], in []R, keep func(string) bool) []R {
 	n := 0
 	for i := range in {
-		if kept(keep, in[i].Policy) {
+		if kept(keep, api.policy(&in[i])) {
 			n++
 		}
 	}
@@ -142,66 +141,29 @@ func shrinkWGResults(in []policyreportv1alpha2.PolicyReportResult, keep func(str
 	}
 	out := in
 	if n != len(in) {
-		out = make([]policyreportv1alpha2.PolicyReportResult, 0, n)
+		out = make([]R, 0, n)
 		for i := range in {
-			if kept(keep, in[i].Policy) {
+			if kept(keep, api.policy(&in[i])) {
 				out = append(out, in[i])
 			}
 		}
 	}
 	for i := range out {
-		r := &out[i]
-		r.Policy = intern(r.Policy)
-		r.Rule = intern(r.Rule)
-		r.Result = policyreportv1alpha2.PolicyResult(intern(string(r.Result)))
-		r.Source = intern(r.Source)
-		r.Category = intern(r.Category)
-		r.Severity = policyreportv1alpha2.PolicySeverity(intern(string(r.Severity)))
-		if listed(string(r.Result)) {
-			r.Message, r.Properties = shrinkMessage(r.Message, r.Properties)
-		} else {
-			r.Message, r.Properties = "", nil // only failing results are listed with a message
-		}
-		shrinkRefs(r.Resources)
+		api.shrink(&out[i])
 	}
 	return out
 }
 
-func shrinkORResults(in []openreportsv1alpha1.ReportResult, keep func(string) bool) []openreportsv1alpha1.ReportResult {
-	n := 0
-	for i := range in {
-		if kept(keep, in[i].Policy) {
-			n++
-		}
+// internAs is intern for the report APIs' string types.
+func internAs[S ~string](s S) S { return S(intern(string(s))) }
+
+// shrinkResultMessage is the message and properties a result keeps: only failing results
+// are listed with a message (and image), the others are only counted.
+func shrinkResultMessage(result, msg string, props map[string]string) (string, map[string]string) {
+	if !listed(result) {
+		return "", nil
 	}
-	if n == 0 {
-		return nil
-	}
-	out := in
-	if n != len(in) {
-		out = make([]openreportsv1alpha1.ReportResult, 0, n)
-		for i := range in {
-			if kept(keep, in[i].Policy) {
-				out = append(out, in[i])
-			}
-		}
-	}
-	for i := range out {
-		r := &out[i]
-		r.Policy = intern(r.Policy)
-		r.Rule = intern(r.Rule)
-		r.Result = openreportsv1alpha1.Result(intern(string(r.Result)))
-		r.Source = intern(r.Source)
-		r.Category = intern(r.Category)
-		r.Severity = openreportsv1alpha1.ResultSeverity(intern(string(r.Severity)))
-		if listed(string(r.Result)) {
-			r.Description, r.Properties = shrinkMessage(r.Description, r.Properties)
-		} else {
-			r.Description, r.Properties = "", nil // only failing results are listed with a message
-		}
-		shrinkRefs(r.Subjects)
-	}
-	return out
+	return shrinkMessage(msg, props)
 }
 
 // shrinkMessage cuts msg to MaxMessageBytes and reduces props to the image properties,
@@ -255,42 +217,20 @@ func imageProperties(props map[string]string) map[string]string {
 	return out
 }
 
-func wgSummary(results []policyreportv1alpha2.PolicyReportResult) policyreportv1alpha2.PolicyReportSummary {
-	var s policyreportv1alpha2.PolicyReportSummary
-	for i := range results {
-		switch string(results[i].Result) {
-		case ResultPass:
-			s.Pass++
-		case ResultFail:
-			s.Fail++
-		case ResultWarn:
-			s.Warn++
-		case ResultError:
-			s.Error++
-		case ResultSkip:
-			s.Skip++
-		}
+// countResult adds a result with the given outcome to sum.
+func countResult(sum *policyreportv1alpha2.PolicyReportSummary, outcome string) {
+	switch outcome {
+	case ResultPass:
+		sum.Pass++
+	case ResultFail:
+		sum.Fail++
+	case ResultWarn:
+		sum.Warn++
+	case ResultError:
+		sum.Error++
+	case ResultSkip:
+		sum.Skip++
 	}
-	return s
-}
-
-func orSummary(results []openreportsv1alpha1.ReportResult) openreportsv1alpha1.ReportSummary {
-	var s openreportsv1alpha1.ReportSummary
-	for i := range results {
-		switch string(results[i].Result) {
-		case ResultPass:
-			s.Pass++
-		case ResultFail:
-			s.Fail++
-		case ResultWarn:
-			s.Warn++
-		case ResultError:
-			s.Error++
-		case ResultSkip:
-			s.Skip++
-		}
-	}
-	return s
 }
 
 // isReportGVK reports whether apiVersion/kind name one of the four report kinds.
@@ -317,7 +257,7 @@ func ShrinkUnstructured(u *unstructured.Unstructured, keep func(policy string) b
 	}
 	in, _ := u.Object["results"].([]any)
 	out := make([]any, 0, len(in))
-	var pass, fail, warn, errs, skip int64
+	var sum policyreportv1alpha2.PolicyReportSummary
 	for _, item := range in {
 		r, ok := item.(map[string]any)
 		if !ok {
@@ -339,13 +279,12 @@ func ShrinkUnstructured(u *unstructured.Unstructured, keep func(policy string) b
 				}
 			}
 		}
-		if res, _ := r["result"].(string); listed(res) {
-			msg, props = shrinkMessage(msg, props)
-		} else {
-			msg, props = "", nil // only failing results are listed with a message
+		res, _ := r["result"].(string)
+		countResult(&sum, res)
+		msg, props = shrinkResultMessage(res, msg, props)
+		if msg == "" {
 			delete(r, "message")
-		}
-		if msg != "" {
+		} else {
 			r["message"] = msg
 		}
 		if props == nil {
@@ -357,18 +296,6 @@ func ShrinkUnstructured(u *unstructured.Unstructured, keep func(policy string) b
 			}
 			r["properties"] = p
 		}
-		switch res, _ := r["result"].(string); res {
-		case ResultPass:
-			pass++
-		case ResultFail:
-			fail++
-		case ResultWarn:
-			warn++
-		case ResultError:
-			errs++
-		case ResultSkip:
-			skip++
-		}
 		out = append(out, r)
 	}
 	if len(out) == 0 {
@@ -376,7 +303,7 @@ func ShrinkUnstructured(u *unstructured.Unstructured, keep func(policy string) b
 	} else {
 		u.Object["results"] = out
 	}
-	u.Object["summary"] = map[string]any{"pass": pass, "fail": fail, "warn": warn, "error": errs, "skip": skip}
+	u.Object["summary"] = map[string]any{"pass": int64(sum.Pass), "fail": int64(sum.Fail), "warn": int64(sum.Warn), "error": int64(sum.Error), "skip": int64(sum.Skip)}
 }
 
 // FromUnstructured converts an unstructured report of one of the four kinds.

@@ -59,13 +59,13 @@ func committedBundleInputs(t *testing.T, root string) []string {
 	return args
 }
 
-// generate runs hack/bundle on `kustomize build config/manifests` into a fresh directory and
-// returns it; the Dockerfile is written as <dir>/bundle.Dockerfile.
+// generate runs hack/generate-bundle on `kustomize build config/manifests` into a fresh
+// directory and returns it; the Dockerfile is written as <dir>/bundle.Dockerfile.
 func generate(t *testing.T, root string, args []string) string {
 	t.Helper()
 	manifests, _ := run(t, root, nil, kustomize(t), "build", filepath.Join(root, "config", "manifests"))
 	out := t.TempDir()
-	run(t, root, manifests, "go", append([]string{"run", "./hack/bundle",
+	run(t, root, manifests, "go", append([]string{"run", "./hack/generate-bundle",
 		"--output-dir", filepath.Join(out, "bundle"),
 		"--dockerfile", filepath.Join(out, "bundle.Dockerfile")}, args...)...)
 	return out
@@ -164,7 +164,7 @@ func TestBundleUpToDate(t *testing.T) {
 
 // TestBundleValidates runs hack/validate-bundle.sh: the operator-framework validators
 // (default + suite=operatorframework) and Signet's checks, failing on any error or warning.
-// The first run compiles operator-framework/api in hack/tools/bundle (about a minute).
+// The first run compiles operator-framework/api in hack/tools/validate-bundle (about a minute).
 func TestBundleValidates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the operator-framework validators")

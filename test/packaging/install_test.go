@@ -2,13 +2,6 @@ package packaging
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/testenv"
 )
@@ -597,15 +591,14 @@ func checkPolicyWrites(t *testing.T, cfg *rest.Config, admin client.Client, trus
 // renderedPolicy is the shared policy Signet renders for one registry.
 func renderedPolicy(t *testing.T, engine v1alpha1.Engine) *unstructured.Unstructured {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pemKey, err := keys.StandInPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pk, err := keys.ParsePublicKey(pemKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(der)
 	tr := &v1alpha1.TrustedRegistry{
 		ObjectMeta: metav1.ObjectMeta{Name: "yourorg", UID: "00000000-0000-4000-8000-000000000001"},
 		Spec: v1alpha1.TrustedRegistrySpec{
@@ -617,8 +610,7 @@ func renderedPolicy(t *testing.T, engine v1alpha1.Engine) *unstructured.Unstruct
 		},
 	}
 	res, err := render.RenderShared([]render.Input{{Registry: tr, Engine: engine, Keys: []render.Key{{
-		Name: "ci", State: v1alpha1.KeyActive, Fingerprint: "sha256:" + hex.EncodeToString(sum[:]),
-		PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		Name: "ci", State: v1alpha1.KeyActive, Fingerprint: pk.Fingerprint, PEM: string(pemKey),
 	}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/localstack"
 	"github.com/signet-operator/signet/internal/ocitest"
 	"github.com/signet-operator/signet/internal/operator"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/test/bench/kit"
 	"go.uber.org/zap/zapcore"
 	"io"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -141,7 +136,7 @@ func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *en
 		return nil, err
 	}
 	for i := 1; i < cfg.Ns[len(cfg.Ns)-1]; i += 2 {
-		if e.ownPEM[i], err = publicKeyPEM(); err != nil {
+		if e.ownPEM[i], err = keys.StandInPEM(); err != nil {
 			return nil, err
 		}
 	}
@@ -202,7 +197,7 @@ func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *en
 			Data:       map[string][]byte{"cosign.pub": e.ownPEM[i]}, Immutable: ptr.To(true),
 		})
 	}
-	if err := benchkit.Parallel(ctx, len(secrets), applyWorkers, func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
+	if err := kit.Parallel(ctx, len(secrets), applyWorkers, func(ctx context.Context, i int) error { return e.cl.Create(ctx, secrets[i]) }); err != nil {
 		return nil, fmt.Errorf("creating key Secrets: %w", err)
 	}
 
@@ -273,20 +268,6 @@ func (e *env) stopSignet() {
 }
 
 func ownSecret(i int) string { return fmt.Sprintf("bench-key-%d", i) }
-
-// publicKeyPEM makes a P-256 public key (registries with their own key never sign
-// anything, so no cosign private key is needed).
-func publicKeyPEM() ([]byte, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
 
 // registryName is the name of TrustedRegistry i (the same in every step, so that the
 // naive policies render to exactly the specs Signet generates).

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/ocitest"
 	"github.com/signet-operator/signet/internal/render"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -23,7 +24,7 @@ func benchEnv(t *testing.T, n int) *env {
 		t.Fatal(err)
 	}
 	for i := 1; i < n; i += 2 {
-		if e.ownPEM[i], err = publicKeyPEM(); err != nil {
+		if e.ownPEM[i], err = keys.StandInPEM(); err != nil {
 			t.Fatal(err)
 		}
 	}

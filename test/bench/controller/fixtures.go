@@ -1,20 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/test/bench/kit"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,15 +32,8 @@ const (
 
 // newKeyPEM returns a fresh ECDSA P-256 public key as cosign writes it.
 func newKeyPEM() (string, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		return "", err
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
+	b, err := keys.StandInPEM()
+	return string(b), err
 }
 
 // keySecret is a key Secret as `cosign generate-key-pair k8s://…` leaves it, minus the
@@ -107,30 +97,15 @@ func ivpList() *unstructured.UnstructuredList {
 	return l
 }
 
-// hasKey tells whether a generated policy inlines pemKey anywhere in its spec.
+// hasKey tells whether a generated policy inlines pemKey anywhere in its spec (compared
+// in JSON, where both are escaped alike).
 func hasKey(u *unstructured.Unstructured, pemKey string) bool {
-	want := strings.TrimSpace(pemKey)
-	found := false
-	var walk func(v any)
-	walk = func(v any) {
-		if found {
-			return
-		}
-		switch t := v.(type) {
-		case map[string]any:
-			for _, x := range t {
-				walk(x)
-			}
-		case []any:
-			for _, x := range t {
-				walk(x)
-			}
-		case string:
-			found = strings.Contains(t, want)
-		}
+	spec, err := json.Marshal(u.Object["spec"])
+	if err != nil {
+		return false
 	}
-	walk(u.Object["spec"])
-	return found
+	want, _ := json.Marshal(strings.TrimSpace(pemKey))
+	return bytes.Contains(spec, want[1:len(want)-1])
 }
 
 // podReport is a PolicyReport as Kyverno's reports-controller writes one: one per Pod,
@@ -186,7 +161,7 @@ func podReport(ns string, i int, signetPolicies []string, fail bool) *policyrepo
 
 // createAll creates objs with the harness client, 8 at a time.
 func createAll(ctx context.Context, c client.Client, objs []client.Object) error {
-	return benchkit.Parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
+	return kit.Parallel(ctx, len(objs), 8, func(ctx context.Context, i int) error {
 		if err := c.Create(ctx, objs[i]); err != nil {
 			return fmt.Errorf("creating %T %s: %w", objs[i], objs[i].GetName(), err)
 		}

@@ -1,12 +1,15 @@
-// Package benchkit holds what Signet's benchmark programs (hack/bench, hack/bench-admission)
-// share: machine and version facts for their reports, and a bounded parallel loop.
-package benchkit
+// Package kit holds what Signet's benchmark programs (test/bench/controller, test/bench/admission)
+// share: machine and version facts for their reports, writing them, and a bounded parallel
+// loop.
+package kit
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -15,6 +18,68 @@ import (
 
 	"github.com/signet-operator/signet/internal/testenv"
 )
+
+// Machine is what both reports say of the machine.
+type Machine struct {
+	NumCPU      int        `json:"nproc"`
+	CPUModel    string     `json:"cpuModel"`
+	MemTotal    string     `json:"memTotal"`
+	LoadAtStart [3]float64 `json:"loadAvgAtStart"`
+	LoadAtEnd   [3]float64 `json:"loadAvgAtEnd"` // set by the caller at the end
+	Note        string     `json:"note"`
+}
+
+// MachineInfo describes this machine now.
+func MachineInfo() Machine {
+	return Machine{
+		NumCPU:      runtime.NumCPU(),
+		CPUModel:    ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:    ProcField("/proc/meminfo", "MemTotal"),
+		LoadAtStart: LoadAvg(),
+		Note: "figures are from one run on a shared machine: compare ratios measured in the same run, " +
+			"not absolute numbers across runs",
+	}
+}
+
+// Versions are the versions both reports name.
+type Versions struct {
+	Go                string `json:"go"`
+	KubeAPIServer     string `json:"kubeAPIServer"`
+	Etcd              string `json:"etcd"`
+	ControllerRuntime string `json:"controllerRuntime"`
+	Signet            string `json:"signet"`
+}
+
+// VersionInfo returns the versions of this program and the control plane it uses.
+func VersionInfo() Versions {
+	apiserver, etcd := ControlPlaneVersions()
+	return Versions{
+		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
+		ControllerRuntime: DepVersion("sigs.k8s.io/controller-runtime"),
+		Signet:            SignetRevision(),
+	}
+}
+
+// ResultsDir returns dir, or <repo>/bench/results when dir is empty, and creates it.
+func ResultsDir(dir string) (string, error) {
+	if dir == "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "bench", "results")
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// WriteJSON writes v as indented JSON to path.
+func WriteJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
 
 // LoadAvg returns the 1, 5 and 15-minute load averages (zeros when unknown).
 func LoadAvg() [3]float64 {

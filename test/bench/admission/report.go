@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/test/bench/kit"
 )
 
 // results is everything one run measured; it is written as JSON.
@@ -49,22 +49,13 @@ type setup struct {
 }
 
 type machine struct {
-	NumCPU      int        `json:"nproc"`
-	CPUModel    string     `json:"cpuModel"`
-	MemTotal    string     `json:"memTotal"`
-	Kernel      string     `json:"kernel"`
-	LoadAtStart [3]float64 `json:"loadAvgAtStart"`
-	LoadAtEnd   [3]float64 `json:"loadAvgAtEnd"`
-	Note        string     `json:"note"`
+	kit.Machine
+	Kernel string `json:"kernel"`
 }
 
 type versions struct {
-	Go                string `json:"go"`
-	KubeAPIServer     string `json:"kubeAPIServer"`
-	Etcd              string `json:"etcd"`
-	Kyverno           string `json:"kyverno"`
-	ControllerRuntime string `json:"controllerRuntime"`
-	Signet            string `json:"signet"`
+	kit.Versions
+	Kyverno string `json:"kyverno"`
 }
 
 // step is one variant with N registries (or the 0-policy baseline).
@@ -168,7 +159,7 @@ func signetNote(cfg config) string {
 }
 
 func (r *results) finish() {
-	r.Machine.LoadAtEnd = benchkit.LoadAvg()
+	r.Machine.LoadAtEnd = kit.LoadAvg()
 	r.DurationSeconds = time.Since(r.start).Seconds()
 	r.evaluate()
 }
@@ -410,7 +401,7 @@ func printReport(w io.Writer, r *results) {
 func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Duration, logf func(string, ...any)) {
 	deadline := time.Now().Add(maxWait)
 	for {
-		l := benchkit.LoadAvg()
+		l := kit.LoadAvg()
 		if l[0] < limit {
 			logf("load average %.2f < %.2f: starting", l[0], limit)
 			return
@@ -430,23 +421,11 @@ func waitForLoad(ctx context.Context, limit float64, maxWait, interval time.Dura
 
 func machineInfo() machine {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return machine{
-		NumCPU:      runtime.NumCPU(),
-		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
-		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
-		Kernel:      runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel)),
-		LoadAtStart: benchkit.LoadAvg(),
-		Note:        "figures are from one run on a shared machine: compare ratios measured in the same run",
-	}
+	return machine{Machine: kit.MachineInfo(), Kernel: runtime.GOOS + "/" + runtime.GOARCH + " " + strings.TrimSpace(string(kernel))}
 }
 
 func versionInfo() versions {
-	apiserver, etcd := benchkit.ControlPlaneVersions()
-	return versions{
-		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
-		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
-		Signet:            benchkit.SignetRevision(),
-	}
+	return versions{Versions: kit.VersionInfo()}
 }
 
 // binaryModuleVersion is the version of the main module a Go binary was built from.
@@ -525,7 +504,7 @@ func selfCPUSeconds() float64 {
 
 // rssMiB reads VmRSS or VmHWM (peak) of a process.
 func rssMiB(pid int, field string) float64 {
-	v := benchkit.ProcField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
+	v := kit.ProcField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)
 	kb, err := strconv.ParseFloat(strings.TrimSuffix(v, " kB"), 64)
 	if err != nil {
 		return 0

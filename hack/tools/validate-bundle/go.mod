@@ -1,7 +1,7 @@
 // Bundle validation with the operator-framework/api validators (what `operator-sdk bundle
 // validate --select-optional suite=operatorframework` runs). Kept out of the operator's
 // go.mod: operator-framework/api drags in many modules the operator never needs.
-module github.com/signet-operator/signet/hack/tools/bundle
+module github.com/signet-operator/signet/hack/tools/validate-bundle
 
 go 1.26.3
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"net/url"
 	"os"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -118,4 +119,28 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestHasKey: hasKey finds a key inlined in a policy spec, however deep, and no other key.
+func TestHasKey(t *testing.T) {
+	pemA, err := newKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemB, err := newKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"attestors": []any{map[string]any{"cosign": map[string]any{"key": map[string]any{"data": pemA}}}},
+	}}}
+	if !hasKey(u, pemA) {
+		t.Error("hasKey did not find the inlined key")
+	}
+	if !hasKey(u, "\n"+pemA+"\n") {
+		t.Error("hasKey did not find the inlined key given with surrounding space")
+	}
+	if hasKey(u, pemB) {
+		t.Error("hasKey found a key that is not in the spec")
+	}
 }

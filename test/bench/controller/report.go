@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/signet-operator/signet/hack/benchkit"
+	"github.com/signet-operator/signet/test/bench/kit"
 )
 
 // results is everything one run measured; it is written as JSON to bench/results.
@@ -33,22 +33,13 @@ type results struct {
 }
 
 type machine struct {
-	NumCPU       int        `json:"nproc"`
-	CPUModel     string     `json:"cpuModel"`
-	MemTotal     string     `json:"memTotal"`
-	LoadAtStart  [3]float64 `json:"loadAvgAtStart"`
-	LoadAtEnd    [3]float64 `json:"loadAvgAtEnd"`
-	KernelArch   string     `json:"goosGoarch"`
-	SharedWithCI string     `json:"note"`
+	kit.Machine
+	KernelArch string `json:"goosGoarch"`
 }
 
 type versions struct {
-	Go                string `json:"go"`
-	KubeAPIServer     string `json:"kubeAPIServer"`
-	Etcd              string `json:"etcd"`
-	ControllerRuntime string `json:"controllerRuntime"`
-	ClientGo          string `json:"clientGo"`
-	Signet            string `json:"signet"`
+	kit.Versions
+	ClientGo string `json:"clientGo"`
 }
 
 type targetCheck struct {
@@ -59,25 +50,11 @@ type targetCheck struct {
 }
 
 func machineInfo() machine {
-	return machine{
-		NumCPU:      runtime.NumCPU(),
-		CPUModel:    benchkit.ProcField("/proc/cpuinfo", "model name"),
-		MemTotal:    benchkit.ProcField("/proc/meminfo", "MemTotal"),
-		LoadAtStart: benchkit.LoadAvg(),
-		KernelArch:  runtime.GOOS + "/" + runtime.GOARCH,
-		SharedWithCI: "figures are from one run on a shared machine: compare ratios measured in the same run, " +
-			"not absolute numbers across runs",
-	}
+	return machine{Machine: kit.MachineInfo(), KernelArch: runtime.GOOS + "/" + runtime.GOARCH}
 }
 
 func versionInfo() versions {
-	apiserver, etcd := benchkit.ControlPlaneVersions()
-	return versions{
-		Go: runtime.Version(), KubeAPIServer: apiserver, Etcd: etcd,
-		ControllerRuntime: benchkit.DepVersion("sigs.k8s.io/controller-runtime"),
-		ClientGo:          benchkit.DepVersion("k8s.io/client-go"),
-		Signet:            benchkit.SignetRevision(),
-	}
+	return versions{Versions: kit.VersionInfo(), ClientGo: kit.DepVersion("k8s.io/client-go")}
 }
 
 // --- targets and the table ----------------------------------------------------------------

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/localstack"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/test/bench/kit"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -92,7 +92,7 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 	// labelled as Signet's, whatever the layout).
 	var names []string
 	if v.Signet {
-		err := benchkit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
+		err := kit.Parallel(ctx, n, applyWorkers, func(ctx context.Context, i int) error {
 			return e.cl.Create(ctx, e.trustedRegistry(i, v.Engine))
 		})
 		if err != nil {
@@ -120,7 +120,7 @@ func (e *env) load(ctx context.Context, v variant, n int, st *step) error {
 		for _, o := range objs {
 			names = append(names, o.GetName())
 		}
-		err := benchkit.Parallel(ctx, len(objs), applyWorkers, func(ctx context.Context, i int) error {
+		err := kit.Parallel(ctx, len(objs), applyWorkers, func(ctx context.Context, i int) error {
 			_, err := e.dyn.Resource(gvr).Create(ctx, objs[i], metav1.CreateOptions{FieldManager: "bench-naive"})
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", objs[i].GetKind(), objs[i].GetName(), err)

@@ -39,10 +39,10 @@
 // The measured Pod runs one image under team-0, signed with the shared key: every
 // policy is evaluated, one verifies a signature (cached by Kyverno after the warm-up).
 //
-//	go run ./hack/bench-admission                    # N = 1,30,100,300, all variants, 20 requests
-//	go run ./hack/bench-admission -quick             # N = 1,30, 10 requests
-//	go run ./hack/bench-admission -n 1,10 -requests 30 -variants signet-ivp,naive-ivp
-//	go run ./hack/bench-admission -n 1,30,100 -variants shared-ivp,shared-cpol,naive-ivp
+//	go run ./test/bench/admission                    # N = 1,30,100,300, all variants, 20 requests
+//	go run ./test/bench/admission -quick             # N = 1,30, 10 requests
+//	go run ./test/bench/admission -n 1,10 -requests 30 -variants signet-ivp,naive-ivp
+//	go run ./test/bench/admission -n 1,30,100 -variants shared-ivp,shared-cpol,naive-ivp
 //
 // The table (median and p99 per variant and N, and median(N=max)/median(N=min) per
 // variant) goes to stdout, progress to stderr, JSON to bench/results/admission-<date>.json.
@@ -51,13 +51,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
-	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/test/bench/kit"
 	"io"
 	"os"
 	"os/signal"
@@ -137,7 +135,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	verbose := fs.Bool("v", false, "also print Signet's log on stderr (it always goes to a file)")
 	keep := fs.Bool("keep", false, "keep the stack's directory (Kyverno's and the apiserver's logs) after the run")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./hack/bench-admission [-n 1,30,100,300] [-requests 20] [-variants %s] [-quick] [flags]\n\n", variantIDs(allVariants))
+		fmt.Fprintf(fs.Output(), "Usage: go run ./test/bench/admission [-n 1,30,100,300] [-requests 20] [-variants %s] [-quick] [flags]\n\n", variantIDs(allVariants))
 		fmt.Fprintf(fs.Output(), "Variants (run in this order for each N):\n")
 		for _, v := range allVariants {
 			fmt.Fprintf(fs.Output(), "  %-12s %s\n", v.ID, v.Label)
@@ -264,15 +262,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-admission:", err)
 		os.Exit(2)
 	}
-	dir := cfg.Out
-	if dir == "" {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			fatal(err)
-		}
-		dir = filepath.Join(root, "bench", "results")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := kit.ResultsDir(cfg.Out)
+	if err != nil {
 		fatal(err)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -283,8 +274,8 @@ func main() {
 	res, err := run(ctx, cfg, logf)
 	if res != nil {
 		printReport(os.Stdout, res)
-		path := filepath.Join(dir, "admission-"+benchkit.DateStamp(res.start)+".json")
-		if werr := writeJSON(path, res); werr != nil {
+		path := filepath.Join(dir, "admission-"+kit.DateStamp(res.start)+".json")
+		if werr := kit.WriteJSON(path, res); werr != nil {
 			fatal(werr)
 		}
 		fmt.Println("\nresults:", path)
@@ -297,14 +288,6 @@ func main() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench-admission:", err)
 	os.Exit(1)
-}
-
-func writeJSON(path string, res *results) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // run waits for a quiet machine, starts the environment and measures every step; it

@@ -12,18 +12,16 @@
 //
 // Results are written as JSON to bench/results/<date>.json.
 //
-//	go run ./hack/bench            # full run, ~10 minutes
-//	go run ./hack/bench -quick     # smoke run: 100 registries, short windows
-//	go run ./hack/bench -profile   # also CPU and heap profiles next to the JSON
+//	go run ./test/bench/controller            # full run, ~10 minutes
+//	go run ./test/bench/controller -quick     # smoke run: 100 registries, short windows
+//	go run ./test/bench/controller -profile   # also CPU and heap profiles next to the JSON
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/signet-operator/signet/hack/benchkit"
-	"github.com/signet-operator/signet/internal/testenv"
+	"github.com/signet-operator/signet/test/bench/kit"
 	"go.uber.org/zap/zapcore"
 	"io"
 	"os"
@@ -126,22 +124,15 @@ func main() {
 	if *quick {
 		s = quickSettings()
 	}
-	dir := *out
-	if dir == "" {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			fatal(err)
-		}
-		dir = filepath.Join(root, "bench", "results")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := kit.ResultsDir(*out)
+	if err != nil {
 		fatal(err)
 	}
 	start := time.Now()
 	profiles := ""
 	if *profile {
 		runtime.MemProfileRate = 4096 // fine-grained heap profiles for the P4 attribution
-		profiles = filepath.Join(dir, benchkit.DateStamp(start)+"-profiles")
+		profiles = filepath.Join(dir, kit.DateStamp(start)+"-profiles")
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
 			fatal(err)
 		}
@@ -152,8 +143,8 @@ func main() {
 	cancel()
 	if res != nil {
 		res.printTable(os.Stdout)
-		path := filepath.Join(dir, benchkit.DateStamp(start)+".json")
-		if werr := writeJSON(path, res); werr != nil {
+		path := filepath.Join(dir, kit.DateStamp(start)+".json")
+		if werr := kit.WriteJSON(path, res); werr != nil {
 			fatal(werr)
 		}
 		fmt.Println("\nresults:", path)
@@ -174,14 +165,6 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-func writeJSON(path string, res *results) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
-}
-
 // run performs every scenario in order on one control plane and returns what it measured
 // (also when a scenario fails: the results so far).
 func run(ctx context.Context, s settings, start time.Time, profiles string, logw io.Writer) (*results, error) {
@@ -195,7 +178,7 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		Profiles:       profiles,
 	}
 	defer func() {
-		res.Machine.LoadAtEnd = benchkit.LoadAvg()
+		res.Machine.LoadAtEnd = kit.LoadAvg()
 		res.DurationSeconds = time.Since(start).Seconds()
 		res.evaluate()
 	}()

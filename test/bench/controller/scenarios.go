@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/hack/benchkit"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
+	"github.com/signet-operator/signet/test/bench/kit"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +54,7 @@ func markPhase(m *runningManager) (phaseMark, error) {
 	if err != nil {
 		return phaseMark{}, err
 	}
-	return phaseMark{m: m, req: m.requests.snapshot(), rec: cm.Reconciles, errs: cm.Errors, load: benchkit.LoadAvg()}, nil
+	return phaseMark{m: m, req: m.requests.snapshot(), rec: cm.Reconciles, errs: cm.Errors, load: kit.LoadAvg()}, nil
 }
 
 func (p phaseMark) stats(objects int) (phaseStats, error) {
@@ -101,7 +100,7 @@ var c0Runs int
 func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructured, n, workers int, qps float32, burst int, sequential bool, w waits) (c0Result, error) {
 	c0Runs++
 	run := fmt.Sprintf("r%d", c0Runs)
-	res := c0Result{Objects: n, Workers: workers, QPS: qps, Burst: burst, Sequential: sequential, Load: benchkit.LoadAvg()}
+	res := c0Result{Objects: n, Workers: workers, QPS: qps, Burst: burst, Sequential: sequential, Load: kit.LoadAvg()}
 	if js, err := tmpl.MarshalJSON(); err == nil {
 		res.PolicyBytes = len(js)
 	}
@@ -154,7 +153,7 @@ func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructure
 			}
 		}
 	} else {
-		err = benchkit.Parallel(ctx, n, workers, apply)
+		err = kit.Parallel(ctx, n, workers, apply)
 	}
 	if err == nil {
 		err = tr.wait(w.timeout)
@@ -163,14 +162,7 @@ func runC0(ctx context.Context, cp *controlPlane, tmpl *unstructured.Unstructure
 	if err != nil {
 		return res, fmt.Errorf("C0 (%d objects, QPS %v): %w", n, qps, err)
 	}
-	var last time.Time
-	lat := make([]float64, 0, n)
-	for name, at := range arrived {
-		if at.After(last) {
-			last = at
-		}
-		lat = append(lat, ms(at.Sub(started[name])))
-	}
+	lat, last := latencies(started, arrived)
 	res.Seconds = last.Sub(t0).Seconds()
 	res.ObjectsPerSec = float64(n) / res.Seconds
 	res.LatencyP50Ms, res.LatencyP99Ms, res.LatencyMaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
@@ -260,7 +252,7 @@ func runP2(ctx context.Context, cp *controlPlane, m *runningManager, batch strin
 		return res, err
 	}
 	t0 := time.Now()
-	err = benchkit.Parallel(ctx, n, 8, func(ctx context.Context, i int) error {
+	err = kit.Parallel(ctx, n, 8, func(ctx context.Context, i int) error {
 		mu.Lock()
 		created[regs[i].GetName()] = time.Now()
 		mu.Unlock()
@@ -274,14 +266,7 @@ func runP2(ctx context.Context, cp *controlPlane, m *runningManager, batch strin
 	if err != nil {
 		return res, fmt.Errorf("P2 %s: %d of %d Ready: %w", batch, len(ready), n, err)
 	}
-	var last time.Time
-	lat := make([]float64, 0, n)
-	for name, at := range ready {
-		if at.After(last) {
-			last = at
-		}
-		lat = append(lat, ms(at.Sub(created[name])))
-	}
+	lat, last := latencies(created, ready)
 	res.Seconds = last.Sub(t0).Seconds()
 	res.RegistriesPerSec = float64(n) / res.Seconds
 	res.ReadyP50Ms, res.ReadyP99Ms = percentile(lat, 50), percentile(lat, 99)
@@ -424,7 +409,7 @@ func runP1(ctx context.Context, cp *controlPlane, registries int, syncPeriod, wi
 	if err != nil {
 		return res, nil, err
 	}
-	load := benchkit.LoadAvg()
+	load := kit.LoadAvg()
 	t0 := time.Now()
 	m, err := startManager(cp, managerOptions{qps: mainQPS, burst: mainBurst, workers: mainWorkers, syncPeriod: &syncPeriod})
 	if err != nil {
@@ -558,7 +543,7 @@ func runP4Secrets(ctx context.Context, cp *controlPlane, n, size, steps int, w w
 	done := 0
 	for step := 1; step <= steps; step++ {
 		upto := n * step / steps
-		err := benchkit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
+		err := kit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
 			i := done + j
 			sec := &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("unrelated-%05d", i), Namespace: fmt.Sprintf("bench-other-%02d", i%namespaces)},
@@ -607,7 +592,7 @@ func runP4Reports(ctx context.Context, cp *controlPlane, m *runningManager, n, s
 	for step := 1; step <= steps; step++ {
 		upto := n * step / steps
 		var mu sync.Mutex
-		err := benchkit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
+		err := kit.Parallel(ctx, upto-done, 8, func(ctx context.Context, j int) error {
 			i := done + j
 			policies := []string{render.PolicyName(registries[i%len(registries)])}
 			if i%3 == 0 && len(registries) > 1 {
@@ -673,6 +658,19 @@ func waitCounted(ctx context.Context, cp *controlPlane, want int64, w waits) err
 }
 
 // --- helpers ----------------------------------------------------------------------------
+
+// latencies lists, in milliseconds, how long each object took from start to end, and
+// when the last one ended.
+func latencies(start, end map[string]time.Time) (lat []float64, last time.Time) {
+	lat = make([]float64, 0, len(end))
+	for name, at := range end {
+		if at.After(last) {
+			last = at
+		}
+		lat = append(lat, ms(at.Sub(start[name])))
+	}
+	return lat, last
+}
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -748,14 +746,5 @@ func policyRegistries(u *unstructured.Unstructured) map[string]string {
 	if name := u.GetLabels()[render.LabelRegistry]; name != "" {
 		return map[string]string{name: ""}
 	}
-	m := map[string]string{}
-	if err := json.Unmarshal([]byte(u.GetAnnotations()[render.AnnotationRegistries]), &m); err != nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for r, v := range m {
-		h, _, _ := strings.Cut(v, " ")
-		out[r] = h
-	}
-	return out
+	return render.InputHashesOf(u)
 }

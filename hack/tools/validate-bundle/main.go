@@ -1,4 +1,4 @@
-// Command bundle validates Signet's OLM bundle and fails on any error or warning.
+// Command validate-bundle validates Signet's OLM bundle and fails on any error or warning.
 //
 //	go run . [--dockerfile ../../../bundle.Dockerfile] [--k8s-version 1.37] ../../../bundle
 //
