@@ -81,8 +81,15 @@ func ringEqual(a, b keys.Ring) bool {
 	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
+// policyWriter writes generated objects under Signet's field owner; each controller that
+// writes policies has its own (canon is per policy name).
+type policyWriter struct {
+	Client client.Client
+	canon  canonCache
+}
+
 // applyObject server-side applies obj under Signet's field owner.
-func (r *TrustedRegistryReconciler) applyObject(ctx context.Context, obj *unstructured.Unstructured) error {
+func (r *policyWriter) applyObject(ctx context.Context, obj *unstructured.Unstructured) error {
 	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
 		client.FieldOwner(render.FieldOwner), client.ForceOwnership)
 }
@@ -103,7 +110,7 @@ func (r *TrustedRegistryReconciler) applyObject(ctx context.Context, obj *unstru
 // A new policy is created with server-side apply. An existing one is replaced as a whole
 // with an optimistic-concurrency Update: server-side apply keeps fields owned by other
 // managers (and cannot remove what they added to set-type lists), a full Update does not.
-func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, []string, error) {
+func (r *policyWriter) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, []string, error) {
 	if live == nil {
 		applied := desired.DeepCopy()
 		if err := r.applyObject(ctx, applied); err != nil {
@@ -168,7 +175,7 @@ func policyReplacement(desired, live *unstructured.Unstructured) *unstructured.U
 
 // canonicalSpec returns the spec the apiserver stores for desired: remembered, or learnt
 // with a server-side dry-run Update of the live object (nothing is written).
-func (r *TrustedRegistryReconciler) canonicalSpec(ctx context.Context, desired, live *unstructured.Unstructured) (any, error) {
+func (r *policyWriter) canonicalSpec(ctx context.Context, desired, live *unstructured.Unstructured) (any, error) {
 	if spec, ok := r.canon.get(desired); ok {
 		return spec, nil
 	}

@@ -8,6 +8,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/signet-operator/signet/internal/kyverno"
 )
 
 // kyvernoCRDRechecks are the delays after a Kyverno CRD change at which the registries and
@@ -17,14 +19,19 @@ import (
 // policies (faults_test.go, TestKyvernoReinstall).
 var kyvernoCRDRechecks = []time.Duration{2 * time.Second, 5 * time.Second}
 
-// kyvernoCRDHandler enqueues what onKyvernoCRD maps a CRD change to, now and at each of
-// kyvernoCRDRechecks.
-type kyvernoCRDHandler struct{ r *TrustedRegistryReconciler }
+// kyvernoCRDHandler reacts to Kyverno being installed, upgraded or removed: the served
+// kinds are discovered again, and what mapFn maps the change to is enqueued now and at each
+// of kyvernoCRDRechecks.
+type kyvernoCRDHandler struct {
+	discovery *kyverno.Discovery
+	mapFn     handler.MapFunc
+}
 
 var _ handler.EventHandler = kyvernoCRDHandler{}
 
 func (h kyvernoCRDHandler) enqueue(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	for _, req := range h.r.onKyvernoCRD(ctx, nil) {
+	h.discovery.Invalidate()
+	for _, req := range h.mapFn(ctx, nil) {
 		q.Add(req)
 		for _, d := range kyvernoCRDRechecks {
 			q.AddAfter(req, d)

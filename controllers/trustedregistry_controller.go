@@ -12,20 +12,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -69,18 +66,14 @@ type TrustedRegistryReconciler struct {
 	// Layout is LayoutShared (the default when empty) or LayoutPerRegistry.
 	Layout Layout
 
-	controller   controller.Controller
-	reports      *reportWatcher
-	watchPolicy  func(gvk schema.GroupVersionKind) error
-	watchedMu    sync.Mutex
-	watchedKinds map[schema.GroupVersionKind]bool
-	sharedEvents chan event.GenericEvent
-	placements   placementCache
-	canon        canonCache
-	rendered     renderedInputs
-	renders      renderChecks
-	sharedErrMu  sync.Mutex
-	sharedErr    string
+	controller controller.Controller
+	reports    *reportWatcher
+	writer     policyWriter
+	watches    *policyWatches
+	placements placementCache
+	// shared is the shared-policy controller: observe reads its state (the last pass's
+	// error, its rendered inputs and render checks).
+	shared *SharedPolicyReconciler
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -162,23 +155,16 @@ type keyError struct {
 // Reconcile brings one TrustedRegistry to its desired state.
 func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
-	if req.Namespace == sharedRequestNamespace {
-		return r.reconcileShared(ctx)
-	}
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
 		// Deleted: owner references let the garbage collector remove the policy and ring;
-		// its branch leaves the shared policies.
-		if apierrors.IsNotFound(err) {
-			if r.reports != nil {
-				r.reports.forget(req.Name)
-			}
-			r.triggerShared()
+		// the shared-policy controller takes its branch out of the shared policies.
+		if apierrors.IsNotFound(err) && r.reports != nil {
+			r.reports.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
-		r.triggerShared()
 		return ctrl.Result{}, nil
 	}
 
@@ -200,7 +186,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if plan.persistRing != nil {
 		// (the ConfigMap's watch event starts the pass over the shared policies once the
 		// cache holds the new input: triggering it now would render the old one first)
-		if err := r.applyObject(ctx, plan.persistRing); err != nil {
+		if err := r.writer.applyObject(ctx, plan.persistRing); err != nil {
 			applyErr = fmt.Errorf("persisting key ring: %w", err)
 		}
 	}
@@ -216,10 +202,10 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 	}
 	if applyErr == nil && plan.policy != nil {
-		if err := r.ensurePolicyWatch(plan.engine); err != nil {
+		if err := r.watches.ensure(render.GVK(plan.engine)); err != nil {
 			return ctrl.Result{}, err
 		}
-		changed, drift, err := r.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
+		changed, drift, err := r.writer.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
 		switch {
 		case err != nil:
 			applyErr = err
@@ -355,7 +341,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 				err = fmt.Errorf("it is another registry's")
 			}
 			if err == nil {
-				err = r.renders.check(obs.storedInput, in)
+				err = r.shared.renders.check(obs.storedInput, in)
 			}
 			if err != nil {
 				recordWhy = "its recorded input was unusable (" + err.Error() + ")"
@@ -368,7 +354,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		if !served.Has(gvk) {
 			continue
 		}
-		if err := r.ensurePolicyWatch(engine); err != nil {
+		if err := r.watches.ensure(gvk); err != nil {
 			return nil, err
 		}
 		live := &unstructured.Unstructured{}
@@ -388,7 +374,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 	if r.sharedLayout() {
-		obs.sharedErr = r.lastSharedErr()
+		obs.sharedErr = r.shared.lastErr()
 		if err := r.observePlacement(ctx, obs); err != nil {
 			return nil, err
 		}
