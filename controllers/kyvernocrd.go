@@ -4,9 +4,13 @@ import (
 	"context"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/signet-operator/signet/internal/kyverno"
@@ -53,4 +57,12 @@ func (h kyvernoCRDHandler) Delete(ctx context.Context, _ event.DeleteEvent, q wo
 
 func (h kyvernoCRDHandler) Generic(ctx context.Context, _ event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	h.enqueue(ctx, q)
+}
+
+// watchKyvernoCRDs adds to b a watch of Kyverno's CRDs (metadata only) that enqueues what
+// mapFn maps a change to. CRD resyncs change nothing: only real changes count.
+func watchKyvernoCRDs(b *builder.Builder, d *kyverno.Discovery, mapFn handler.MapFunc) *builder.Builder {
+	relevant := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
+	return b.WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{discovery: d, mapFn: mapFn},
+		builder.WithPredicates(relevant, predicate.ResourceVersionChangedPredicate{}))
 }

@@ -57,9 +57,6 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 		if !served.Has(gvk) {
 			continue
 		}
-		if err := r.watches.ensure(gvk); err != nil {
-			return ctrl.Result{}, err
-		}
 		items, err := listShared(ctx, r.Client, engine)
 		if err != nil {
 			return ctrl.Result{}, err

@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -68,7 +67,6 @@ func (r *SharedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = retryRateLimiter()
 	}
-	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
 	// Only a registry going away changes the shared policies directly: every other change
 	// reaches them through its recorded input (the key-ring ConfigMap).
 	goingAway := predicate.Funcs{
@@ -77,17 +75,15 @@ func (r *SharedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("sharedpolicies").
 		WithOptions(opts).
 		Watches(&trustv1alpha1.TrustedRegistry{}, handler.EnqueueRequestsFromMapFunc(toShared), builder.WithPredicates(goingAway)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(toShared)).
-		// While Kyverno was gone each pass failed and backed off, and no recorded input
-		// changes on a reinstall: only this brings the policies back at once
-		// (faults_test.go, TestKyvernoReinstall).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{discovery: r.Discovery, mapFn: toShared},
-			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{})).
-		Build(r)
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(toShared))
+	// While Kyverno was gone each pass failed and backed off, and no recorded input changes
+	// on a reinstall: only this brings the policies back at once (faults_test.go,
+	// TestKyvernoReinstall).
+	return watchKyvernoCRDs(b, r.Discovery, toShared).Build(r)
 }
 
 // setErr remembers the outcome of the last pass over the shared policies that could not

@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
 )
 
@@ -149,16 +148,13 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = retryRateLimiter()
 	}
-	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("trustedregistry").
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel)).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{discovery: r.Discovery, mapFn: r.allRegistries},
-			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
-			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel))
+	b = watchKyvernoCRDs(b, r.Discovery, r.allRegistries)
 	if !r.sharedLayout() {
 		// per-registry layout: each policy's registry restriction holds the other
 		// registries' patterns and namespaces
@@ -195,7 +191,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	r.watches.add(func(gvk schema.GroupVersionKind) error {
 		return c.Watch(source.Kind[client.Object](mgr.GetCache(), newPolicyObject(gvk), handler.EnqueueRequestsFromMapFunc(registriesForPolicy)))
 	})
-	return nil
+	kinds := &kyvernoKindsReconciler{discovery: r.Discovery, policies: r.watches, reports: r.reports}
+	return kinds.setupWithManager(mgr)
 }
 
 func newPolicyObject(gvk schema.GroupVersionKind) *unstructured.Unstructured {
