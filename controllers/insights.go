@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers/status"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/reports"
 )
@@ -211,7 +212,7 @@ func blockedRequest(e *corev1.Event, at time.Time) trustv1alpha1.BlockedRequest 
 		b.Kind = "Pod"
 	}
 	b.Image = imageInMessage(msg)
-	b.Message = truncate(strings.Join(strings.Fields(msg), " "), 256)
+	b.Message = status.Truncate(strings.Join(strings.Fields(msg), " "), 256)
 	return b
 }
 
