@@ -49,12 +49,7 @@ var reportKinds = []reportKind{
 		newObj:  func() client.Object { return &policyreportv1alpha2.PolicyReport{} },
 		newList: func() client.ObjectList { return &policyreportv1alpha2.PolicyReportList{} },
 		items: func(l client.ObjectList) []client.Object {
-			list := l.(*policyreportv1alpha2.PolicyReportList)
-			out := make([]client.Object, 0, len(list.Items))
-			for i := range list.Items {
-				out = append(out, &list.Items[i])
-			}
-			return out
+			return objects(l.(*policyreportv1alpha2.PolicyReportList).Items)
 		},
 	},
 	{
@@ -62,14 +57,21 @@ var reportKinds = []reportKind{
 		newObj:  func() client.Object { return &openreportsv1alpha1.Report{} },
 		newList: func() client.ObjectList { return &openreportsv1alpha1.ReportList{} },
 		items: func(l client.ObjectList) []client.Object {
-			list := l.(*openreportsv1alpha1.ReportList)
-			out := make([]client.Object, 0, len(list.Items))
-			for i := range list.Items {
-				out = append(out, &list.Items[i])
-			}
-			return out
+			return objects(l.(*openreportsv1alpha1.ReportList).Items)
 		},
 	},
+}
+
+// objects points at the items of a typed list.
+func objects[T any, PT interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, 0, len(items))
+	for i := range items {
+		out = append(out, PT(&items[i]))
+	}
+	return out
 }
 
 // reportScheme knows only the report kinds: the report caches use it.

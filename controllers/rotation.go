@@ -177,16 +177,7 @@ func (p *RotationPreview) check(registry *trustv1alpha1.TrustedRegistry, remaini
 			res.AtRiskImages = append(res.AtRiskImages, atRisk(names[i], use, o.Result.Reason))
 		}
 	}
-	sort.Slice(res.AtRiskImages, func(i, j int) bool {
-		a, b := res.AtRiskImages[i], res.AtRiskImages[j]
-		if a.Pods != b.Pods {
-			return a.Pods > b.Pods
-		}
-		return a.Image < b.Image
-	})
-	if len(res.AtRiskImages) > maxUncovered {
-		res.AtRiskImages = res.AtRiskImages[:maxUncovered]
-	}
+	res.AtRiskImages = mostUsedFirst(res.AtRiskImages, func(a trustv1alpha1.AtRiskImage) (int32, string) { return a.Pods, a.Image })
 
 	p.mu.Lock()
 	if st := p.state[registry.Name]; st != nil && st.key == key {
@@ -228,22 +219,7 @@ func runningCoveredImages(registry *trustv1alpha1.TrustedRegistry, pods []*corev
 	matcher := render.NewMatcher(registryPatterns(registry))
 	out := map[string]*runningImage{}
 	for _, pod := range pods {
-		seen := map[string]bool{}
-		for _, image := range podImages(pod) {
-			if seen[image] || !matcher.Match(image) {
-				continue
-			}
-			seen[image] = true
-			u := out[image]
-			if u == nil {
-				u = &runningImage{example: pod.Namespace + "/" + pod.Name}
-				out[image] = u
-			}
-			u.pods++
-			if ex := pod.Namespace + "/" + pod.Name; ex < u.example {
-				u.example = ex
-			}
-		}
+		countImages(out, pod, matcher.Match)
 	}
 	return out
 }

@@ -20,8 +20,8 @@ import (
 	"github.com/signet-operator/signet/internal/kyverno"
 )
 
-// SharedPolicyReconciler keeps the shared policies of the shared layout (docs/architecture.md,
-// "Shared layout"): it renders them from the recorded inputs of every TrustedRegistry and
+// SharedPolicyReconciler keeps the shared policies (docs/architecture.md, "The shared
+// layout", "Controllers"): it renders them from the recorded inputs of every TrustedRegistry and
 // writes those that differ. It has one work-queue key and one worker, so its writes are
 // serialised and a burst of triggers coalesces into one pass.
 type SharedPolicyReconciler struct {

@@ -1,10 +1,12 @@
-// Package controllers holds the TrustedRegistry reconciler.
+// Package controllers holds Signet's controllers (docs/architecture.md, "Controllers"): the
+// TrustedRegistry controller, the shared-policy controller and kyvernokinds, which starts
+// their watches of Kyverno's kinds once served.
 //
-// Each reconcile follows one shape: get → observe (every read, from the cache, into one
-// struct) → compute (pure: key ring, desired policy, status) → apply (server-side apply under
-// one field owner, only when the desired object differs from what is there) → one status
-// write, skipped when nothing changed. Security policy fails closed: on any error the last
-// applied policy stays as it is.
+// A TrustedRegistry reconcile follows one shape: get → observe (every read, from the cache,
+// into one struct) → compute (pure: key ring, desired policy, the plan of every write and
+// delete) → execute (server-side apply under one field owner, only when the desired object
+// differs from what is there) → one status write (controllers/status), skipped when nothing
+// changed. Security policy fails closed: on any error the last applied policy stays as it is.
 package controllers
 
 import (
@@ -20,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -157,7 +160,7 @@ type keyError struct {
 
 // Reconcile brings one TrustedRegistry to its desired state: get, observe (reads only),
 // compute (pure: the plan of every write and delete), execute, one status write
-// (docs/architecture.md, "The TrustedRegistry controller").
+// (docs/architecture.md, "Controllers").
 func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
@@ -193,7 +196,7 @@ func (r *TrustedRegistryReconciler) execute(ctx context.Context, p plan) applyOu
 	if p.persistRing != nil {
 		// (the ConfigMap's watch event starts the pass over the shared policies once the
 		// cache holds the new input)
-		if err := r.writer.applyObject(ctx, p.persistRing); err != nil {
+		if err := r.writer.apply(ctx, p.persistRing); err != nil {
 			out.err = fmt.Errorf("persisting key ring: %w", err)
 			return out
 		}
@@ -456,10 +459,10 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 // plan is the pure outcome of compute: what to write and what to report.
 type plan struct {
 	ring        keys.Ring
-	persistRing *unstructured.Unstructured // nil: stored ring is up to date
-	engine      trustv1alpha1.Engine       // "" when no engine is usable
-	policy      *unstructured.Unstructured // nil: apply nothing (keep what is there)
-	live        *unstructured.Unstructured // the policy of engine in force (compared with policy)
+	persistRing *corev1ac.ConfigMapApplyConfiguration // nil: stored ring is up to date
+	engine      trustv1alpha1.Engine                  // "" when no engine is usable
+	policy      *unstructured.Unstructured            // nil: apply nothing (keep what is there)
+	live        *unstructured.Unstructured            // the policy of engine in force (compared with policy)
 	// deletes run after the writes above succeeded: policies of the registry's own that
 	// the shared policy replaced, or that the previous engine left.
 	deletes []deletion

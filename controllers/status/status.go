@@ -1,7 +1,7 @@
 // Package status derives a TrustedRegistry's status from what its reconcile observed and
 // did. It is pure: no client, no clock. Compute fills the observed fields and calls one
 // setter per condition; each setter is table-tested without a control plane
-// (docs/architecture.md, "Status"). Messages are deterministic (no timestamps, sorted lists),
+// (docs/architecture.md, "Controllers"). Messages are deterministic (no timestamps, sorted lists),
 // so an unchanged world produces an unchanged status and no write.
 package status
 
