@@ -74,7 +74,7 @@ test-e2e: control-plane kyverno-bins ## Only the closed-loop e2e (real Kyverno o
 
 .PHONY: test-unit
 test-unit: ## Only the pure unit tests (no control plane).
-	go test -count=1 -short ./internal/...
+	go test -count=1 -short ./internal/... ./controllers/...
 
 ##@ Build
 

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,11 +21,10 @@ import (
 	"github.com/signet-operator/signet/internal/render"
 )
 
-const (
-	ringDataKey = "ring.json"
-	// managedByValue is the app.kubernetes.io/managed-by label value of generated objects.
-	managedByValue = "signet"
-)
+const ringDataKey = "ring.json"
+
+// managedByValue is the app.kubernetes.io/managed-by label value of generated objects.
+const managedByValue = render.ManagedByValue
 
 // ringConfigMapName is the name of the ConfigMap that persists a registry's key ring.
 func ringConfigMapName(registry string) string { return "signet-keyring-" + registry }
@@ -30,49 +32,26 @@ func ringConfigMapName(registry string) string { return "signet-keyring-" + regi
 // ringConfigMap renders the persisted key ring: a ConfigMap in the trust namespace (public
 // keys only), owned by the TrustedRegistry so it goes away with it.
 // input, when not empty, is the recorded input of the shared layout (inputDataKey).
-func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ring keys.Ring, input string) *unstructured.Unstructured {
+func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ring keys.Ring, input string) *corev1ac.ConfigMapApplyConfiguration {
 	data, err := ring.Marshal()
 	if err != nil {
 		// Marshal of a ring built by keys.Next cannot fail; keep the type honest anyway.
 		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
 	}
-	owner := ownerRef(registry)
-	cmData := map[string]any{ringDataKey: string(data)}
+	cmData := map[string]string{ringDataKey: string(data)}
 	if input != "" {
 		cmData[inputDataKey] = input
 	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1",
-		"kind":       "ConfigMap",
-		"metadata": map[string]any{
-			"name":      ringConfigMapName(registry.Name),
-			"namespace": namespace,
-			"labels": map[string]any{
-				render.LabelManagedBy: managedByValue,
-				render.LabelRegistry:  registry.Name,
-			},
-			"ownerReferences": []any{map[string]any{
-				"apiVersion":         owner.APIVersion,
-				"kind":               owner.Kind,
-				"name":               owner.Name,
-				"uid":                string(owner.UID),
-				"controller":         true,
-				"blockOwnerDeletion": true,
-			}},
-		},
-		"data": cmData,
-	}}
+	return corev1ac.ConfigMap(ringConfigMapName(registry.Name), namespace).
+		WithLabels(map[string]string{render.LabelManagedBy: managedByValue, render.LabelRegistry: registry.Name}).
+		WithOwnerReferences(ownerReferenceApply(render.OwnerReference(registry))).
+		WithData(cmData)
 }
 
-func ownerRef(registry *trustv1alpha1.TrustedRegistry) metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion:         trustv1alpha1.GroupVersion.String(),
-		Kind:               "TrustedRegistry",
-		Name:               registry.Name,
-		UID:                registry.UID,
-		Controller:         ptr.To(true),
-		BlockOwnerDeletion: ptr.To(true),
-	}
+// ownerReferenceApply is an owner reference (render.OwnerReference) as an apply configuration.
+func ownerReferenceApply(ref metav1.OwnerReference) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).WithName(ref.Name).
+		WithUID(ref.UID).WithController(ptr.Deref(ref.Controller, false)).WithBlockOwnerDeletion(ptr.Deref(ref.BlockOwnerDeletion, false))
 }
 
 func ringEqual(a, b keys.Ring) bool {
@@ -81,10 +60,22 @@ func ringEqual(a, b keys.Ring) bool {
 	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
-// applyObject server-side applies obj under Signet's field owner.
-func (r *TrustedRegistryReconciler) applyObject(ctx context.Context, obj *unstructured.Unstructured) error {
-	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
-		client.FieldOwner(render.FieldOwner), client.ForceOwnership)
+// policyWriter writes generated objects under Signet's field owner; each controller that
+// writes policies has its own (canon is per policy name).
+type policyWriter struct {
+	Client client.Client
+	canon  canonCache
+}
+
+// applyObject server-side applies obj under Signet's field owner; the response is decoded
+// into obj (applyPolicy reads its managed fields).
+func (r *policyWriter) applyObject(ctx context.Context, obj *unstructured.Unstructured) error {
+	return r.apply(ctx, client.ApplyConfigurationFromUnstructured(obj))
+}
+
+// apply server-side applies a typed apply configuration under Signet's field owner.
+func (r *policyWriter) apply(ctx context.Context, ac runtime.ApplyConfiguration) error {
+	return r.Client.Apply(ctx, ac, client.FieldOwner(render.FieldOwner), client.ForceOwnership)
 }
 
 // applyPolicy writes the desired policy unless the live one already is exactly it, and
@@ -103,7 +94,7 @@ func (r *TrustedRegistryReconciler) applyObject(ctx context.Context, obj *unstru
 // A new policy is created with server-side apply. An existing one is replaced as a whole
 // with an optimistic-concurrency Update: server-side apply keeps fields owned by other
 // managers (and cannot remove what they added to set-type lists), a full Update does not.
-func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, []string, error) {
+func (r *policyWriter) applyPolicy(ctx context.Context, desired, live *unstructured.Unstructured) (bool, []string, error) {
 	if live == nil {
 		applied := desired.DeepCopy()
 		if err := r.applyObject(ctx, applied); err != nil {
@@ -146,29 +137,24 @@ func (r *TrustedRegistryReconciler) applyPolicy(ctx context.Context, desired, li
 func policyReplacement(desired, live *unstructured.Unstructured) *unstructured.Unstructured {
 	replacement := live.DeepCopy()
 	replacement.Object["spec"] = runtime.DeepCopyJSONValue(desired.Object["spec"])
-	labels := replacement.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	for k, v := range desired.GetLabels() {
-		labels[k] = v
-	}
-	replacement.SetLabels(labels)
-	annotations := replacement.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	for k, v := range desired.GetAnnotations() {
-		annotations[k] = v
-	}
-	replacement.SetAnnotations(annotations)
+	replacement.SetLabels(withAll(replacement.GetLabels(), desired.GetLabels()))
+	replacement.SetAnnotations(withAll(replacement.GetAnnotations(), desired.GetAnnotations()))
 	replacement.SetOwnerReferences(desired.GetOwnerReferences())
 	return replacement
 }
 
+// withAll is m with every entry of add set (m may be nil).
+func withAll(m, add map[string]string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	maps.Copy(m, add)
+	return m
+}
+
 // canonicalSpec returns the spec the apiserver stores for desired: remembered, or learnt
 // with a server-side dry-run Update of the live object (nothing is written).
-func (r *TrustedRegistryReconciler) canonicalSpec(ctx context.Context, desired, live *unstructured.Unstructured) (any, error) {
+func (r *policyWriter) canonicalSpec(ctx context.Context, desired, live *unstructured.Unstructured) (any, error) {
 	if spec, ok := r.canon.get(desired); ok {
 		return spec, nil
 	}

@@ -8,20 +8,38 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 )
 
-// emitEvents records Events for transitions only: Ready flipping, a policy written, a key
-// starting to retire or retired. Messages name keys by name and fingerprint, never by
-// material.
+// emitEvents records the Events of one reconcile's transition (transitionEvents).
 func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRegistry,
 	before, after *trustv1alpha1.TrustedRegistryStatus, p plan, outcome applyOutcome) {
 	if r.Recorder == nil {
 		return
 	}
+	for _, e := range transitionEvents(before, after, p, outcome) {
+		r.Recorder.Eventf(registry, e.related, e.eventType, e.reason, e.action, "%s", e.note)
+	}
+}
+
+// transitionEvent is one Event on a TrustedRegistry.
+type transitionEvent struct {
+	eventType, reason, action, note string
+	// related is the drifted policy as it was (nil for the others): each revert is then
+	// an Event of its own rather than a repeat of the first one in a series.
+	related runtime.Object
+}
+
+// transitionEvents is pure: the Events for transitions only (Ready flipping, a policy
+// written, a key starting to retire or retired) between the status before and after, given
+// the plan and what its execution did. Messages name keys by name and fingerprint, never by
+// material.
+func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan, outcome applyOutcome) []transitionEvent {
+	var out []transitionEvent
 	emit := func(eventType, reason, action, note string) {
-		r.Recorder.Eventf(registry, nil, eventType, reason, action, "%s", note)
+		out = append(out, transitionEvent{eventType: eventType, reason: reason, action: action, note: note})
 	}
 	oldReady := meta.FindStatusCondition(before.Conditions, trustv1alpha1.ConditionReady)
 	newReady := meta.FindStatusCondition(after.Conditions, trustv1alpha1.ConditionReady)
@@ -41,9 +59,8 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 		emit(corev1.EventTypeWarning, "KeyRingRecovered", action, p.recovered)
 	}
 	if len(outcome.drift) > 0 && p.policy != nil {
-		// related: the edited policy (its resourceVersion), so that each revert is an
-		// Event of its own rather than a repeat of the first one in a series
-		r.Recorder.Eventf(registry, outcome.drifted, corev1.EventTypeWarning, ReasonDriftReverted, "Revert", "%s", driftNote(p.policy, outcome.drift))
+		out = append(out, transitionEvent{eventType: corev1.EventTypeWarning, reason: ReasonDriftReverted, action: "Revert",
+			note: driftNote(p.policy, outcome.drift), related: outcome.drifted})
 	}
 	switch {
 	case outcome.deletedOld != "" && p.policy != nil:
@@ -58,8 +75,7 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 	}
 	if readyChanged {
 		eventType := corev1.EventTypeNormal
-		// waiting for the shared policy to take a new spec is a normal step, not a problem
-		if newReady.Status != "True" && newReady.Reason != trustv1alpha1.ReasonSharedPolicyPending {
+		if newReady.Status != "True" {
 			eventType = corev1.EventTypeWarning
 		}
 		emit(eventType, newReady.Reason, "Reconcile", newReady.Message)
@@ -84,11 +100,13 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 				k.Name, k.Fingerprint, k.RetiresAt.UTC().Format(time.RFC3339)))
 		}
 	}
-	for key, k := range was {
-		if !now[key] && k.State == trustv1alpha1.KeyRetiring {
+	// (in the order of before.Keys: the Events of one reconcile are deterministic)
+	for _, k := range before.Keys {
+		if !now[id{k.Name, k.Fingerprint}] && k.State == trustv1alpha1.KeyRetiring {
 			emit(corev1.EventTypeNormal, "KeyRetired", "Rotate", fmt.Sprintf("key %s (%s) retired: no longer accepted", k.Name, k.Fingerprint))
 		}
 	}
+	return out
 }
 
 // ReasonDriftReverted is the reason of the Event telling that a generated policy had been

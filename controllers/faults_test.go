@@ -35,6 +35,7 @@ import (
 // the package's shared apiserver must not see.
 func ownControlPlane(t *testing.T) (*rest.Config, client.Client) {
 	t.Helper()
+	needsControlPlane(t)
 	cfg, c := testenv.Start(t, testenv.WithKyvernoCRDs())
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNS}}); err != nil {
 		t.Fatal(err)

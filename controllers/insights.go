@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers/status"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/reports"
 )
@@ -211,7 +212,7 @@ func blockedRequest(e *corev1.Event, at time.Time) trustv1alpha1.BlockedRequest 
 		b.Kind = "Pod"
 	}
 	b.Image = imageInMessage(msg)
-	b.Message = truncate(strings.Join(strings.Fields(msg), " "), 256)
+	b.Message = status.Truncate(strings.Join(strings.Fields(msg), " "), 256)
 	return b
 }
 
@@ -290,50 +291,59 @@ func registryPatterns(registry *trustv1alpha1.TrustedRegistry) []string {
 // of the TrustedRegistry matches.
 func observeCoverage(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) *trustv1alpha1.CoverageSummary {
 	matcher := render.NewMatcher(registryPatterns(registry))
-	type use struct {
-		pods    int32
-		example string
-	}
-	uses := map[string]*use{}
+	uses := map[string]*runningImage{}
 	sum := &trustv1alpha1.CoverageSummary{}
 	for _, p := range pods {
 		sum.Pods++
-		uncovered := false
-		seen := map[string]bool{}
-		for _, image := range podImages(p) {
-			if matcher.Match(image) || seen[image] {
-				continue
-			}
-			seen[image] = true
-			uncovered = true
-			u := uses[image]
-			if u == nil {
-				u = &use{example: p.Namespace + "/" + p.Name}
-				uses[image] = u
-			}
-			u.pods++
-			if ex := p.Namespace + "/" + p.Name; ex < u.example {
-				u.example = ex
-			}
-		}
-		if uncovered {
+		if countImages(uses, p, func(image string) bool { return !matcher.Match(image) }) {
 			sum.UncoveredPods++
 		}
 	}
 	for image, u := range uses {
 		sum.Uncovered = append(sum.Uncovered, trustv1alpha1.UncoveredImage{Image: image, Pods: u.pods, Example: u.example})
 	}
-	sort.Slice(sum.Uncovered, func(i, j int) bool {
-		a, b := sum.Uncovered[i], sum.Uncovered[j]
-		if a.Pods != b.Pods {
-			return a.Pods > b.Pods
-		}
-		return a.Image < b.Image
-	})
-	if len(sum.Uncovered) > maxUncovered {
-		sum.Uncovered = sum.Uncovered[:maxUncovered]
-	}
+	sum.Uncovered = mostUsedFirst(sum.Uncovered, func(u trustv1alpha1.UncoveredImage) (int32, string) { return u.Pods, u.Image })
 	return sum
+}
+
+// countImages counts, in uses, each image of pod that keep selects (once per Pod), with the
+// first Pod by name as the example; it tells whether pod had any.
+func countImages(uses map[string]*runningImage, pod *corev1.Pod, keep func(string) bool) bool {
+	seen := map[string]bool{}
+	for _, image := range podImages(pod) {
+		if seen[image] || !keep(image) {
+			continue
+		}
+		seen[image] = true
+		ex := pod.Namespace + "/" + pod.Name
+		u := uses[image]
+		if u == nil {
+			u = &runningImage{example: ex}
+			uses[image] = u
+		}
+		u.pods++
+		if ex < u.example {
+			u.example = ex
+		}
+	}
+	return len(seen) > 0
+}
+
+// mostUsedFirst orders images by the Pods that use them, most first, then by name, and
+// keeps the first maxUncovered (status lists stay bounded and stable).
+func mostUsedFirst[T any](images []T, use func(T) (pods int32, image string)) []T {
+	sort.Slice(images, func(i, j int) bool {
+		pi, ii := use(images[i])
+		pj, ij := use(images[j])
+		if pi != pj {
+			return pi > pj
+		}
+		return ii < ij
+	})
+	if len(images) > maxUncovered {
+		images = images[:maxUncovered]
+	}
+	return images
 }
 
 // registriesForPod maps a Pod (or a Namespace) to the TrustedRegistries that guard its

@@ -46,7 +46,7 @@ import (
 // A registry with no record and no branch in force has nothing to keep (new, or never
 // renderable). A registry that cannot render never blocks the others: it keeps the branch
 // it has (1 or 2) and the others' changes go through.
-func (r *TrustedRegistryReconciler) sharedInputs(ctx context.Context, live map[string]*unstructured.Unstructured) ([]render.Input, map[string]*trustv1alpha1.TrustedRegistry, error) {
+func (r *SharedPolicyReconciler) sharedInputs(ctx context.Context, live map[string]*unstructured.Unstructured) ([]render.Input, map[string]*trustv1alpha1.TrustedRegistry, error) {
 	cms := &corev1.ConfigMapList{}
 	if err := r.Client.List(ctx, cms, client.InNamespace(r.TrustNamespace), client.MatchingLabels{render.LabelManagedBy: managedByValue}); err != nil {
 		return nil, nil, fmt.Errorf("listing key rings: %w", err)
@@ -84,7 +84,7 @@ func (r *TrustedRegistryReconciler) sharedInputs(ctx context.Context, live map[s
 	return ins, byName, nil
 }
 
-func (r *TrustedRegistryReconciler) branchInput(ctx context.Context, tr *trustv1alpha1.TrustedRegistry, raw string, pl *sharedPlacement) (render.Input, bool, error) {
+func (r *SharedPolicyReconciler) branchInput(ctx context.Context, tr *trustv1alpha1.TrustedRegistry, raw string, pl *sharedPlacement) (render.Input, bool, error) {
 	why := "no recorded input"
 	// whether the branch in force under this name can be another registry's: one deleted
 	// and created again under the same name (its record names the old UID, or there is no
@@ -300,7 +300,7 @@ func (c *renderChecks) check(key string, in render.Input) error {
 
 // eventOnBranches records an Event on every TrustedRegistry with a branch in policy,
 // related to the policy as it was edited (see emitEvents).
-func (r *TrustedRegistryReconciler) eventOnBranches(policy, drifted *unstructured.Unstructured, registries map[string]*trustv1alpha1.TrustedRegistry, note string) {
+func (r *SharedPolicyReconciler) eventOnBranches(policy, drifted *unstructured.Unstructured, registries map[string]*trustv1alpha1.TrustedRegistry, note string) {
 	if r.Recorder == nil {
 		return
 	}
@@ -350,7 +350,7 @@ func (r *TrustedRegistryReconciler) recoverRecord(obs *observed, why string, now
 		if sp == nil {
 			continue
 		}
-		in, ok := r.rendered.get(obs.registry.UID, sp.entry.hash)
+		in, ok := r.shared.rendered.get(obs.registry.UID, sp.entry.hash)
 		if !ok {
 			in, ok = recoverInput(obs.registry, sp)
 		}

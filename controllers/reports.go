@@ -49,7 +49,7 @@ var reportKinds = []reportKind{
 		newObj:  func() client.Object { return &policyreportv1alpha2.PolicyReport{} },
 		newList: func() client.ObjectList { return &policyreportv1alpha2.PolicyReportList{} },
 		items: func(l client.ObjectList) []client.Object {
-			return itemObjects(l.(*policyreportv1alpha2.PolicyReportList).Items)
+			return objects(l.(*policyreportv1alpha2.PolicyReportList).Items)
 		},
 	},
 	{
@@ -57,13 +57,13 @@ var reportKinds = []reportKind{
 		newObj:  func() client.Object { return &openreportsv1alpha1.Report{} },
 		newList: func() client.ObjectList { return &openreportsv1alpha1.ReportList{} },
 		items: func(l client.ObjectList) []client.Object {
-			return itemObjects(l.(*openreportsv1alpha1.ReportList).Items)
+			return objects(l.(*openreportsv1alpha1.ReportList).Items)
 		},
 	},
 }
 
-// itemObjects returns pointers to the items of a list.
-func itemObjects[T any, PT interface {
+// objects points at the items of a typed list.
+func objects[T any, PT interface {
 	*T
 	client.Object
 }](items []T) []client.Object {
@@ -101,9 +101,8 @@ func newReportWatcher(mgr ctrl.Manager, watch func(source.Source) error, mapFn h
 	return &reportWatcher{mgr: mgr, watch: watch, mapFn: mapFn, caches: map[schema.GroupVersionKind]cache.Cache{}, lastWrites: map[string]time.Time{}}
 }
 
-// ensure starts the caches and watches of the served report kinds; it returns the caches
-// that are running.
-func (w *reportWatcher) ensure(ctx context.Context, served kyverno.Served) (map[schema.GroupVersionKind]cache.Cache, error) {
+// ensure starts the caches and watches of the served report kinds (kyvernokinds_controller.go).
+func (w *reportWatcher) ensure(ctx context.Context, served kyverno.Served) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, kind := range reportKinds {
@@ -116,24 +115,36 @@ func (w *reportWatcher) ensure(ctx context.Context, served kyverno.Served) (map[
 			DefaultTransform: reports.SignetTransform,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("creating the %s cache: %w", kind.gvk.Kind, err)
+			return fmt.Errorf("creating the %s cache: %w", kind.gvk.Kind, err)
 		}
 		if err := c.IndexField(ctx, kind.newObj(), reportPolicyIndex, indexReportPolicies); err != nil {
-			return nil, fmt.Errorf("indexing %s: %w", kind.gvk.Kind, err)
+			return fmt.Errorf("indexing %s: %w", kind.gvk.Kind, err)
 		}
 		if err := w.mgr.Add(c); err != nil {
-			return nil, fmt.Errorf("starting the %s cache: %w", kind.gvk.Kind, err)
+			return fmt.Errorf("starting the %s cache: %w", kind.gvk.Kind, err)
 		}
 		if err := w.watch(source.Kind[client.Object](c, kind.newObj(), handler.EnqueueRequestsFromMapFunc(w.mapFn))); err != nil {
-			return nil, fmt.Errorf("watching %s: %w", kind.gvk.Kind, err)
+			return fmt.Errorf("watching %s: %w", kind.gvk.Kind, err)
 		}
 		w.caches[kind.gvk] = c
 	}
-	out := make(map[schema.GroupVersionKind]cache.Cache, len(w.caches))
-	for gvk, c := range w.caches {
-		if served.Has(gvk) {
-			out[gvk] = c
+	return nil
+}
+
+// running returns the caches of the served report kinds; a served kind whose cache the
+// kyvernokinds controller has not started yet is errKindNotWatched.
+func (w *reportWatcher) running(served kyverno.Served) (map[schema.GroupVersionKind]cache.Cache, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[schema.GroupVersionKind]cache.Cache{}
+	for _, kind := range reportKinds {
+		if !served.Has(kind.gvk) {
+			continue
 		}
+		if w.caches[kind.gvk] == nil {
+			return nil, fmt.Errorf("%s: %w", kind.gvk.Kind, errKindNotWatched)
+		}
+		out[kind.gvk] = w.caches[kind.gvk]
 	}
 	return out, nil
 }
@@ -242,7 +253,7 @@ func sharedResultMatcher(registry *trustv1alpha1.TrustedRegistry, policies map[s
 // observeReports aggregates the results of one policy across the served report APIs.
 // It returns nil when no report API is served.
 func (w *reportWatcher) observeReports(ctx context.Context, served kyverno.Served, policies []string, match reports.ResultMatcher) (*trustv1alpha1.ReportSummary, error) {
-	caches, err := w.ensure(ctx, served)
+	caches, err := w.running(served)
 	if err != nil {
 		return nil, err
 	}

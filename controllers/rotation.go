@@ -15,12 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers/status"
 	"github.com/signet-operator/signet/internal/keys"
 	"github.com/signet-operator/signet/internal/render"
 	"github.com/signet-operator/signet/internal/verify"
@@ -177,16 +177,7 @@ func (p *RotationPreview) check(registry *trustv1alpha1.TrustedRegistry, remaini
 			res.AtRiskImages = append(res.AtRiskImages, atRisk(names[i], use, o.Result.Reason))
 		}
 	}
-	sort.Slice(res.AtRiskImages, func(i, j int) bool {
-		a, b := res.AtRiskImages[i], res.AtRiskImages[j]
-		if a.Pods != b.Pods {
-			return a.Pods > b.Pods
-		}
-		return a.Image < b.Image
-	})
-	if len(res.AtRiskImages) > maxUncovered {
-		res.AtRiskImages = res.AtRiskImages[:maxUncovered]
-	}
+	res.AtRiskImages = mostUsedFirst(res.AtRiskImages, func(a trustv1alpha1.AtRiskImage) (int32, string) { return a.Pods, a.Image })
 
 	p.mu.Lock()
 	if st := p.state[registry.Name]; st != nil && st.key == key {
@@ -200,7 +191,7 @@ func (p *RotationPreview) check(registry *trustv1alpha1.TrustedRegistry, remaini
 }
 
 func atRisk(image string, use *runningImage, reason string) trustv1alpha1.AtRiskImage {
-	return trustv1alpha1.AtRiskImage{Image: image, Pods: use.pods, Example: use.example, Reason: truncate(reason, 256)}
+	return trustv1alpha1.AtRiskImage{Image: image, Pods: use.pods, Example: use.example, Reason: status.Truncate(reason, 256)}
 }
 
 // previewKey identifies what a check depends on: the spec, the remaining keys and the
@@ -228,22 +219,7 @@ func runningCoveredImages(registry *trustv1alpha1.TrustedRegistry, pods []*corev
 	matcher := render.NewMatcher(registryPatterns(registry))
 	out := map[string]*runningImage{}
 	for _, pod := range pods {
-		seen := map[string]bool{}
-		for _, image := range podImages(pod) {
-			if seen[image] || !matcher.Match(image) {
-				continue
-			}
-			seen[image] = true
-			u := out[image]
-			if u == nil {
-				u = &runningImage{example: pod.Namespace + "/" + pod.Name}
-				out[image] = u
-			}
-			u.pods++
-			if ex := pod.Namespace + "/" + pod.Name; ex < u.example {
-				u.example = ex
-			}
-		}
+		countImages(out, pod, matcher.Match)
 	}
 	return out
 }
@@ -317,39 +293,4 @@ func decodeAuth(s string) (string, string, bool) {
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
 	return user, pass, ok
-}
-
-// previewCondition summarises a preview as the RotationSafe condition.
-func previewCondition(preview *trustv1alpha1.RotationPreview, pending bool, ring keys.Ring) (metav1.ConditionStatus, string, string) {
-	retiresAt := ""
-	for _, e := range ring.Entries {
-		if e.State == trustv1alpha1.KeyRetiring && e.RetiresAt != nil {
-			if retiresAt == "" || e.RetiresAt.UTC().Format(time.RFC3339) < retiresAt {
-				retiresAt = e.RetiresAt.UTC().Format(time.RFC3339)
-			}
-		}
-	}
-	switch {
-	case preview == nil:
-		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewPending,
-			"checking the running images against the keys that remain after the retiring keys are gone"
-	case preview.AtRisk > 0:
-		names := make([]string, 0, len(preview.AtRiskImages))
-		for _, a := range preview.AtRiskImages {
-			if !strings.HasPrefix(a.Reason, "could not be checked") {
-				names = append(names, a.Image)
-			}
-		}
-		return metav1.ConditionFalse, trustv1alpha1.ReasonImagesAtRisk,
-			fmt.Sprintf("%d of %d running images are not signed by the keys that remain and will be denied when their Pods are next created after %s: %s",
-				preview.AtRisk, preview.Images, retiresAt, strings.Join(names, ", "))
-	case preview.Inconclusive > 0:
-		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewInconclusive,
-			fmt.Sprintf("%d of %d running images could not be checked (see status.rotationPreview.atRiskImages)", preview.Inconclusive, preview.Images)
-	case pending:
-		return metav1.ConditionUnknown, trustv1alpha1.ReasonPreviewPending, "re-checking the running images after a change"
-	default:
-		return metav1.ConditionTrue, trustv1alpha1.ReasonRemainingKeysCover,
-			fmt.Sprintf("all %d running images are signed by the keys that remain after %s", preview.Images, retiresAt)
-	}
 }

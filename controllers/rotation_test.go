@@ -21,6 +21,7 @@ import (
 // TestRotationPreview runs real images, signed in-process with real cosign keys in a
 // registry on 127.0.0.1, and rotates the key they were signed with.
 func TestRotationPreview(t *testing.T) {
+	needsControlPlane(t)
 	ctx := context.Background()
 	reg := ocitest.NewRegistryT(t)
 	oldKey, newKey := ocitest.MustGenerateKeyPair(t), ocitest.MustGenerateKeyPair(t)

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -32,13 +31,6 @@ const (
 	LayoutPerRegistry Layout = "per-registry"
 )
 
-// The shared policies are reconciled under one work-queue key that no TrustedRegistry can
-// have (a namespace with a slash), so the workqueue serialises their writes and coalesces
-// bursts of triggers into one pass.
-const sharedRequestNamespace = "signet.dev/shared-policies"
-
-var sharedRequest = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: sharedRequestNamespace, Name: "all"}}
-
 // inputDataKey holds, in the key ring ConfigMap, the last input of the registry that
 // rendered without error: the shared policies are always rendered from these, so a
 // registry whose Secret became unreadable or whose spec became invalid keeps its last good
@@ -49,27 +41,11 @@ func encodeInput(in render.Input) (string, error) { return render.EncodeRecord(i
 
 func decodeInput(s string) (render.Input, error) { return render.DecodeRecord(s) }
 
-// triggerShared asks for a pass over the shared policies (non-blocking: one pending
-// trigger is as good as many).
-func (r *TrustedRegistryReconciler) triggerShared() {
-	if r.sharedEvents == nil {
-		return
-	}
-	select {
-	case r.sharedEvents <- event.GenericEvent{}:
-	default:
-	}
-}
-
-func toShared(context.Context, client.Object) []reconcile.Request {
-	return []reconcile.Request{sharedRequest}
-}
-
 // reconcileShared renders the shared policies from the recorded inputs of all existing
 // TrustedRegistries and writes those that differ. Policies that gain registries are written
 // before those that lose some, and emptied policies are deleted last, so a registry moving
 // between policies (Audit to Enforce, another engine) is never unenforced in between.
-func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.Result, error) {
+func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Result, error) {
 	logger := log.FromContext(ctx).WithValues("sharedPolicies", true)
 	served, err := r.Discovery.Served()
 	if err != nil {
@@ -81,10 +57,7 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		if !served.Has(gvk) {
 			continue
 		}
-		if err := r.ensurePolicyWatch(engine); err != nil {
-			return ctrl.Result{}, err
-		}
-		items, err := r.listShared(ctx, engine)
+		items, err := listShared(ctx, r.Client, engine)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -94,7 +67,7 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 	}
 	ins, registries, err := r.sharedInputs(ctx, live)
 	if err != nil {
-		r.setSharedErr(err)
+		r.setErr(err)
 		return ctrl.Result{}, err
 	}
 	res, err := render.RenderShared(ins)
@@ -102,10 +75,10 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		// Every input renders on its own (sharedInputs checked): only a shared limit
 		// (size) can fail here. Keep every shared policy as it is rather than drop anyone.
 		err = fmt.Errorf("rendering the shared policies (all stay as they are): %w", err)
-		r.setSharedErr(err)
+		r.setErr(err)
 		return ctrl.Result{}, err
 	}
-	r.setSharedErr(nil)
+	r.setErr(nil)
 
 	desired := map[string]bool{}
 	for _, p := range res.Policies {
@@ -116,7 +89,7 @@ func (r *TrustedRegistryReconciler) reconcileShared(ctx context.Context) (ctrl.R
 		if !served.Has(gvk) {
 			return ctrl.Result{}, fmt.Errorf("%s %s: %s is not served (any more)", p.GetKind(), p.GetName(), gvk.GroupVersion())
 		}
-		changed, drift, err := r.applyPolicy(ctx, p, live[p.GetKind()+"/"+p.GetName()])
+		changed, drift, err := r.writer.applyPolicy(ctx, p, live[p.GetKind()+"/"+p.GetName()])
 		if err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: conflictRetry}, nil
@@ -203,9 +176,9 @@ func subsetOf(a, b map[string]registryEntry) bool {
 	return true
 }
 
-// registriesForPolicy maps a generated policy to what must look at it again: its
-// TrustedRegistry (a policy of its own), or the shared-policy pass and every registry in
-// the shared policy (their status shows its readiness and whether their branch is in it).
+// registriesForPolicy maps a generated policy to the TrustedRegistries that must look at
+// it again: its own registry, or every registry in a shared policy (their status shows its
+// readiness and whether their branch is in it).
 func registriesForPolicy(ctx context.Context, o client.Object) []reconcile.Request {
 	if o.GetLabels()[render.LabelManagedBy] != managedByValue {
 		return nil
@@ -213,7 +186,7 @@ func registriesForPolicy(ctx context.Context, o client.Object) []reconcile.Reque
 	if _, shared := o.GetLabels()[render.LabelShard]; !shared {
 		return registryFromLabel(ctx, o)
 	}
-	reqs := []reconcile.Request{sharedRequest}
+	var reqs []reconcile.Request
 	u, ok := o.(*unstructured.Unstructured)
 	if !ok {
 		return reqs
@@ -270,7 +243,7 @@ func (r *TrustedRegistryReconciler) observePlacement(ctx context.Context, obs *o
 		if !obs.served.Has(gvk) {
 			continue
 		}
-		items, err := r.listShared(ctx, engine)
+		items, err := listShared(ctx, r.Client, engine)
 		if err != nil {
 			return err
 		}
@@ -283,30 +256,12 @@ func (r *TrustedRegistryReconciler) observePlacement(ctx context.Context, obs *o
 	return nil
 }
 
-// setSharedErr remembers the outcome of the last pass over the shared policies that could
-// not render, for the status of the registries waiting on it.
-func (r *TrustedRegistryReconciler) setSharedErr(err error) {
-	r.sharedErrMu.Lock()
-	defer r.sharedErrMu.Unlock()
-	if err == nil {
-		r.sharedErr = ""
-		return
-	}
-	r.sharedErr = err.Error()
-}
-
-func (r *TrustedRegistryReconciler) lastSharedErr() string {
-	r.sharedErrMu.Lock()
-	defer r.sharedErrMu.Unlock()
-	return r.sharedErr
-}
-
 // listShared lists the shared policies of one engine kind (from the cache).
-func (r *TrustedRegistryReconciler) listShared(ctx context.Context, engine trustv1alpha1.Engine) ([]*unstructured.Unstructured, error) {
+func listShared(ctx context.Context, c client.Client, engine trustv1alpha1.Engine) ([]*unstructured.Unstructured, error) {
 	gvk := render.GVK(engine)
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	if err := r.Client.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
+	if err := c.List(ctx, list, client.HasLabels{render.LabelShard}); err != nil {
 		return nil, fmt.Errorf("listing shared %s: %w", gvk.Kind, err)
 	}
 	out := make([]*unstructured.Unstructured, 0, len(list.Items))

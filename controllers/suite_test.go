@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -45,6 +46,11 @@ var (
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	flag.Parse()
+	if testing.Short() {
+		// only the pure tests (make test-unit): those needing a control plane skip
+		os.Exit(m.Run())
+	}
 	env, err := testenv.New(testenv.WithKyvernoCRDs())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -129,7 +135,16 @@ type runningManager struct {
 
 // startManager runs Signet's manager in-process against the test apiserver, as main.go
 // configures it, with a fake clock and a write counter.
+// needsControlPlane skips a test that needs a control plane in -short mode.
+func needsControlPlane(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a control plane (skipped with -short)")
+	}
+}
+
 func startManager(t *testing.T, o managerOpts) *runningManager {
+	needsControlPlane(t)
 	t.Helper()
 	if o.cfg == nil {
 		o.cfg = sharedCfg

@@ -1,31 +1,32 @@
-// Package controllers holds the TrustedRegistry reconciler.
+// Package controllers holds Signet's controllers (docs/architecture.md, "Controllers"): the
+// TrustedRegistry controller, the shared-policy controller and kyvernokinds, which starts
+// their watches of Kyverno's kinds once served.
 //
-// Each reconcile follows one shape: get → observe (every read, from the cache, into one
-// struct) → compute (pure: key ring, desired policy, status) → apply (server-side apply under
-// one field owner, only when the desired object differs from what is there) → one status
-// write, skipped when nothing changed. Security policy fails closed: on any error the last
-// applied policy stays as it is.
+// A TrustedRegistry reconcile follows one shape: get → observe (every read, from the cache,
+// into one struct) → compute (pure: key ring, desired policy, the plan of every write and
+// delete) → execute (server-side apply under one field owner, only when the desired object
+// differs from what is there) → one status write (controllers/status), skipped when nothing
+// changed. Security policy fails closed: on any error the last applied policy stays as it is.
 package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -69,18 +70,14 @@ type TrustedRegistryReconciler struct {
 	// Layout is LayoutShared (the default when empty) or LayoutPerRegistry.
 	Layout Layout
 
-	controller   controller.Controller
-	reports      *reportWatcher
-	watchPolicy  func(gvk schema.GroupVersionKind) error
-	watchedMu    sync.Mutex
-	watchedKinds map[schema.GroupVersionKind]bool
-	sharedEvents chan event.GenericEvent
-	placements   placementCache
-	canon        canonCache
-	rendered     renderedInputs
-	renders      renderChecks
-	sharedErrMu  sync.Mutex
-	sharedErr    string
+	controller controller.Controller
+	reports    *reportWatcher
+	writer     policyWriter
+	watches    *policyWatches
+	placements placementCache
+	// shared is the shared-policy controller: observe reads its state (the last pass's
+	// error, its rendered inputs and render checks).
+	shared *SharedPolicyReconciler
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -110,7 +107,9 @@ func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != Lay
 // observed is everything one reconcile reads, gathered before anything is computed.
 type observed struct {
 	registry *trustv1alpha1.TrustedRegistry
-	served   kyverno.Served
+	// now is the time of this reconcile (key rotation, windows of the blocked counts)
+	now    time.Time
+	served kyverno.Served
 	// resolved keys in spec order; keyErrs holds the failures, by key name.
 	resolved []keys.Desired
 	keyErrs  []keyError
@@ -159,102 +158,84 @@ type keyError struct {
 	err  error
 }
 
-// Reconcile brings one TrustedRegistry to its desired state.
+// Reconcile brings one TrustedRegistry to its desired state: get, observe (reads only),
+// compute (pure: the plan of every write and delete), execute, one status write
+// (docs/architecture.md, "Controllers").
 func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
-	if req.Namespace == sharedRequestNamespace {
-		return r.reconcileShared(ctx)
-	}
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
 		// Deleted: owner references let the garbage collector remove the policy and ring;
-		// its branch leaves the shared policies.
-		if apierrors.IsNotFound(err) {
-			if r.reports != nil {
-				r.reports.forget(req.Name)
-			}
-			r.triggerShared()
+		// the shared-policy controller takes its branch out of the shared policies.
+		if apierrors.IsNotFound(err) && r.reports != nil {
+			r.reports.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
-		r.triggerShared()
 		return ctrl.Result{}, nil
 	}
-
 	obs, err := r.observe(ctx, registry)
-	if err != nil {
+	if errors.Is(err, errKindNotWatched) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil // kyvernokinds is starting the watch
+	} else if err != nil {
 		return ctrl.Result{}, err
 	}
-	now := r.Clock.Now()
-	plan := compute(obs, r.TrustNamespace, now, r.sharedLayout())
-	if r.Preview != nil && r.PodInsights {
-		obs.previewOn = true
-		if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, plan.ring, obs.pods); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-
-	var applyErr error
-	outcome := applyOutcome{}
-	if plan.persistRing != nil {
-		// (the ConfigMap's watch event starts the pass over the shared policies once the
-		// cache holds the new input: triggering it now would render the old one first)
-		if err := r.applyObject(ctx, plan.persistRing); err != nil {
-			applyErr = fmt.Errorf("persisting key ring: %w", err)
-		}
-	}
-	if applyErr == nil && plan.input != nil && plan.inForce(obs) {
-		// The branch is in force in a shared policy: a policy of its own from the
-		// per-registry layout is redundant now.
-		for _, l := range obs.legacy {
-			if err := r.Client.Delete(ctx, l); client.IgnoreNotFound(err) != nil {
-				applyErr = fmt.Errorf("deleting %s %s (replaced by the shared policy): %w", l.GetKind(), l.GetName(), err)
-			} else {
-				outcome.deletedOld = l.GetKind() + " " + l.GetName()
-			}
-		}
-	}
-	if applyErr == nil && plan.policy != nil {
-		if err := r.ensurePolicyWatch(plan.engine); err != nil {
-			return ctrl.Result{}, err
-		}
-		changed, drift, err := r.applyPolicy(ctx, plan.policy, obs.live[plan.engine])
-		switch {
-		case err != nil:
-			applyErr = err
-		case changed:
-			outcome.applied = true
-			outcome.drift, outcome.drifted = drift, obs.live[plan.engine]
-		}
-		if err == nil && !r.sharedLayout() {
-			for engine, live := range obs.live {
-				if engine == plan.engine || live == nil {
-					continue
-				}
-				// Engine switched: the new policy is in place, so the old one can go.
-				if err := r.Client.Delete(ctx, live); client.IgnoreNotFound(err) != nil {
-					applyErr = fmt.Errorf("deleting the %s left over from the previous engine: %w", live.GetKind(), err)
-				} else {
-					outcome.deletedOld = live.GetKind()
-				}
-			}
-		}
-	}
-
-	if apierrors.IsConflict(applyErr) {
+	plan := compute(obs, r.TrustNamespace, r.sharedLayout())
+	outcome := r.execute(ctx, plan)
+	if apierrors.IsConflict(outcome.err) {
 		// Someone wrote the object between our read and write: read again, quietly.
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
-	status := computeStatus(obs, plan, applyErr)
-	if !equality.Semantic.DeepEqual(registry.Status, status) && r.reports != nil && onlyReportsChanged(registry.Status, status) {
+	return r.finish(ctx, obs, plan, outcome, computeStatus(obs, plan, outcome.err))
+}
+
+// execute performs the plan's writes in order (key ring, policy, deletions); each step runs
+// only when those before it succeeded, so enforcement never has a gap.
+func (r *TrustedRegistryReconciler) execute(ctx context.Context, p plan) applyOutcome {
+	var out applyOutcome
+	if p.persistRing != nil {
+		// (the ConfigMap's watch event starts the pass over the shared policies once the
+		// cache holds the new input)
+		if err := r.writer.apply(ctx, p.persistRing); err != nil {
+			out.err = fmt.Errorf("persisting key ring: %w", err)
+			return out
+		}
+	}
+	if p.policy != nil {
+		changed, drift, err := r.writer.applyPolicy(ctx, p.policy, p.live)
+		if err != nil {
+			out.err = err
+			return out
+		}
+		if changed {
+			out.applied = true
+			out.drift, out.drifted = drift, p.live
+		}
+	}
+	for _, d := range p.deletes {
+		if err := r.Client.Delete(ctx, d.obj); client.IgnoreNotFound(err) != nil {
+			out.err = fmt.Errorf("deleting %s: %w", d.what, err)
+		} else {
+			out.deletedOld = d.name
+		}
+	}
+	return out
+}
+
+// finish emits the Events of the transition, writes the status once (when it changed) and
+// says when to come back.
+func (r *TrustedRegistryReconciler) finish(ctx context.Context, obs *observed, plan plan, outcome applyOutcome, status trustv1alpha1.TrustedRegistryStatus) (ctrl.Result, error) {
+	registry := obs.registry
+	requeue := minPositive(plan.requeueAfter, obs.blockedRequeue)
+	changed := !equality.Semantic.DeepEqual(registry.Status, status)
+	if changed && r.reports != nil && onlyReportsChanged(registry.Status, status) {
 		// Report results churn with every Pod; coalesce such writes per registry.
 		if ok, wait := r.reports.coalesce(registry.Name, time.Now()); !ok {
-			return ctrl.Result{RequeueAfter: minPositive(minPositive(plan.requeueAfter, obs.blockedRequeue), wait)}, nil
+			return ctrl.Result{RequeueAfter: minPositive(requeue, wait)}, nil
 		}
 	}
 	r.emitEvents(registry, &registry.Status, &status, plan, outcome)
-	if !equality.Semantic.DeepEqual(registry.Status, status) {
+	if changed {
 		if r.reports != nil {
 			r.reports.wrote(registry.Name, time.Now())
 		}
@@ -269,13 +250,12 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 
 	switch {
-	case applyErr != nil:
-		return ctrl.Result{}, applyErr
+	case outcome.err != nil:
+		return ctrl.Result{}, outcome.err
 	case plan.terminal != nil:
-		logger.V(1).Info("spec cannot be rendered", "reason", plan.terminal.Error())
+		log.FromContext(ctx).V(1).Info("spec cannot be rendered", "reason", plan.terminal.Error())
 		return ctrl.Result{}, reconcile.TerminalError(plan.terminal)
 	}
-	requeue := minPositive(plan.requeueAfter, obs.blockedRequeue)
 	if plan.input != nil && !plan.inForce(obs) {
 		// the shared policy's watch event normally comes first; this is for a pass over
 		// the shared policies that fails (its error shows in the status)
@@ -289,7 +269,7 @@ const sharedPendingRecheck = 10 * time.Second
 
 // observe performs every read of one reconcile.
 func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (*observed, error) {
-	obs := &observed{registry: registry, live: map[trustv1alpha1.Engine]*unstructured.Unstructured{},
+	obs := &observed{registry: registry, now: r.Clock.Now(), live: map[trustv1alpha1.Engine]*unstructured.Unstructured{},
 		shared: map[trustv1alpha1.Engine]*sharedPlacement{}}
 
 	served, err := r.Discovery.Served()
@@ -355,7 +335,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 				err = fmt.Errorf("it is another registry's")
 			}
 			if err == nil {
-				err = r.renders.check(obs.storedInput, in)
+				err = r.shared.renders.check(obs.storedInput, in)
 			}
 			if err != nil {
 				recordWhy = "its recorded input was unusable (" + err.Error() + ")"
@@ -367,9 +347,6 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		gvk := render.GVK(engine)
 		if !served.Has(gvk) {
 			continue
-		}
-		if err := r.ensurePolicyWatch(engine); err != nil {
-			return nil, err
 		}
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(gvk)
@@ -388,7 +365,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 	if r.sharedLayout() {
-		obs.sharedErr = r.lastSharedErr()
+		obs.sharedErr = r.shared.lastErr()
 		if err := r.observePlacement(ctx, obs); err != nil {
 			return nil, err
 		}
@@ -405,7 +382,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 	}
 
-	r.recoverRecord(obs, recordWhy, r.Clock.Now())
+	r.recoverRecord(obs, recordWhy, obs.now)
 
 	var guarded []string
 	if r.PodInsights || len(obs.shared) > 0 {
@@ -420,6 +397,14 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		}
 		obs.pods = pods
 		obs.coverage = observeCoverage(registry, pods)
+		if r.Preview != nil {
+			// the preview is of the ring this reconcile decides on (nextRing is pure)
+			ring, _ := nextRing(obs)
+			obs.previewOn = true
+			if obs.preview, obs.previewPending, err = r.observePreview(ctx, registry, ring, pods); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Which policies enforce the registry, and how to tell its results and denials from
 	// those of other registries sharing them.
@@ -459,7 +444,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			sources = append(sources, [2]string{sharedEventsKey, registry.Name})
 		}
 		for _, src := range sources {
-			blocked, rq, err := r.observeBlocked(ctx, src[0], src[1], r.Clock.Now())
+			blocked, rq, err := r.observeBlocked(ctx, src[0], src[1], obs.now)
 			if err != nil {
 				return nil, err
 			}
@@ -474,9 +459,13 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 // plan is the pure outcome of compute: what to write and what to report.
 type plan struct {
 	ring        keys.Ring
-	persistRing *unstructured.Unstructured // nil: stored ring is up to date
-	engine      trustv1alpha1.Engine       // "" when no engine is usable
-	policy      *unstructured.Unstructured // nil: apply nothing (keep what is there)
+	persistRing *corev1ac.ConfigMapApplyConfiguration // nil: stored ring is up to date
+	engine      trustv1alpha1.Engine                  // "" when no engine is usable
+	policy      *unstructured.Unstructured            // nil: apply nothing (keep what is there)
+	live        *unstructured.Unstructured            // the policy of engine in force (compared with policy)
+	// deletes run after the writes above succeeded: policies of the registry's own that
+	// the shared policy replaced, or that the previous engine left.
+	deletes []deletion
 	// input is, in the shared layout, the input recorded for the shared policies (nil:
 	// keep the recorded one); inputHash is render.InputHash of it.
 	input        *render.Input
@@ -494,7 +483,15 @@ type plan struct {
 	kyvernoReady bool
 }
 
+// deletion is one delete of a plan.
+type deletion struct {
+	obj  *unstructured.Unstructured
+	what string // for the error
+	name string // for the Event
+}
+
 type applyOutcome struct {
+	err        error // the first write that failed (the later ones did not run)
 	applied    bool
 	deletedOld string
 	// drift lists what others changed in the policy and the write removed; drifted is the
@@ -531,9 +528,9 @@ func resolveEngine(want trustv1alpha1.Engine, served kyverno.Served) (trustv1alp
 	return trustv1alpha1.EngineClusterPolicy, "", ""
 }
 
-// compute is pure: from what was observed and the time, it decides the key ring, the
+// compute is pure: from what was observed (and its time), it decides the key ring, the
 // policy to apply (if any) and when to come back.
-func compute(obs *observed, trustNamespace string, now time.Time, shared bool) plan {
+func compute(obs *observed, trustNamespace string, shared bool) plan {
 	p := plan{ring: obs.ring}
 	registry := obs.registry
 
@@ -564,11 +561,7 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 		return p
 	}
 
-	overlap := 168 * time.Hour
-	if o := registry.Spec.Rotation.Overlap; o != nil {
-		overlap = o.Duration
-	}
-	p.ring, p.requeueAfter = keys.Next(obs.ring, obs.resolved, overlap, now)
+	p.ring, p.requeueAfter = nextRing(obs)
 	// The recorded input stays as it is until a new one renders; in the per-registry
 	// layout there is none (a recorded one is removed, so its branch leaves the shared
 	// policies once the registry's own policy is in place).
@@ -628,13 +621,41 @@ func compute(obs *observed, trustNamespace string, now time.Time, shared bool) p
 		if enc != stored {
 			p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, enc)
 		}
+		if p.inForce(obs) {
+			// The branch is in force in a shared policy: a policy of its own from the
+			// per-registry layout is redundant now.
+			for _, l := range obs.legacy {
+				what := l.GetKind() + " " + l.GetName()
+				p.deletes = append(p.deletes, deletion{obj: l, what: what + " (replaced by the shared policy)", name: what})
+			}
+		}
 		return p
 	}
-	p.policy = policy
+	p.policy, p.live = policy, obs.live[engine]
+	for _, e := range []trustv1alpha1.Engine{trustv1alpha1.EngineImageValidatingPolicy, trustv1alpha1.EngineClusterPolicy} {
+		// Engine switched: once the new policy is in place, the old one can go.
+		if old := obs.live[e]; e != engine && old != nil {
+			p.deletes = append(p.deletes, deletion{obj: old, what: "the " + old.GetKind() + " left over from the previous engine", name: old.GetKind()})
+		}
+	}
 	if obs.storedInput != "" && obs.live[engine] != nil && obs.live[engine].GetAnnotations()[render.AnnotationHash] == policy.GetAnnotations()[render.AnnotationHash] {
 		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, "")
 	}
 	return p
+}
+
+// nextRing is the key ring a reconcile decides on (pure): the stored one moved on by
+// keys.Next, or kept as stored while a key cannot be read (fail closed: no key starts
+// retiring because its Secret is unreadable); and when to look again.
+func nextRing(obs *observed) (keys.Ring, time.Duration) {
+	if len(obs.keyErrs) > 0 {
+		return obs.ring, 0
+	}
+	overlap := 168 * time.Hour
+	if o := obs.registry.Spec.Rotation.Overlap; o != nil {
+		overlap = o.Duration
+	}
+	return keys.Next(obs.ring, obs.resolved, overlap, obs.now)
 }
 
 // inForce tells whether the shared policy of the resolved engine holds the registry's

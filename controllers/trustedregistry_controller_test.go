@@ -370,6 +370,7 @@ func TestZeroWritesAfterConvergence(t *testing.T) {
 
 func TestKyvernoInstalledAfterStart(t *testing.T) {
 	// A control plane of its own, with no Kyverno CRDs at first.
+	needsControlPlane(t)
 	cfg, c := testenv.Start(t)
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNS}}); err != nil {
 		t.Fatal(err)

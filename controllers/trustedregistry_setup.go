@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
-	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/render"
 )
 
@@ -104,10 +103,22 @@ func stripPrivateSecretData(obj any) (any, error) {
 }
 
 // SetupWithManager registers the controller, its index and its watches.
+// It also registers the shared-policy controller (shared_controller.go), whose state the
+// registries' status reads.
 func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	if r.watchedKinds == nil {
-		r.watchedKinds = map[schema.GroupVersionKind]bool{}
+	r.writer.Client = r.Client
+	r.watches = &policyWatches{}
+	// (in the per-registry layout too: it empties the shared policies of a cluster that
+	// switched layout, as the registries drop their recorded inputs)
+	r.shared = &SharedPolicyReconciler{Client: r.Client, TrustNamespace: r.TrustNamespace,
+		Discovery: r.Discovery, Recorder: r.Recorder, watches: r.watches}
+	sc, err := r.shared.SetupWithManager(mgr, controller.Options{})
+	if err != nil {
+		return err
 	}
+	r.watches.add(func(gvk schema.GroupVersionKind) error {
+		return sc.Watch(source.Kind[client.Object](mgr.GetCache(), newPolicyObject(gvk), handler.EnqueueRequestsFromMapFunc(sharedPolicyChanged)))
+	})
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trustv1alpha1.TrustedRegistry{}, secretNameIndex,
 		func(o client.Object) []string {
 			tr := o.(*trustv1alpha1.TrustedRegistry)
@@ -137,19 +148,13 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = retryRateLimiter()
 	}
-	relevantCRD := predicate.NewPredicateFuncs(func(o client.Object) bool { return kyverno.IsRelevantCRD(o.GetName()) })
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("trustedregistry").
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
-		// a key ring (and the recorded input) changed: its registry, and the shared policies
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return append(registryFromLabel(ctx, o), sharedRequest)
-		})).
-		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{r},
-			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
-			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel))
+	b = watchKyvernoCRDs(b, r.Discovery, r.allRegistries)
 	if !r.sharedLayout() {
 		// per-registry layout: each policy's registry restriction holds the other
 		// registries' patterns and namespaces
@@ -177,40 +182,35 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		}
 		b = b.WatchesRawSource(source.Channel(r.Preview.events, &handler.EnqueueRequestForObject{}))
 	}
-	r.sharedEvents = make(chan event.GenericEvent, 1)
-	b = b.WatchesRawSource(source.Channel(r.sharedEvents, handler.EnqueueRequestsFromMapFunc(toShared)))
 	c, err := b.Build(r)
 	if err != nil {
 		return err
 	}
 	r.controller = c
 	r.reports = newReportWatcher(mgr, c.Watch, r.registriesInReport)
-	r.watchPolicy = func(gvk schema.GroupVersionKind) error {
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(gvk)
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), u, handler.EnqueueRequestsFromMapFunc(registriesForPolicy)))
-	}
-	return nil
+	r.watches.add(func(gvk schema.GroupVersionKind) error {
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), newPolicyObject(gvk), handler.EnqueueRequestsFromMapFunc(registriesForPolicy)))
+	})
+	kinds := &kyvernoKindsReconciler{discovery: r.Discovery, policies: r.watches, reports: r.reports}
+	return kinds.setupWithManager(mgr)
 }
 
-// ensurePolicyWatch starts watching a policy kind the first time it is found served, so
-// that drift and Kyverno's status updates reach the reconciler. Kinds that are not served
-// at start-up (Kyverno installed later) are picked up without a restart.
-func (r *TrustedRegistryReconciler) ensurePolicyWatch(engine trustv1alpha1.Engine) error {
-	if r.watchPolicy == nil {
+func newPolicyObject(gvk schema.GroupVersionKind) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+// sharedPolicyChanged maps a change to one of Signet's shared policies (drift, Kyverno's
+// status, deletion) to the pass over the shared policies.
+func sharedPolicyChanged(_ context.Context, o client.Object) []reconcile.Request {
+	if o.GetLabels()[render.LabelManagedBy] != managedByValue {
 		return nil
 	}
-	gvk := render.GVK(engine)
-	r.watchedMu.Lock()
-	defer r.watchedMu.Unlock()
-	if r.watchedKinds[gvk] {
+	if _, shared := o.GetLabels()[render.LabelShard]; !shared {
 		return nil
 	}
-	if err := r.watchPolicy(gvk); err != nil {
-		return fmt.Errorf("watching %s: %w", gvk.Kind, err)
-	}
-	r.watchedKinds[gvk] = true
-	return nil
+	return []reconcile.Request{sharedRequest}
 }
 
 // registriesForSecret maps a key Secret to the TrustedRegistries that reference it.
@@ -239,24 +239,15 @@ func registryFromLabel(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
 }
 
-// onKyvernoCRD reacts to Kyverno being installed, upgraded or removed: the served kinds
-// are discovered again and every TrustedRegistry is reconciled.
-func (r *TrustedRegistryReconciler) onKyvernoCRD(ctx context.Context, _ client.Object) []reconcile.Request {
-	r.Discovery.Invalidate()
+// allRegistries maps a change that concerns every TrustedRegistry (Kyverno's CRDs) to all.
+func (r *TrustedRegistryReconciler) allRegistries(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &trustv1alpha1.TrustedRegistryList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		log.FromContext(ctx).Error(err, "listing TrustedRegistries after a Kyverno CRD change")
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items)+1)
+	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, tr := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
-	}
-	if r.sharedLayout() {
-		// The pass over the shared policies too: while Kyverno was gone each of its tries
-		// failed and backed off, and a registry's reconcile does not start it when its
-		// recorded input is unchanged, so only this brings the policies back at once
-		// after a reinstall (faults_test.go, TestKyvernoReinstall).
-		reqs = append(reqs, sharedRequest)
 	}
 	return reqs
 }

@@ -54,13 +54,15 @@ const (
 	// AnnotationHash holds "sha256:<hex>" of the canonical rendered content (everything but
 	// this annotation), so an unchanged policy need not be applied again.
 	AnnotationHash = "trust.signet.dev/content-hash"
-	// LabelManagedBy is set to "signet" on every generated policy.
+	// LabelManagedBy is set to ManagedByValue on every generated object (policies, key rings).
 	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the one value of LabelManagedBy: the cache and the watches select
+	// Signet's objects by it.
+	ManagedByValue = "signet"
 	// LabelRegistry is set to the name of the TrustedRegistry a policy enforces.
 	LabelRegistry = "trust.signet.dev/registry"
 
-	managedByValue = "signet"
-	policyPrefix   = "signet-"
+	policyPrefix = "signet-"
 
 	// annotationAutogen disables Kyverno's pod-controller rule generation for ClusterPolicy
 	// (the ImageValidatingPolicy gets none either: it matches a subresource).
@@ -230,21 +232,13 @@ func Render(in Input) (*unstructured.Unstructured, error) {
 	}
 	gvk := GVK(in.Engine)
 	tr := in.Registry
-	trGVK := v1alpha1.GroupVersion.WithKind("TrustedRegistry")
 	meta := map[string]any{
 		"name": PolicyName(tr.Name),
 		"labels": map[string]any{
-			LabelManagedBy: managedByValue,
+			LabelManagedBy: ManagedByValue,
 			LabelRegistry:  tr.Name,
 		},
-		"ownerReferences": []any{map[string]any{
-			"apiVersion":         trGVK.GroupVersion().String(),
-			"kind":               trGVK.Kind,
-			"name":               tr.Name,
-			"uid":                string(tr.UID),
-			"controller":         true,
-			"blockOwnerDeletion": true,
-		}},
+		"ownerReferences": []any{ownerReferenceField(tr)},
 	}
 	if len(annotations) > 0 {
 		a := map[string]any{}

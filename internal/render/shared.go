@@ -432,7 +432,7 @@ func renderShard(k shardKey, name string, bs []*branch, place map[string]Placeme
 		"metadata": map[string]any{
 			"name": name,
 			"labels": map[string]any{
-				LabelManagedBy: managedByValue,
+				LabelManagedBy: ManagedByValue,
 				LabelShard:     k.group,
 			},
 			"annotations": annotations,
