@@ -51,6 +51,9 @@ type cpImageVerification struct {
 	MutateDigest    *bool           `json:"mutateDigest"`
 	VerifyDigest    *bool           `json:"verifyDigest"`
 	Required        *bool           `json:"required"`
+	// Repository and Attestations: spec.signaturesRepository and spec.attestations (attest.go)
+	Repository   string          `json:"repository,omitempty"`
+	Attestations []cpAttestation `json:"attestations,omitempty"`
 }
 
 type cpAttestorSet struct {
@@ -201,6 +204,9 @@ func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 			MutateDigest:    ptr.To(s.mutateDig),
 			VerifyDigest:    ptr.To(s.verifyDig),
 			Required:        ptr.To(true),
+			Repository:      s.sigRepo,
+			// resolve checked that they render (cpCheckAttestations)
+			Attestations: cpAttestationsChecked(s),
 		}},
 	})
 	return spec

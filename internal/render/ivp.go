@@ -123,6 +123,7 @@ func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec
 		Message:           signatureMessage(s, ""),
 		MessageExpression: signatureMessage(s, "variables."+ivpVarUnsigned),
 	})
+	ivpAddAttestations(s, &spec, unchanged)
 	return spec
 }
 
@@ -178,8 +179,9 @@ func ivpAttestors(s *settings) []policiesv1.Attestor {
 			out = append(out, policiesv1.Attestor{
 				Name: k.attestor,
 				Cosign: &policiesv1.Cosign{
-					Key:   &policiesv1.Key{Data: k.pem},
-					CTLog: ctlog.DeepCopy(),
+					Key:    &policiesv1.Key{Data: k.pem},
+					CTLog:  ctlog.DeepCopy(),
+					Source: ivpSource(s),
 				},
 			})
 		}
@@ -193,7 +195,8 @@ func ivpAttestors(s *settings) []policiesv1.Attestor {
 						Subject:       id.Subject,
 						SubjectRegExp: id.SubjectRegExp,
 					}}},
-					CTLog: ctlog.DeepCopy(),
+					CTLog:  ctlog.DeepCopy(),
+					Source: ivpSource(s),
 				},
 			})
 		}

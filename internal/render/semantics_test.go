@@ -213,6 +213,7 @@ func evalIVP(t testing.TB, u *unstructured.Unstructured, ns testNS, pod testPod,
 	}
 	vars["images"] = images
 	vars["attestors"] = attestors
+	vars["attestations"] = attestationNames(spec) // attest_test.go
 	variables := map[string]any{}
 	vars["variables"] = variables
 	for _, v := range spec.Variables {
@@ -328,6 +329,8 @@ func evalClusterPolicy(t testing.TB, u *unstructured.Unstructured, ns testNS, po
 				msg := ""
 				if !cpVerifySets(iv.Attestors, img, db) {
 					msg = fmt.Sprintf("failed to verify image %s", ks)
+				} else if m := cpVerifyAttestations(iv.Attestations, img, db); m != "" { // attest_test.go
+					msg = m
 				} else if ptr.Deref(iv.VerifyDigest, true) && !ptr.Deref(iv.MutateDigest, true) && !strings.Contains(img, "@") {
 					msg = fmt.Sprintf("missing digest for %s", ks)
 				}

@@ -57,27 +57,18 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 	setOf := make([]int, len(bs))
 	setUsers := map[int]int{}
 	for i, b := range bs {
-		var ctlog *policiesv1.CTLog
-		if b.s.ignoreLog {
-			ctlog = &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
-		}
 		var signers []string
 		for _, sg := range b.s.signers {
 			var names []string
 			for _, key := range sg.keys {
-				n := sharedKeyAttestor(key.fingerprint, b.s.ignoreLog)
-				attestors[n] = policiesv1.Attestor{Name: n, Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: key.pem}, CTLog: ctlog.DeepCopy()}}
-				names = append(names, n)
+				a := sharedKeyAttestorFor(b.s, key)
+				attestors[a.Name] = a
+				names = append(names, a.Name)
 			}
 			if id := sg.keyless; id != nil {
-				n := sharedKeylessAttestor(id, b.s.ignoreLog)
-				attestors[n] = policiesv1.Attestor{Name: n, Cosign: &policiesv1.Cosign{
-					Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-						Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
-					}}},
-					CTLog: ctlog.DeepCopy(),
-				}}
-				names = append(names, n)
+				a := sharedKeylessAttestorFor(b.s, id)
+				attestors[a.Name] = a
+				names = append(names, a.Name)
 			}
 			sort.Strings(names)
 			signers = append(signers, strings.Join(names, ","))
@@ -316,6 +307,7 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 			MessageExpression: perImage(shVarUnsigned),
 		},
 	}...)
+	sharedIVPAddAttestations(bs, &spec)
 	return spec, branchOf
 }
 
