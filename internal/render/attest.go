@@ -95,6 +95,13 @@ func resolveAttestations(s *settings, spec *v1alpha1.TrustedRegistrySpec) error 
 	if s.engine == v1alpha1.EngineClusterPolicy {
 		return cpCheckAttestations(s)
 	}
+	if len(s.attestations) > 0 && s.ignoreLog {
+		// Kyverno 1.19's ImageValidatingPolicy accepts an attestation only with a verified
+		// transparency-log entry, even when the attestor ignores the log
+		// (pkg/image/verifiers/ivpol/cosign/verifier.go, VerifyAttestationSignature): such a
+		// policy would deny every image. README.md, "Attestations".
+		return invalidf("attestations with transparencyLog.ignore need the ClusterPolicy engine (spec.policy.engine: ClusterPolicy): Kyverno's ImageValidatingPolicy verifies attestations only with a transparency-log entry, so it would deny every image")
+	}
 	return nil
 }
 
@@ -544,4 +551,40 @@ func cpAttestationsChecked(s *settings) []cpAttestation {
 		panic("render: " + err.Error())
 	}
 	return out
+}
+
+// PredicateConditionsHold tells whether an in-toto statement (the decoded DSSE payload)
+// meets every condition, with the rendered policies' rules: a field is read under
+// "predicate" along the path's keys, must be a string, and equal the value or one of
+// oneOf; a missing field or another type fails. Conditions that do not resolve (see
+// resolveAttestations) never hold. internal/verify judges attestations with it.
+func PredicateConditionsHold(conds []v1alpha1.PredicateCondition, statement map[string]any) bool {
+	for _, c := range conds {
+		pc, err := resolvePredCond("", c)
+		if err != nil {
+			return false
+		}
+		var v any = statement["predicate"]
+		for _, k := range pc.path {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return false
+			}
+			if v, ok = m[k]; !ok {
+				return false
+			}
+		}
+		s, ok := v.(string)
+		if !ok {
+			return false
+		}
+		match := false
+		for _, want := range pc.values {
+			match = match || s == want
+		}
+		if !match {
+			return false
+		}
+	}
+	return true
 }

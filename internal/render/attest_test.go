@@ -572,3 +572,21 @@ func evalAll(t testing.TB, engine v1alpha1.Engine, policies []*unstructured.Unst
 	out.message = strings.Join(msgs, "; ")
 	return out
 }
+
+// TestAttestationsOfflineNeedClusterPolicy: Kyverno's ImageValidatingPolicy cannot verify
+// an attestation without a transparency-log entry; the spec is refused for that engine
+// and renders for the ClusterPolicy.
+func TestAttestationsOfflineNeedClusterPolicy(t *testing.T) {
+	mut := func(s *v1alpha1.TrustedRegistrySpec) {
+		s.TransparencyLog.Ignore = ptr.To(true)
+		s.Attestations = []v1alpha1.AttestationRequirement{{Type: "slsaprovenance1"}}
+	}
+	in := Input{Registry: registry("offline", mut), Keys: []Key{testKey(t, "ci-2026", 1, v1alpha1.KeyActive)}, Engine: v1alpha1.EngineImageValidatingPolicy}
+	if _, err := Render(in); err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), "ClusterPolicy engine") {
+		t.Fatalf("ImageValidatingPolicy: %v, want an InvalidError naming the ClusterPolicy engine", err)
+	}
+	in.Engine = v1alpha1.EngineClusterPolicy
+	if _, err := Render(in); err != nil {
+		t.Fatalf("ClusterPolicy: %v", err)
+	}
+}
