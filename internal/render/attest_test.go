@@ -590,3 +590,59 @@ func TestAttestationsOfflineNeedClusterPolicy(t *testing.T) {
 		t.Fatalf("ClusterPolicy: %v", err)
 	}
 }
+
+// TestPredicateConditionsAgree: the Go reading of conditions (internal/verify) and the
+// rendered CEL agree on statements with present, missing, nested and mistyped fields.
+func TestPredicateConditionsAgree(t *testing.T) {
+	env, err := ivpEnv(sigDB{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conds := [][]v1alpha1.PredicateCondition{
+		{{Path: "runDetails.builder.id", Equals: ptr.To("b")}},
+		{{Path: "a-b.c", OneOf: []string{"x", "y"}}},
+		{{Path: "runDetails.builder.id", Equals: ptr.To("b")}, {Path: "v", OneOf: []string{"1"}}},
+		{{Path: "v", Equals: ptr.To("")}},
+	}
+	statements := []map[string]any{
+		{},
+		{"predicate": "flat"},
+		{"predicate": map[string]any{}},
+		{"predicate": map[string]any{"runDetails": map[string]any{"builder": map[string]any{"id": "b"}}}},
+		{"predicate": map[string]any{"runDetails": map[string]any{"builder": map[string]any{"id": "c"}}}},
+		{"predicate": map[string]any{"runDetails": map[string]any{"builder": "b"}}},
+		{"predicate": map[string]any{"runDetails": map[string]any{"builder": map[string]any{"id": 1.0}}}},
+		{"predicate": map[string]any{"runDetails": map[string]any{"builder": map[string]any{"id": "b"}}, "v": "1"}},
+		{"predicate": map[string]any{"a-b": map[string]any{"c": "y"}, "v": ""}},
+		{"predicate": map[string]any{"a-b": map[string]any{"c": []any{"y"}}}},
+		{"runDetails": map[string]any{"builder": map[string]any{"id": "b"}}},
+	}
+	held := 0
+	for _, cs := range conds {
+		req := attestReq{uri: slsaV1}
+		for _, c := range cs {
+			pc, err := resolvePredCond(slsaV1, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.conditions = append(req.conditions, pc)
+		}
+		prg, err := compileCEL(env, "cel.bind(st, variables.st, "+req.celPredicate("st")+")")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range statements {
+			want := PredicateConditionsHold(cs, st)
+			got := prg.evalBool(t, map[string]any{"variables": map[string]any{"st": st}})
+			if got != want {
+				t.Errorf("conditions %v, statement %v: CEL %v, Go %v", cs, st, got, want)
+			}
+			if want {
+				held++
+			}
+		}
+	}
+	if held == 0 {
+		t.Fatal("no statement met any condition: the comparison proves nothing")
+	}
+}
