@@ -57,3 +57,43 @@ spec:
 	runCLI(t, "", "verify", good, "-f", ivp, "--key", "ci="+keyPath).
 		want(t, ExitUsage, "need the ClusterPolicy engine")
 }
+
+// TestLintAttestations: `signet lint` refuses, offline, what the CRD refuses in
+// spec.attestations, and what only the renderer can judge (an offline attestation for
+// the ImageValidatingPolicy engine).
+func TestLintAttestations(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "attest.yaml", `apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata: {name: wildcard}
+spec:
+  images: ["ghcr.io/org/*"]
+  namespaces: {names: [prod]}
+  keys: [{name: ci, secretRef: {name: k}}]
+  attestations: [{type: slsaprovenance1, conditions: [{path: runDetails.builder.id, equals: "https://github.com/*"}]}]
+---
+apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata: {name: offline}
+spec:
+  images: ["ghcr.io/org/*"]
+  namespaces: {names: [prod]}
+  keys: [{name: ci, secretRef: {name: k}}]
+  transparencyLog: {ignore: true}
+  attestations: [{type: cyclonedx}]
+---
+apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata: {name: good}
+spec:
+  images: ["ghcr.io/org/*"]
+  namespaces: {names: [prod]}
+  keys: [{name: ci, secretRef: {name: k}}]
+  signaturesRepository: ghcr.io/org/signatures
+  attestations: [{type: "https://slsa.dev/provenance/v1", conditions: [{path: runDetails.builder.id, oneOf: [a, b]}]}]
+`)
+	runCLI(t, "", "lint", "-f", f).want(t, ExitFailed,
+		`TrustedRegistry "wildcard": spec.attestations[0].conditions[0].equals`, "values must not contain '*', '?' or '{{'",
+		`TrustedRegistry "offline": operator: invalid TrustedRegistry spec: attestations with transparencyLog.ignore need the ClusterPolicy engine`,
+		`TrustedRegistry "good": ok`)
+}
