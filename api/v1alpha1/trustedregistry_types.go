@@ -129,6 +129,9 @@ type TrustedRegistrySpec struct {
 	// +kubebuilder:default={engine: Auto}
 	// +optional
 	Policy PolicyOptions `json:"policy,omitempty"`
+
+	// Attestations and the signatures' repository (attestation_types.go).
+	AttestationOptions `json:",inline"`
 }
 
 // NamespaceSelection names namespaces and/or selects them by label. A namespace is

@@ -100,7 +100,7 @@ func runVerify(ctx context.Context, args []string, s Streams) int {
 	if probe.UID == "" {
 		probe.UID = types.UID(placeholderUID)
 	}
-	if _, err := render.Render(render.Input{Registry: probe, Keys: ring, Engine: v1alpha1.EngineImageValidatingPolicy}); err != nil {
+	if _, err := render.Render(render.Input{Registry: probe, Keys: ring, Engine: probeEngine(tr)}); err != nil {
 		fmt.Fprintf(s.Err, "%s: TrustedRegistry %q: %v (the operator would apply no policy)\n", a.doc.loc, tr.Name, err)
 		return ExitUsage
 	}
@@ -214,6 +214,7 @@ func printVerdict(w io.Writer, image string, tr *v1alpha1.TrustedRegistry, o ver
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
+	printAttestations(w, r.Attestations)
 }
 
 func printJSON(w io.Writer, images []string, outcomes []verify.Outcome) {

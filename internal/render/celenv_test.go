@@ -118,6 +118,7 @@ func ivpEnv(db sigDB, calls *ivpCalls) (*cel.Env, error) {
 					return types.Int(n)
 				}))),
 	)
+	opts = append(opts, attestationEnvOptions(db)...) // attest_test.go
 	return cel.NewEnv(opts...)
 }
 

@@ -36,12 +36,6 @@ type cpConditions struct {
 	Any []cpCondition `json:"any,omitempty"`
 }
 
-type cpCondition struct {
-	Key      string `json:"key"`
-	Operator string `json:"operator"`
-	Value    int64  `json:"value"`
-}
-
 // cpRespelledPrecondition lets a host-spelling rule run only for Pods with an image that
 // cpRespelledRE matches, so that the usual Pod does not pay for compiling its CEL.
 var cpRespelledPrecondition = &cpConditions{Any: []cpCondition{{
@@ -73,6 +67,9 @@ type cpImageVerification struct {
 	MutateDigest    *bool           `json:"mutateDigest"`
 	VerifyDigest    *bool           `json:"verifyDigest"`
 	Required        *bool           `json:"required"`
+	// Repository and Attestations: spec.signaturesRepository and spec.attestations (attest.go)
+	Repository   string          `json:"repository,omitempty"`
+	Attestations []cpAttestation `json:"attestations,omitempty"`
 }
 
 type cpAttestorSet struct {
@@ -228,6 +225,9 @@ func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 			MutateDigest:    ptr.To(s.mutateDig),
 			VerifyDigest:    ptr.To(s.verifyDig),
 			Required:        ptr.To(true),
+			Repository:      s.sigRepo,
+			// resolve checked that they render (cpCheckAttestations)
+			Attestations: cpAttestationsChecked(s),
 		}},
 	})
 	return spec

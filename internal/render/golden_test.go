@@ -168,7 +168,7 @@ func goldenPath(scenario, engine string) string {
 
 func TestGolden(t *testing.T) {
 	seen := map[string]bool{}
-	for _, sc := range scenarios() {
+	for _, sc := range append(scenarios(), attestScenarios()...) {
 		for _, e := range engines {
 			t.Run(sc.name+"/"+e.name, func(t *testing.T) {
 				in := sc.in(t)

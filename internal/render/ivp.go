@@ -85,6 +85,7 @@ func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec
 		Message:           signatureMessage(s, ""),
 		MessageExpression: signatureMessage(s, "variables."+ivpVarUnsigned),
 	})
+	ivpAddAttestations(s, &spec, unchanged)
 	return spec
 }
 
@@ -209,7 +210,7 @@ func ctLog(ignoreLog bool) *policiesv1.CTLog {
 func keyAttestor(name, pem string, s *settings) policiesv1.Attestor {
 	return policiesv1.Attestor{
 		Name:   name,
-		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(s.ignoreLog)},
+		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(s.ignoreLog), Source: ivpSource(s)},
 	}
 }
 
@@ -225,7 +226,8 @@ func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, s *settings) pol
 				Subject:       id.Subject,
 				SubjectRegExp: id.SubjectRegExp,
 			}}},
-			CTLog: ctLog(s.ignoreLog),
+			CTLog:  ctLog(s.ignoreLog),
+			Source: ivpSource(s),
 		},
 	}
 }

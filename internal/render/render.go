@@ -136,6 +136,9 @@ type settings struct {
 	patterns  *patternSet
 	ns        namespaces
 	signers   []signer
+	// spec.attestations and spec.signaturesRepository (attest.go)
+	attestations []attestReq
+	sigRepo      string
 }
 
 func resolve(in Input) (*settings, error) {
@@ -192,6 +195,9 @@ func resolve(in Input) (*settings, error) {
 	if s.required > len(s.signers) {
 		return nil, invalidf("requiredSignatures is %d but there are only %d distinct signers (%s); keys that share a public key count once",
 			s.required, len(s.signers), signerNames(s.signers))
+	}
+	if err := resolveAttestations(s, spec); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -37,6 +37,7 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 		spec.Validations = append(spec.Validations, rs.validation(unchanged))
 	}
 	spec.Validations = append(spec.Validations, sharedValidations(unchanged)...)
+	sharedIVPAddAttestations(bs, &spec)
 	return spec, sets.branchOf(bs)
 }
 
@@ -65,14 +66,14 @@ func sharedSignerSets(bs []*branch) sharedSets {
 		for _, sg := range b.s.signers {
 			var names []string
 			for _, key := range sg.keys {
-				n := sharedKeyAttestor(key.fingerprint, b.s.ignoreLog)
-				attestors[n] = keyAttestor(n, key.pem, b.s)
-				names = append(names, n)
+				a := sharedKeyAttestorFor(b.s, key)
+				attestors[a.Name] = a
+				names = append(names, a.Name)
 			}
 			if id := sg.keyless; id != nil {
-				n := sharedKeylessAttestor(id, b.s.ignoreLog)
-				attestors[n] = keylessAttestor(n, id, b.s)
-				names = append(names, n)
+				a := sharedKeylessAttestorFor(b.s, id)
+				attestors[a.Name] = a
+				names = append(names, a.Name)
 			}
 			sort.Strings(names)
 			signers = append(signers, strings.Join(names, ","))

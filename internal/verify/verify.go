@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-operator/signet/api/v1alpha1"
@@ -128,6 +127,9 @@ type Result struct {
 	// Inconclusive is true when OK is false only because some signers could not be
 	// checked offline (they could have made up the threshold).
 	Inconclusive bool `json:"inconclusive,omitempty"`
+	// Attestations is one entry per spec.attestations entry, checked once the signatures
+	// meet the threshold (attest.go).
+	Attestations []AttestationResult `json:"attestations,omitempty"`
 	// Cached is true when the signature verdict came from the cache.
 	Cached bool `json:"cached,omitempty"`
 	// Reason explains the verdict in one sentence, in the words of the policy's message
@@ -246,7 +248,11 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Result, error) {
 	}
 	res.Digest = dig.DigestStr()
 
-	vd, cached, err := v.signatures(ctx, dig, signers, res.Required, ignoreLog, ropts, nameOpts)
+	sigRepo, err := signaturesRepository(spec, nameOpts)
+	if err != nil {
+		return res, err
+	}
+	vd, cached, err := v.signatures(ctx, dig, signers, res.Required, ignoreLog, ropts, nameOpts, sigRepo)
 	if err != nil {
 		res.Reason = "cannot check signatures: " + err.Error()
 		return res, err
@@ -284,8 +290,15 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Result, error) {
 		}
 		return res, nil
 	}
+	// attestations (attest.go): each requirement needs requiredSignatures signers too
+	if ok, err := v.attestations(ctx, req, res, dig, signers, ignoreLog, ropts, nameOpts, sigRepo); err != nil || !ok {
+		return res, err
+	}
 	res.OK = true
 	res.Reason = fmt.Sprintf("signed by %d of the %d required signer(s): %s", res.Verified, res.Required, strings.Join(verifiedNames, ", "))
+	if len(res.Attestations) > 0 {
+		res.Reason += "; " + attestationsSummary(res.Attestations)
+	}
 	if !hasDigest {
 		if mutateDigest {
 			res.Reason += fmt.Sprintf("; Kyverno pins the tag to %s at admission (digest.mutate)", dig.DigestStr())
@@ -365,10 +378,14 @@ func resolve(ref name.Reference, ropts []remote.Option) (name.Digest, error) {
 
 // signatures returns every signer's outcome for the digest, from the cache when possible.
 func (v *Verifier) signatures(ctx context.Context, dig name.Digest, ss []signer, required int, ignoreLog bool,
-	ropts []remote.Option, nameOpts []name.Option) (verdict, bool, error) {
+	ropts []remote.Option, nameOpts []name.Option, sigRepo *name.Repository) (verdict, bool, error) {
 	// The repository is part of the key: signatures live next to the image, so the same
-	// digest can be signed in one repository and not in another.
+	// digest can be signed in one repository and not in another (or in
+	// spec.signaturesRepository).
 	key := dig.Context().Name() + "@" + dig.DigestStr() + "|" + keysetID(ss, required, ignoreLog)
+	if sigRepo != nil {
+		key += "|signatures in " + sigRepo.Name()
+	}
 	if vd, ok := v.cache.get(key); ok {
 		return vd, true, nil
 	}
@@ -377,7 +394,7 @@ func (v *Verifier) signatures(ctx context.Context, dig name.Digest, ss []signer,
 	ran := false // set only by the caller whose function runs (before its result is sent)
 	ch := v.flight.DoChan(key, func() (any, error) {
 		ran = true
-		vd, err := v.check(ctx, dig, ss, ignoreLog, ropts, nameOpts)
+		vd, err := v.check(ctx, dig, ss, ignoreLog, ropts, nameOpts, sigRepo)
 		if err != nil {
 			return verdict{}, err
 		}
@@ -408,9 +425,9 @@ func (v *Verifier) signatures(ctx context.Context, dig name.Digest, ss []signer,
 // check verifies every signer against the digest. It returns an error only for failures
 // that are not a verdict (registry unreachable, context cancelled, …).
 func (v *Verifier) check(ctx context.Context, dig name.Digest, ss []signer, ignoreLog bool,
-	ropts []remote.Option, nameOpts []name.Option) (verdict, error) {
+	ropts []remote.Option, nameOpts []name.Option, sigRepo *name.Repository) (verdict, error) {
 	base := cosign.CheckOpts{
-		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(ropts...), ociremote.WithNameOptions(nameOpts...)},
+		RegistryClientOpts: registryClientOpts(ropts, nameOpts, sigRepo),
 		// Without it a signature copied from another image (its payload names that image's
 		// digest) would be accepted.
 		ClaimVerifier: cosign.SimpleClaimVerifier,
