@@ -85,7 +85,7 @@ type TrustedRegistryReconciler struct {
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
 
-// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch
+// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
 // Policies are read everywhere (the informer lists and watches all of them), but written
 // only under the shared policies' names (render.SharedPolicyNames; test/packaging checks
@@ -178,8 +178,13 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
-		r.triggerShared()
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, registry) // finalizer.go
+	}
+	if err := r.ensureFinalizer(ctx, registry); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
 	}
 
 	obs, err := r.observe(ctx, registry)
