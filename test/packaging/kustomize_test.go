@@ -256,8 +256,8 @@ func TestPrometheus(t *testing.T) {
 	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
 		portNames[p.Name] = p.ContainerPort
 	}
-	if len(svc.Spec.Ports) != 1 || portNames[svc.Spec.Ports[0].TargetPort.String()] != 8080 {
-		t.Errorf("Service ports %+v do not target the metrics port 8080", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 1 || portNames[svc.Spec.Ports[0].TargetPort.String()] != 8443 {
+		t.Errorf("Service ports %+v do not target the metrics port 8443", svc.Spec.Ports)
 	}
 	sm := one(t, objs, "ServiceMonitor", "signet-controller-manager-metrics")
 	match, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
