@@ -29,6 +29,10 @@ import (
 // policies keep enforcing) until someone removes the finalizer by hand.
 const Finalizer = "trust.signet.dev/policy-cleanup"
 
+// Adding and removing the finalizer is a patch of the TrustedRegistry itself (Kubernetes has
+// no finalizers subresource for it); Signet patches metadata.finalizers and nothing else.
+// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=patch
+
 // finalizeRecheck is how often a registry being deleted looks whether its branch has left
 // the shared policies (the pass is triggered at once; this only bounds the wait).
 const finalizeRecheck = 500 * time.Millisecond

@@ -85,7 +85,7 @@ type TrustedRegistryReconciler struct {
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
 
-// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries,verbs=get;list;watch
 // +kubebuilder:rbac:groups=trust.signet.dev,resources=trustedregistries/status,verbs=get;update;patch
 // Policies are read everywhere (the informer lists and watches all of them), but written
 // only under the shared policies' names (render.SharedPolicyNames; test/packaging checks
