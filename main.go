@@ -43,7 +43,9 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("signet", flag.ContinueOnError)
 	var (
 		trustNamespace   = fs.String("trust-namespace", defaultTrustNamespace(), "namespace holding the key Secrets (and Signet's key-ring records); Secrets elsewhere are never read")
-		metricsAddr      = fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+		metricsAddr      = fs.String("metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (0 disables it)")
+		metricsSecure    = fs.Bool("metrics-secure", true, "serve metrics over HTTPS to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (false: plain HTTP, anyone; local debugging only)")
+		metricsCertDir   = fs.String("metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate made at start)")
 		probeAddr        = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 		leaderElect      = fs.Bool("leader-elect", false, "use leader election so that only one replica reconciles")
 		leaderNamespace  = fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the trust namespace)")
@@ -90,6 +92,8 @@ func run(args []string) error {
 		Layout:                  layout,
 		DiscoveryMaxAge:         *discoveryMaxAge,
 		MetricsBindAddress:      *metricsAddr,
+		MetricsInsecure:         !*metricsSecure,
+		MetricsCertDir:          *metricsCertDir,
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
 		LeaderElectionNamespace: *leaderNamespace,

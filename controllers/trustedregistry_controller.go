@@ -172,7 +172,13 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, registry) // finalizer.go
+	}
+	if err := r.ensureFinalizer(ctx, registry); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	obs, err := r.observe(ctx, registry)
 	if errors.Is(err, errKindNotWatched) {

@@ -6,6 +6,12 @@
 #   IMG=... hack/deploy.sh deploy     # everything in config/default, with image IMG
 #   hack/deploy.sh undeploy    # everything in config/default, CRD included
 #
+# uninstall and undeploy first delete every TrustedRegistry and wait (DELETE_TIMEOUT, default
+# 120s) until the running operator has taken each out of Kyverno's policies (its finalizer),
+# and only then remove the operator and the CRD: the safe order of README.md, "Uninstall".
+# If the operator is not running, the wait times out and nothing else is removed (the
+# policies keep enforcing); README.md says how to clean up by hand.
+#
 # KUBECTL defaults to kubectl on PATH, else bin/k8s/kubectl. Apply is server-side under the
 # field manager signet-deploy; deletes ignore objects that are already gone unless
 # IGNORE_NOT_FOUND=false.
@@ -20,11 +26,22 @@ ignore="${IGNORE_NOT_FOUND:-true}"
 apply() { "$KUBECTL" apply --server-side --field-manager=signet-deploy -f -; }
 delete() { "$KUBECTL" delete --ignore-not-found="$ignore" --wait=false -f -; }
 
+delete_registries() {
+	if ! "$KUBECTL" get crd trustedregistries.trust.signet.dev >/dev/null 2>&1; then
+		return 0
+	fi
+	if ! "$KUBECTL" delete trustedregistries.trust.signet.dev --all --wait=true --timeout="${DELETE_TIMEOUT:-120s}"; then
+		echo "TrustedRegistries are still being deleted: is the operator running? Nothing else was removed." >&2
+		echo "See README.md, \"Uninstall\", to clean up without the operator." >&2
+		exit 1
+	fi
+}
+
 case "${1:-}" in
 install) "$KUSTOMIZE" build "$root/config/crd" | apply ;;
-uninstall) "$KUSTOMIZE" build "$root/config/crd" | delete ;;
+uninstall) delete_registries && "$KUSTOMIZE" build "$root/config/crd" | delete ;;
 deploy) render_default "${IMG:-}" | apply ;;
-undeploy) "$KUSTOMIZE" build "$root/config/default" | delete ;;
+undeploy) delete_registries && "$KUSTOMIZE" build "$root/config/default" | delete ;;
 *)
 	echo "usage: $0 install|uninstall|deploy|undeploy" >&2
 	exit 2

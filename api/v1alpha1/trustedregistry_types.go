@@ -507,6 +507,8 @@ type FailingResource struct {
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
 // +kubebuilder:printcolumn:name="Keys",type=string,JSONPath=`.status.keySummary`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.policy.name`
 // +kubebuilder:printcolumn:name="Fail",type=integer,JSONPath=`.status.reports.fail`
 // +kubebuilder:printcolumn:name="Blocked",type=integer,JSONPath=`.status.reports.blocked.count`,priority=1
 // +kubebuilder:printcolumn:name="Uncovered",type=integer,JSONPath=`.status.coverage.uncoveredPods`,priority=1
@@ -516,7 +518,11 @@ type TrustedRegistry struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   TrustedRegistrySpec   `json:"spec"`
+	Spec TrustedRegistrySpec `json:"spec"`
+	// Status is what Signet observed and did. Until Signet first sees the TrustedRegistry
+	// it reads as observedGeneration 0 (a default), so that kstatus-based tools such as
+	// Flux's wait report it InProgress rather than Current (README.md, "GitOps").
+	// +kubebuilder:default={observedGeneration: 0}
 	Status TrustedRegistryStatus `json:"status,omitempty"`
 }
 

@@ -83,6 +83,7 @@ func main() {
 	}()
 	d := &demo{out: newPrinter(os.Stdout), keep: *keep, engine: trustv1alpha1.Engine(*engine), verbose: *verbose, begin: time.Now()}
 	err := d.run(ctx)
+	d.checkForbidden()
 	if (err != nil || d.unexpected > 0) && ctx.Err() == nil {
 		d.keepDir = true
 		if d.stack != nil {
@@ -122,6 +123,7 @@ type demo struct {
 
 	root       string
 	stack      *localstack.Stack
+	operator   *localstack.OperatorIdentity // Signet's ServiceAccount (config/default)
 	reg, other *ocitest.Registry
 	kube       kubernetes.Interface
 	client     client.Client
@@ -137,6 +139,18 @@ type demo struct {
 	keepDir bool   // keep it (something failed)
 
 	cleanups []func()
+}
+
+// checkForbidden counts every request of Signet that the RBAC of config/ refused as an
+// unexpected result: the demo proves the operator needs nothing more than config/ grants.
+func (d *demo) checkForbidden() {
+	if d.operator == nil {
+		return
+	}
+	for _, req := range d.operator.Forbidden() {
+		d.out.fail("the RBAC of config/ refused Signet's request %s", req)
+		d.unexpected++
+	}
 }
 
 // showLogs prints the last lines of Kyverno's and Signet's logs, to explain a failure.
@@ -257,10 +271,11 @@ func (d *demo) run(ctx context.Context) error {
 
 	// --- Signet
 	o.section("3. Signet and a TrustedRegistry")
-	if err := d.startSignet(); err != nil {
+	if err := d.startSignet(ctx); err != nil {
 		return err
 	}
 	o.ok("Signet's controller running in this process (trust namespace %s)", trustNS)
+	o.dim("  as %s, with only the RBAC of config/default (a ServiceAccount token, not the admin)", d.operator.Username())
 	manifest := d.manifest()
 	tr, err := d.showManifest(manifest)
 	if err != nil {
@@ -528,9 +543,16 @@ func (d *demo) setupDir() error {
 	return nil
 }
 
-// startSignet runs Signet's manager in this process, configured as main.go configures it.
-func (d *demo) startSignet() error {
-	cfg := d.stack.RESTConfig()
+// startSignet installs the operator's ServiceAccount and RBAC from config/default and runs
+// Signet's manager in this process as that ServiceAccount, configured as main.go configures
+// it. A permission config/ lacks fails the demo (see checkForbidden), it is never papered
+// over with the admin's.
+func (d *demo) startSignet(ctx context.Context) error {
+	var err error
+	if d.operator, err = d.stack.InstallOperator(ctx, 2*time.Hour); err != nil {
+		return err
+	}
+	cfg := d.operator.RESTConfig()
 	cfg.QPS, cfg.Burst = 50, 100
 	mgr, err := operator.New(cfg, operator.Options{
 		TrustNamespace:          trustNS,

@@ -20,11 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
 	"github.com/signet-operator/signet/internal/kyverno"
+	signetmetrics "github.com/signet-operator/signet/internal/metrics"
 )
 
 // LeaderElectionID is the name of the leader-election Lease.
@@ -52,6 +54,14 @@ type Options struct {
 	// MetricsBindAddress and HealthProbeBindAddress ("" or "0": off).
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	// MetricsInsecure serves metrics over plain HTTP without authentication (local
+	// debugging only). By default they are served over HTTPS and every scrape must carry a
+	// bearer token that the apiserver authenticates (TokenReview) and authorizes for GET
+	// /metrics (SubjectAccessReview; the metrics-reader ClusterRole of config/rbac).
+	MetricsInsecure bool
+	// MetricsCertDir holds tls.crt and tls.key for the metrics endpoint (default: a
+	// self-signed certificate made at start).
+	MetricsCertDir string
 	// LeaderElection with the Lease LeaderElectionID in LeaderElectionNamespace (default:
 	// the trust namespace). The Lease is released when the manager stops, so that a
 	// standby replica takes over at once on a rollout or drain (README.md, "High
@@ -115,7 +125,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Scheme:                  Scheme(),
 		Cache:                   cacheOpts,
 		Client:                  client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.HealthProbeBindAddress,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
@@ -137,7 +147,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := mgr.GetClient()
+	signetmetrics.Register(mgr.GetCache(), o.Clock)
+	c := signetmetrics.CountPolicyWrites(mgr.GetClient())
 	if o.WrapClient != nil {
 		c = o.WrapClient(c)
 	}
@@ -162,6 +173,19 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// metricsOptions: HTTPS with authentication and authorization unless MetricsInsecure.
+func metricsOptions(o Options) metricsserver.Options {
+	if o.MetricsInsecure {
+		return metricsserver.Options{BindAddress: o.MetricsBindAddress}
+	}
+	return metricsserver.Options{
+		BindAddress:    o.MetricsBindAddress,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		CertDir:        o.MetricsCertDir,
+	}
 }
 
 // positiveOrNil leaves a zero duration to controller-runtime's default.

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,13 @@ type fixture struct {
 	kube   kubernetes.Interface
 	client client.Client
 	logDir string // Signet's log (signet.log) lives here
-	stop   func() // stops the manager, the stack and the registries
+	// operator is the identity Signet's manager runs with: the ServiceAccount of
+	// config/default with a token, authorized only by the RBAC of config/.
+	operator *localstack.OperatorIdentity
+	// metricsURL is the manager's HTTPS metrics endpoint (authenticated and authorized
+	// through the apiserver, as main.go serves it).
+	metricsURL string
+	stop       func() // stops the manager, the stack and the registries
 }
 
 var (
@@ -83,6 +90,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if fx != nil {
+		// Least privilege, proven by running: any request of the operator that its RBAC
+		// refused fails the run, even where the operator only retried and got by.
+		if refused := fx.operator.Forbidden(); len(refused) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: the RBAC of config/ refused %d request(s) of the operator (%s):\n  %s\n",
+				len(refused), fx.operator.Username(), strings.Join(refused, "\n  "))
+			code = 1
+		}
 		fx.stop()
 	}
 	close(fxDone)
@@ -187,6 +201,13 @@ func startFixture() (_ *fixture, err error) {
 	if err := f.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trustNS}}); err != nil {
 		return nil, err
 	}
+	// The operator's ServiceAccount and RBAC as config/default installs them.
+	if f.operator, err = stack.InstallOperator(ctx, 2*time.Hour); err != nil {
+		return nil, err
+	}
+	if f.operator.Namespace != trustNS {
+		return nil, fmt.Errorf("config/default installs the operator in %s, the tests expect %s", f.operator.Namespace, trustNS)
+	}
 	stopMgr, err := f.startSignet()
 	if err != nil {
 		return nil, err
@@ -196,11 +217,17 @@ func startFixture() (_ *fixture, err error) {
 }
 
 // startSignet runs Signet's manager in-process exactly as main.go configures it (real
-// clock, cache options, unstructured client cache).
+// clock, cache options, unstructured client cache), as its own ServiceAccount.
 func (f *fixture) startSignet() (func(), error) {
-	cfg := f.stack.RESTConfig()
+	cfg := f.operator.RESTConfig()
 	cfg.QPS, cfg.Burst = 50, 100 // main.go's defaults
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	f.metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", port)
 	mgr, err := operator.New(cfg, operator.Options{
+		MetricsBindAddress:      fmt.Sprintf("127.0.0.1:%d", port),
 		TrustNamespace:          trustNS,
 		Workers:                 4,
 		CountBlocked:            true,
@@ -225,6 +252,16 @@ func (f *fixture) startSignet() (func(), error) {
 			fmt.Fprintln(os.Stderr, "e2e: signet manager:", err)
 		}
 	}, nil
+}
+
+// freePort returns a TCP port that was free a moment ago on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // --- scenario helpers -------------------------------------------------------------------

@@ -354,6 +354,7 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses(read, "", "secrets", trustNS),
 		accesses(all[:7], "", "configmaps", trustNS), // get list watch create update patch delete
 		accesses(read, "trust.signet.dev", "trustedregistries"),
+		accesses([]string{"patch"}, "trust.signet.dev", "trustedregistries"), // the finalizer
 		accesses([]string{"update", "patch"}, "trust.signet.dev", "trustedregistries/status"),
 		accesses(read, "policies.kyverno.io", "imagevalidatingpolicies"),
 		accesses(read, "kyverno.io", "clusterpolicies"),
@@ -395,8 +396,10 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses(read, "", "secrets", "", other, "kube-system"),
 		accesses(write, "", "secrets", trustNS, ""),
 		accesses(read, "", "configmaps", "", other, "kube-system"),
-		// TrustedRegistries are the user's intent: status yes, spec never.
-		accesses(write, "trust.signet.dev", "trustedregistries"),
+		// TrustedRegistries are the user's intent: status yes, spec never. Patch only, for
+		// the finalizer (controllers/finalizer.go patches metadata.finalizers and nothing
+		// else); no create, update or delete.
+		accesses([]string{"create", "update", "delete", "deletecollection"}, "trust.signet.dev", "trustedregistries"),
 		accesses([]string{"update"}, "trust.signet.dev", "trustedregistries/finalizers"),
 		// Workloads.
 		accesses(write, "apps", "deployments", trustNS, other),
