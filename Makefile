@@ -84,7 +84,7 @@ build: ## Build the operator binary into bin/signet.
 
 .PHONY: run
 run: manifests ## Run the operator against the cluster in the current kubeconfig.
-	go run . --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
+	go run . manager --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
 
 ##@ Benchmarks
 
