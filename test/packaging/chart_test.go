@@ -261,6 +261,27 @@ func TestChartValues(t *testing.T) {
 	})
 }
 
+// TestChartRefusesTypos: values.schema.json makes a misspelt or mistyped value an error
+// instead of a setting Helm silently ignores.
+func TestChartRefusesTypos(t *testing.T) {
+	for name, vals := range map[string]map[string]any{
+		"misspelt key":   {"replica": 3},
+		"wrong type":     {"replicas": "two"},
+		"nested typo":    {"leaderElection": map[string]any{"enable": false}},
+		"digest":         {"image": map[string]any{"digest": "latest"}},
+		"metrics switch": {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": "yes"}}},
+	} {
+		install := action.NewInstall(action.NewConfiguration())
+		install.DryRunStrategy = action.DryRunClient
+		install.ReleaseName, install.Namespace, install.Replace = "signet", operatorNamespace, true
+		install.KubeVersion = kubeVersionT(t)
+		_, err := install.RunWithContext(context.Background(), loadChart(t), vals)
+		if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+			t.Errorf("%s: %v: want a schema error, got %v", name, vals, err)
+		}
+	}
+}
+
 // TestChartLint: Helm's chart linter (what `helm lint --strict` runs) finds nothing, with the
 // default values and with every optional object turned on.
 func TestChartLint(t *testing.T) {
