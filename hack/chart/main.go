@@ -225,6 +225,10 @@ func template(o map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if kind(o) == "ServiceMonitor" {
+		// Prometheus Operator installations select ServiceMonitors by label (e.g. release: …).
+		lines = append(lines, `  {{- with .Values.metrics.serviceMonitor.labels }}`, `  {{- toYaml . | nindent %IN% }}`, `  {{- end }}`)
+	}
 	md["labels"] = s.add(append(lines, rest...)...)
 	if kind(o) == "CustomResourceDefinition" {
 		ann, _ := md["annotations"].(map[string]any)

@@ -253,7 +253,8 @@ func TestChartValues(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		objs := renderChart(t, map[string]any{"metrics": map[string]any{"service": map[string]any{"enabled": false}, "serviceMonitor": map[string]any{"enabled": true}}})
+		objs := renderChart(t, map[string]any{"metrics": map[string]any{"service": map[string]any{"enabled": false},
+			"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}}}})
 		if len(find(objs, "Service", "")) != 0 {
 			t.Error("metrics.service.enabled=false still renders a Service")
 		}
@@ -261,6 +262,9 @@ func TestChartValues(t *testing.T) {
 		want := one(t, build(t, "config/prometheus"), "ServiceMonitor", "signet-controller-manager-metrics")
 		if !reflect.DeepEqual(withoutLabels(got), withoutLabels(want)) {
 			t.Errorf("ServiceMonitor differs from config/prometheus:\n%v\n%v", got.Object, want.Object)
+		}
+		if got.GetLabels()["release"] != "prometheus" || got.GetLabels()["control-plane"] != "controller-manager" {
+			t.Errorf("ServiceMonitor labels %v", got.GetLabels())
 		}
 	})
 	t.Run("crds", func(t *testing.T) {
