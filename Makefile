@@ -135,8 +135,8 @@ undeploy: $(KUSTOMIZE) ## Remove operator, RBAC, namespace and CRD.
 	KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh undeploy
 
 .PHONY: docker-build
-docker-build: ## Build the operator image IMG (needs Docker; not available on CI machines).
-	docker build -t $(IMG) .
+docker-build: ## Build the operator image IMG (needs Docker; without it: make release).
+	docker build --build-arg VERSION=v$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMG) .
 
 ##@ OLM bundle
 
