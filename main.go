@@ -50,6 +50,9 @@ func runManager(ctx context.Context, args []string, s cli.Streams) int {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return cli.ExitOK
 	case errors.Is(err, errUsage):
+		if err != errUsage {
+			fmt.Fprintln(s.Err, "signet manager:", err)
+		}
 		return cli.ExitUsage
 	}
 	fmt.Fprintln(s.Err, "signet manager:", err)
@@ -104,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	layout := controllers.Layout(*policyLayout)
 	if layout != controllers.LayoutShared && layout != controllers.LayoutPerRegistry {
-		return fmt.Errorf("--policy-layout must be %q or %q, not %q", controllers.LayoutShared, controllers.LayoutPerRegistry, *policyLayout)
+		return fmt.Errorf("%w: --policy-layout must be %q or %q, not %q", errUsage, controllers.LayoutShared, controllers.LayoutPerRegistry, *policyLayout)
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -54,6 +54,7 @@ func TestManagerIsExplicit(t *testing.T) {
 	b := signetBinary(t)
 	b.run(t, "", "manager", "extra").want(t, 2, `unexpected argument "extra"`, "Usage: signet manager")
 	b.run(t, "", "run", "--no-such-flag").want(t, 2, "flag provided but not defined")
+	b.run(t, "", "manager", "--policy-layout=sharded").want(t, 2, `--policy-layout must be "shared" or "per-registry", not "sharded"`)
 	res := b.run(t, "", "manager", "-h")
 	res.want(t, 0, "-leader-elect", "-trust-namespace")
 	if !strings.Contains(res.out, "Usage: signet manager") {
