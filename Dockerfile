@@ -2,6 +2,7 @@
 # The Signet operator image: a static, stripped Go binary on distroless, running as the
 # non-root user 65532. Build from the repository root:
 #   docker build -t ghcr.io/signet-operator/signet:v0.1.0 .
+# Without Docker: make release (internal/release, docs/release.md) builds an equivalent image.
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 ...
 # (the builder runs natively and cross-compiles; no emulation needed).
 
@@ -19,9 +20,14 @@ COPY main.go ./
 COPY api/ api/
 COPY controllers/ controllers/
 COPY internal/ internal/
+# `signet version` prints these (make docker-build passes them; see internal/cli).
+ARG VERSION=dev
+ARG COMMIT=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/signet .
+    go build -trimpath -buildvcs=false \
+      -ldflags="-s -w -X github.com/signet-operator/signet/internal/cli.Version=${VERSION} -X github.com/signet-operator/signet/internal/cli.Commit=${COMMIT}" \
+      -o /out/signet .
 
 FROM gcr.io/distroless/static:nonroot
 LABEL org.opencontainers.image.title="signet" \

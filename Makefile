@@ -36,11 +36,15 @@ manifests: $(CONTROLLER_GEN) ## Regenerate the CRD and RBAC manifests from the G
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
+.PHONY: chart
+chart: manifests $(KUSTOMIZE) ## Regenerate the Helm chart's templates (charts/signet/templates/generated-*.yaml) from config/.
+	KUSTOMIZE=$(KUSTOMIZE) go run ./hack/chart
+
 .PHONY: verify
-verify: manifests generate bundle ## Fail if generated files are stale (run `make manifests generate` and commit).
-	@if [ -n "$$(git status --porcelain -- api config bundle internal/cli/crd)" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config bundle internal/cli/crd; git --no-pager diff --stat -- api config bundle internal/cli/crd; exit 1; fi
+verify: manifests generate bundle chart ## Fail if generated files are stale (run `make manifests generate bundle chart` and commit).
+	@if [ -n "$$(git status --porcelain -- api config bundle charts internal/cli/crd)" ]; then \
+		echo "generated files are stale; run 'make manifests generate bundle chart' and commit:"; \
+		git status --porcelain -- api config bundle charts internal/cli/crd; git --no-pager diff --stat -- api config bundle charts internal/cli/crd; exit 1; fi
 	@echo "generated files are up to date"
 
 .PHONY: fmt
@@ -78,13 +82,21 @@ test-unit: ## Only the pure unit tests (no control plane).
 
 ##@ Build
 
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS   ?= linux/amd64,linux/arm64
+STAMP       := -X github.com/signet-operator/signet/internal/cli.Version=v$(VERSION) -X github.com/signet-operator/signet/internal/cli.Commit=$(COMMIT)
+
 .PHONY: build
-build: ## Build the operator binary into bin/signet.
-	CGO_ENABLED=0 go build -trimpath -ldflags "-X github.com/signet-operator/signet/internal/cli.Version=$(VERSION)" -o $(BIN)/signet .
+build: ## Build the operator binary into bin/signet (`signet version` shows v$(VERSION) and the commit).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(STAMP)" -o $(BIN)/signet .
+
+.PHONY: release
+release: manifests $(KUSTOMIZE) ## Without Docker: the operator image as an OCI layout in dist/oci, dist/install.yaml pinned by digest; REGISTRY=ghcr.io/yourorg also pushes REGISTRY/signet:v$(VERSION).
+	KUSTOMIZE=$(KUSTOMIZE) go run ./hack/release -version v$(VERSION) -commit "$(COMMIT)" -platforms $(PLATFORMS) $(if $(REGISTRY),-registry $(REGISTRY))
 
 .PHONY: run
 run: manifests ## Run the operator against the cluster in the current kubeconfig.
-	go run . --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
+	go run . manager --trust-namespace=$${TRUST_NAMESPACE:-signet-system}
 
 ##@ Benchmarks
 
@@ -123,8 +135,8 @@ undeploy: $(KUSTOMIZE) ## Remove operator, RBAC, namespace and CRD.
 	KUSTOMIZE=$(KUSTOMIZE) hack/deploy.sh undeploy
 
 .PHONY: docker-build
-docker-build: ## Build the operator image IMG (needs Docker; not available on CI machines).
-	docker build -t $(IMG) .
+docker-build: ## Build the operator image IMG (needs Docker; without it: make release).
+	docker build --build-arg VERSION=v$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMG) .
 
 ##@ OLM bundle
 

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,19 +32,43 @@ func defaultTrustNamespace() string {
 }
 
 func main() {
-	// signet render | verify | lint | help | version: offline checks for GitOps pipelines.
-	// Without a subcommand the binary is the operator.
-	if cli.IsSubcommand(os.Args[1:]) {
-		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "signet:", err)
-		os.Exit(1)
-	}
+	// Every run names its command (internal/cli): `signet manager` (or `signet run`) is the
+	// operator; render, verify and lint are offline checks. A typo or a stray argument is a
+	// usage error, never an operator started against the current kubeconfig.
+	cli.Manager = runManager
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) error {
-	fs := flag.NewFlagSet("signet", flag.ContinueOnError)
+// errUsage marks a command-line error (exit 2; flag has printed the usage).
+var errUsage = errors.New("usage")
+
+// runManager is `signet manager`: 0 after a clean stop (or -h), 2 for bad flags or stray
+// arguments, 1 when the operator fails.
+func runManager(ctx context.Context, args []string, s cli.Streams) int {
+	err := run(ctx, args, s.Out, s.Err)
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return cli.ExitOK
+	case errors.Is(err, errUsage):
+		if err != errUsage {
+			fmt.Fprintln(s.Err, "signet manager:", err)
+		}
+		return cli.ExitUsage
+	}
+	fmt.Fprintln(s.Err, "signet manager:", err)
+	return cli.ExitFailed
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("signet manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fs.SetOutput(stdout)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: signet manager [flags]   (alias: signet run)\n\nRuns the operator against the cluster of the current kubeconfig (in a Pod: its\nServiceAccount). Takes flags only.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var (
 		trustNamespace   = fs.String("trust-namespace", defaultTrustNamespace(), "namespace holding the key Secrets (and Signet's key-ring records); Secrets elsewhere are never read")
 		metricsAddr      = fs.String("metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (0 disables it)")
@@ -66,14 +94,22 @@ func run(args []string) error {
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "signet manager: unexpected argument %q: the operator takes flags only\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
 	layout := controllers.Layout(*policyLayout)
 	if layout != controllers.LayoutShared && layout != controllers.LayoutPerRegistry {
-		return fmt.Errorf("--policy-layout must be %q or %q, not %q", controllers.LayoutShared, controllers.LayoutPerRegistry, *policyLayout)
+		return fmt.Errorf("%w: --policy-layout must be %q or %q, not %q", errUsage, controllers.LayoutShared, controllers.LayoutPerRegistry, *policyLayout)
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -113,5 +149,5 @@ func run(args []string) error {
 		return err
 	}
 	setupLog.Info("starting Signet", "trustNamespace", *trustNamespace, "workers", *workers, "policyLayout", layout)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }

@@ -20,6 +20,7 @@ trap 'rm -f "$tmp"' EXIT
 	echo "# Apply with: kubectl apply --server-side -f install.yaml"
 	render_default "$img"
 } >"$tmp"
+chmod 0644 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
 echo "wrote $out" >&2

@@ -1,14 +1,17 @@
-// Package cli implements the subcommands of the signet binary: offline checks of
-// TrustedRegistry manifests for GitOps pipelines and release jobs. The operator (manager)
-// stays the default when the first argument is not a subcommand.
+// Package cli implements the command line of the signet binary: the operator itself
+// (`signet manager`, also spelled `signet run`) and offline checks of TrustedRegistry
+// manifests for GitOps pipelines and release jobs. Every run names its command: an unknown
+// command, a bare flag or a stray argument is a usage error (exit 2), so that a typo never
+// starts the operator against the current kubeconfig.
 //
+//	signet manager [flags]                            run the operator
 //	signet render -f tr.yaml --key ci=cosign.pub      the exact policies the operator applies
 //	signet verify IMAGE -f tr.yaml --key ci=cosign.pub would the policy admit IMAGE?
 //	signet lint -f tr.yaml [FILE|DIR...]              would the apiserver accept the manifests?
 //	signet help | signet version
 //
-// Exit codes: 0 success; 1 the check failed (invalid manifest, image denied); 2 usage, I/O
-// or registry errors.
+// Exit codes: 0 success; 1 the check failed (invalid manifest, image denied) or the operator
+// stopped with an error; 2 usage, I/O or registry errors.
 package cli
 
 import (
@@ -31,10 +34,20 @@ const (
 	ExitUsage  = 2 // bad usage, unreadable input, registry unreachable
 )
 
-// Version is the version printed by `signet version`. Set it at build time with
-// -ldflags "-X github.com/signet-operator/signet/internal/cli.Version=v0.1.0"; when empty,
-// the module version and VCS revision recorded by the Go toolchain are used.
-var Version = ""
+// Version and Commit are printed by `signet version`. Release builds set them with
+// -ldflags "-X github.com/signet-operator/signet/internal/cli.Version=v0.1.0
+// -X github.com/signet-operator/signet/internal/cli.Commit=<git sha>" (see the Makefile's
+// build and release targets); when empty, the module version and the VCS revision recorded
+// by the Go toolchain (debug.ReadBuildInfo) are used.
+var (
+	Version = ""
+	Commit  = ""
+)
+
+// Manager runs the operator with its flags (os.Args after "manager") until ctx ends and
+// returns the exit code. main sets it, so that this package does not link the controllers;
+// a binary without it refuses `signet manager`.
+var Manager func(ctx context.Context, args []string, s Streams) int
 
 // Streams are the standard streams of a command.
 type Streams struct {
@@ -50,6 +63,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"manager", "run the operator (alias: run); see signet manager -h", runManager},
 		{"render", "print the Kyverno policy the operator would apply for a TrustedRegistry manifest", runRender},
 		{"verify", "check images the way the generated policy would (cosign signatures, registry, digest)", runVerify},
 		{"lint", "validate TrustedRegistry manifests offline, with the apiserver's schema, defaults and CEL rules", runLint},
@@ -58,7 +72,13 @@ func commands() []command {
 	}
 }
 
+// aliases are other spellings of a command.
+var aliases = map[string]string{"run": "manager"}
+
 func lookup(name string) (command, bool) {
+	if a, ok := aliases[name]; ok {
+		name = a
+	}
 	for _, c := range commands() {
 		if c.name == name {
 			return c, true
@@ -67,14 +87,12 @@ func lookup(name string) (command, bool) {
 	return command{}, false
 }
 
-// IsSubcommand reports whether args (os.Args[1:]) start with a signet subcommand; when
-// they do not, main runs the operator as before.
-func IsSubcommand(args []string) bool {
-	if len(args) == 0 {
-		return false
+func runManager(ctx context.Context, args []string, s Streams) int {
+	if Manager == nil {
+		fmt.Fprintln(s.Err, "signet manager: this binary was built without the operator")
+		return ExitUsage
 	}
-	_, ok := lookup(args[0])
-	return ok
+	return Manager(ctx, args, s)
 }
 
 // Main runs the subcommand in args (os.Args[1:]) with os.Stdin as standard input and
@@ -94,20 +112,30 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		usage(s.Err)
 		return ExitUsage
 	}
+	if isHelpFlag(args[0]) && len(args) == 1 {
+		usage(s.Out)
+		return ExitOK
+	}
 	c, ok := lookup(args[0])
 	if !ok {
-		fmt.Fprintf(s.Err, "signet: unknown command %q\n\n", args[0])
+		if strings.HasPrefix(args[0], "-") && !isHelpFlag(args[0]) {
+			// the operator's flags without the command: the old spelling of `signet manager`
+			fmt.Fprintf(s.Err, "signet: %q is not a command; to run the operator, say so: signet manager %s\n\n", args[0], strings.Join(args, " "))
+		} else if !strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(s.Err, "signet: unknown command %q\n\n", args[0])
+		}
 		usage(s.Err)
 		return ExitUsage
 	}
 	return c.run(ctx, args[1:], s)
 }
 
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
 func usage(w io.Writer) {
 	fmt.Fprint(w, `signet: the Signet operator and its offline checks.
 
 Usage:
-  signet [operator flags]          run the operator (manager); see signet -h
   signet <command> [flags]
 
 Commands:
@@ -117,6 +145,7 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Examples:
+  signet manager --leader-elect                               # the operator (as the Deployment runs it)
   signet lint deploy/trust/                                   # every manifest in a directory
   signet render -f trust/yourorg.yaml --key ci-2026=cosign.pub
   signet verify ghcr.io/yourorg/app@sha256:… -f trust/yourorg.yaml --key ci-2026=cosign.pub
@@ -131,6 +160,10 @@ func runHelp(_ context.Context, args []string, s Streams) int {
 	if len(args) == 0 {
 		usage(s.Out)
 		return ExitOK
+	}
+	if len(args) > 1 {
+		fmt.Fprintf(s.Err, "signet help: takes one command, not %q\n", strings.Join(args, " "))
+		return ExitUsage
 	}
 	c, ok := lookup(args[0])
 	if !ok || c.name == "help" || c.name == "version" {
@@ -154,36 +187,42 @@ func runVersion(_ context.Context, args []string, s Streams) int {
 	return ExitOK
 }
 
+// versionString is "VERSION (commit REV) GOVERSION": -ldflags first, then what the Go
+// toolchain recorded (a `go install …@vX` build knows its module version; a build in a git
+// checkout knows its revision).
 func versionString() string {
-	if Version != "" {
-		return Version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	v := info.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, dirty string
-	for _, st := range info.Settings {
-		switch st.Key {
-		case "vcs.revision":
-			rev = st.Value
-		case "vcs.modified":
-			if st.Value == "true" {
-				dirty = "-dirty"
+	v, rev, dirty, goVersion := Version, Commit, "", ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		goVersion = info.GoVersion
+		if v == "" {
+			v = info.Main.Version
+		}
+		for _, st := range info.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				if rev == "" {
+					rev = st.Value
+				}
+			case "vcs.modified":
+				if st.Value == "true" && Commit == "" {
+					dirty = "-dirty"
+				}
 			}
 		}
+	}
+	if v == "" {
+		v = "(devel)"
 	}
 	if rev != "" {
 		if len(rev) > 12 {
 			rev = rev[:12]
 		}
-		v += " (" + rev + dirty + ")"
+		v += " (commit " + rev + dirty + ")"
 	}
-	return v + " " + info.GoVersion
+	if goVersion != "" {
+		v += " " + goVersion
+	}
+	return v
 }
 
 // newFlagSet returns a FlagSet that prints its usage (header, then the flags) to the

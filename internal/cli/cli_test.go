@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -68,15 +69,46 @@ func writeKey(t *testing.T, dir, name string) (string, *ocitest.KeyPair) {
 
 const seedSample = "../../config/samples/trust_v1alpha1_trustedregistry.yaml"
 
-func TestIsSubcommand(t *testing.T) {
-	for args, want := range map[string]bool{
-		"": false, "render": true, "verify x": true, "lint": true, "help": true, "version": true,
-		"--trust-namespace=x": false, "-leader-elect": false, "run": false,
+// TestDispatchIsExplicit: nothing but a named command runs, and only the manager command
+// reaches the operator; a typo, a bare operator flag or a stray argument is a usage error.
+func TestDispatchIsExplicit(t *testing.T) {
+	var managerArgs [][]string
+	old := Manager
+	Manager = func(_ context.Context, args []string, _ Streams) int {
+		managerArgs = append(managerArgs, args)
+		return ExitOK
+	}
+	defer func() { Manager = old }()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // on stderr
+	}{
+		{nil, ExitUsage, "Usage:"},
+		{[]string{"lnit", "deploy/"}, ExitUsage, `unknown command "lnit"`},
+		{[]string{"--leader-elect"}, ExitUsage, "signet manager --leader-elect"},
+		{[]string{"-trust-namespace=x"}, ExitUsage, "is not a command"},
+		{[]string{"Manager"}, ExitUsage, "unknown command"},
+		{[]string{"version", "extra"}, ExitUsage, "takes no arguments"},
+		{[]string{"help", "lint", "extra"}, ExitUsage, "takes one command"},
+		{[]string{"help", "nope"}, ExitUsage, "unknown command"},
 	} {
-		if got := IsSubcommand(strings.Fields(args)); got != want {
-			t.Errorf("IsSubcommand(%q) = %t", args, got)
+		r := runCLI(t, "", tc.args...)
+		if r.code != tc.code || !strings.Contains(r.err, tc.want) {
+			t.Errorf("signet %q: exit %d, stderr %q; want exit %d and %q", tc.args, r.code, r.err, tc.code, tc.want)
 		}
 	}
+	if len(managerArgs) != 0 {
+		t.Fatalf("the operator ran for %q", managerArgs)
+	}
+	runCLI(t, "", "manager", "--leader-elect").want(t, ExitOK)
+	runCLI(t, "", "run", "-workers=2").want(t, ExitOK)
+	if fmt.Sprint(managerArgs) != "[[--leader-elect] [-workers=2]]" {
+		t.Fatalf("manager got %q", managerArgs)
+	}
+	runCLI(t, "", "-h").want(t, ExitOK, "signet manager")
+	Manager = nil
+	runCLI(t, "", "manager").want(t, ExitUsage, "without the operator")
 }
 
 func TestHelpAndVersion(t *testing.T) {
@@ -89,7 +121,10 @@ func TestHelpAndVersion(t *testing.T) {
 	old := Version
 	Version = "v9.9.9"
 	defer func() { Version = old }()
-	if r := runCLI(t, "", "version"); r.out != "signet v9.9.9\n" {
+	oldCommit := Commit
+	Commit = "0123456789abcdef0123"
+	defer func() { Commit = oldCommit }()
+	if r := runCLI(t, "", "version"); !strings.HasPrefix(r.out, "signet v9.9.9 (commit 0123456789ab) go1.") {
 		t.Fatalf("version output %q", r.out)
 	}
 	runCLI(t, "", "render", "--bogus").want(t, ExitUsage, "flag provided but not defined")

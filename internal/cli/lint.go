@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -26,8 +27,28 @@ Finally, a TrustedRegistry name defined twice across the inputs is an error.
 Inputs are files (several YAML documents each, and kind: List), directories (walked for
 *.yaml, *.yml and *.json) and - for standard input. Objects of other kinds are skipped.
 
+-o json prints one JSON object instead of lines: {"valid", "checked", "invalid",
+"results": [{"location", "object", "ok", "problems"}]}, one result per TrustedRegistry or
+unreadable document, in input order (-q leaves out the valid ones).
+
 Exit codes: 0 every TrustedRegistry is valid; 1 at least one problem, or no TrustedRegistry
 found; 2 usage or I/O error.`
+
+// lintReport is the -o json output of signet lint.
+type lintReport struct {
+	Valid   bool         `json:"valid"`
+	Checked int          `json:"checked"`
+	Invalid int          `json:"invalid"`
+	Results []lintResult `json:"results"`
+}
+
+// lintResult is one TrustedRegistry (or one document that does not parse).
+type lintResult struct {
+	Location string   `json:"location"` // file:line where the document starts
+	Object   string   `json:"object"`   // Kind "name"
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+}
 
 func runLint(ctx context.Context, args []string, s Streams) int {
 	fs := newFlagSet("lint", "[-f FILE]... [FILE|DIR|-]... [flags]", lintHelp, s)
@@ -35,9 +56,14 @@ func runLint(ctx context.Context, args []string, s Streams) int {
 	fs.Var(&files, "f", "manifest file or directory (- for standard input); repeatable")
 	quiet := fs.Bool("q", false, "print only problems")
 	skipOperator := fs.Bool("schema-only", false, "only the apiserver's checks, not the operator's")
+	output := fs.String("o", "text", "output format: text or json")
 	pos, code, ok := parseFlags(fs, args, s)
 	if !ok {
 		return code
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(s.Err, "signet lint: -o must be text or json, not %q\n", *output)
+		return ExitUsage
 	}
 	files = append(files, pos...)
 	if len(files) == 0 {
@@ -58,9 +84,22 @@ func runLint(ctx context.Context, args []string, s Streams) int {
 	var (
 		checked, invalid int
 		seen             = map[string]string{}
+		results          []lintResult
 	)
+	// report records one finding ("ok" for a valid object) and prints it in text mode.
 	report := func(loc, what, msg string) {
-		fmt.Fprintf(s.Out, "%s: %s: %s\n", loc, what, msg)
+		if *output == "text" {
+			fmt.Fprintf(s.Out, "%s: %s: %s\n", loc, what, msg)
+		}
+		if n := len(results); n > 0 && results[n-1].Location == loc && results[n-1].Object == what {
+			results[n-1].Problems = append(results[n-1].Problems, msg)
+			return
+		}
+		r := lintResult{Location: loc, Object: what, OK: msg == "ok"}
+		if !r.OK {
+			r.Problems = []string{msg}
+		}
+		results = append(results, r)
 	}
 	for _, d := range docs {
 		if d.err != nil {
@@ -105,6 +144,21 @@ func runLint(ctx context.Context, args []string, s Streams) int {
 		if !*quiet {
 			report(d.loc, what, "ok")
 		}
+	}
+	if *output == "json" {
+		if results == nil {
+			results = []lintResult{}
+		}
+		rep := lintReport{Valid: checked > 0 && invalid == 0, Checked: checked, Invalid: invalid, Results: results}
+		enc := json.NewEncoder(s.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return ExitUsage
+		}
+		if !rep.Valid {
+			return ExitFailed
+		}
+		return ExitOK
 	}
 	switch {
 	case checked == 0 && invalid == 0:

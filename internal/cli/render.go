@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -35,6 +36,9 @@ the manifest (copy it from the cluster to compare with the live policy, content-
 annotation included); otherwise the uid is left out and the hash covers what is printed.
 spec.policy.engine Auto renders an ImageValidatingPolicy unless --engine says otherwise.
 
+-o json prints one JSON object instead, a v1 List whose items are the policies (what
+kubectl apply -f and jq take); notes stay on standard error.
+
 Exit codes: 0 printed; 1 the manifest is invalid or no policy can be rendered for it
 (the operator would report InvalidSpec); 2 usage or I/O error.`
 
@@ -52,10 +56,16 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	name := fs.String("name", "", "per-registry: the TrustedRegistry to render when the files hold several; shared: print only the policies holding it")
 	layout := fs.String("layout", "shared", "shared (the operator's default) or per-registry")
 	quiet := fs.Bool("q", false, "no notes on standard error")
+	output := fs.String("o", "yaml", "output format: yaml or json (a v1 List of the policies)")
 	pos, code, ok := parseFlags(fs, args, s)
 	if !ok {
 		return code
 	}
+	if *output != "yaml" && *output != "json" {
+		fmt.Fprintf(s.Err, "signet render: -o must be yaml or json, not %q\n", *output)
+		return ExitUsage
+	}
+	asJSON := *output == "json"
 	files = append(files, pos...)
 	if len(files) == 0 {
 		fmt.Fprintln(s.Err, "signet render: -f FILE is required")
@@ -64,7 +74,7 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	}
 	switch *layout {
 	case "shared":
-		return renderShared(ctx, files, *name, *engineFlag, *quiet, active, retiring, s)
+		return renderShared(ctx, files, *name, *engineFlag, *quiet, asJSON, active, retiring, s)
 	case "per-registry":
 	default:
 		fmt.Fprintf(s.Err, "signet render: --layout must be shared or per-registry, not %q\n", *layout)
@@ -112,7 +122,12 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 			return ExitUsage
 		}
 	}
-	out, err := yaml.Marshal(policy.Object)
+	var out []byte
+	if asJSON {
+		out, err = jsonList([]map[string]any{policy.Object})
+	} else {
+		out, err = yaml.Marshal(policy.Object)
+	}
 	if err != nil {
 		fmt.Fprintf(s.Err, "signet render: %v\n", err)
 		return ExitUsage
@@ -129,7 +144,7 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 }
 
 // renderShared prints the shared policies of all TrustedRegistries in the files.
-func renderShared(ctx context.Context, files []string, name, engineFlag string, quiet bool, active, retiring keyFlag, s Streams) int {
+func renderShared(ctx context.Context, files []string, name, engineFlag string, quiet, asJSON bool, active, retiring keyFlag, s Streams) int {
 	all, code := admitRegistries(ctx, files, "", false, s)
 	if all == nil {
 		return code
@@ -181,8 +196,13 @@ func renderShared(ctx context.Context, files []string, name, engineFlag string, 
 		return ExitUsage
 	}
 	var out []byte
+	var items []map[string]any
 	for _, p := range res.Policies {
 		if name != "" && res.Placements[name].Policy != p.GetName() {
+			continue
+		}
+		if asJSON {
+			items = append(items, p.Object)
 			continue
 		}
 		y, err := yaml.Marshal(p.Object)
@@ -195,6 +215,13 @@ func renderShared(ctx context.Context, files []string, name, engineFlag string, 
 		}
 		out = append(out, y...)
 	}
+	if asJSON {
+		var err error
+		if out, err = jsonList(items); err != nil {
+			fmt.Fprintf(s.Err, "signet render: %v\n", err)
+			return ExitUsage
+		}
+	}
 	if !quiet {
 		for _, n := range sortedUniqueStrings(notes) {
 			fmt.Fprintf(s.Err, "note: %s\n", n)
@@ -204,6 +231,18 @@ func renderShared(ctx context.Context, files []string, name, engineFlag string, 
 		return ExitUsage
 	}
 	return ExitOK
+}
+
+// jsonList is the policies as an indented v1 List, newline-terminated.
+func jsonList(items []map[string]any) ([]byte, error) {
+	if items == nil {
+		items = []map[string]any{}
+	}
+	out, err := json.MarshalIndent(map[string]any{"apiVersion": "v1", "kind": "List", "items": items}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }
 
 func sortedUniqueStrings(in []string) []string {

@@ -280,7 +280,7 @@ type replica struct {
 func startReplica(t *testing.T, env *envtest.Environment, cfg *rest.Config, bin, dir, name string) *replica {
 	t.Helper()
 	kubeconfig := kubeconfigFor(t, env, cfg, dir, name, serviceAccount)
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, "manager",
 		"--leader-elect",
 		"--leader-elect-lease-duration="+leaseDuration.String(),
 		"--leader-elect-renew-deadline="+renewDeadline.String(),

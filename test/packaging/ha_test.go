@@ -106,6 +106,9 @@ func checkReplicas(t *testing.T, where string, spec *appsv1.DeploymentSpec) {
 	if !slices.Contains(c.Args, "--leader-elect") && !slices.Contains(c.Args, "--leader-elect=true") {
 		t.Errorf("%s: two replicas without --leader-elect (args %v)", where, c.Args)
 	}
+	if len(c.Command) != 0 || len(c.Args) == 0 || c.Args[0] != "manager" {
+		t.Errorf("%s: command %v args %v do not run `signet manager`", where, c.Command, c.Args)
+	}
 	if ru := spec.Strategy.RollingUpdate; spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil ||
 		ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("%s: the rollout may take a replica down before its successor is up: %+v", where, spec.Strategy)

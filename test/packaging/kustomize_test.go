@@ -88,6 +88,10 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	if !slices.Contains(c.Args, "--leader-elect") && !slices.Contains(c.Args, "--leader-elect=true") {
 		t.Errorf("args %v lack --leader-elect", c.Args)
 	}
+	// The binary runs the operator only when told to (internal/cli).
+	if len(c.Command) != 0 || len(c.Args) == 0 || c.Args[0] != "manager" {
+		t.Errorf("command %v args %v: the container must run `signet manager` (args start with manager)", c.Command, c.Args)
+	}
 	// The trust namespace is the operator's own namespace, from the downward API.
 	found := false
 	for _, e := range c.Env {
