@@ -81,7 +81,7 @@ func objKey(o *unstructured.Unstructured) string {
 	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 }
 
-func keys(objs []*unstructured.Unstructured) []string {
+func objectKeys(objs []*unstructured.Unstructured) []string {
 	out := make([]string, 0, len(objs))
 	for _, o := range objs {
 		out = append(out, objKey(o))
@@ -126,7 +126,7 @@ func TestChartMatchesConfig(t *testing.T) {
 			want = append(want, o)
 		}
 	}
-	if got, w := keys(chart), keys(want); !slices.Equal(got, w) {
+	if got, w := objectKeys(chart), objectKeys(want); !slices.Equal(got, w) {
 		t.Fatalf("the chart's objects differ from config/default + the metrics Service (run make chart?):\nchart:  %v\nconfig: %v", got, w)
 	}
 	byKey := map[string]*unstructured.Unstructured{}
