@@ -90,6 +90,9 @@ func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec
 	}
 	ivpNamespaces(s, &spec)
 	spec.Attestors = ivpAttestors(s)
+	if cs := credentialSecrets(s); len(cs) > 0 {
+		spec.Credentials = &policiesv1alpha1.Credentials{Secrets: cs}
+	}
 
 	spec.Variables = append(spec.Variables,
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
@@ -184,18 +187,7 @@ func ivpAttestors(s *settings) []policiesv1.Attestor {
 			})
 		}
 		if id := sg.keyless; id != nil {
-			out = append(out, policiesv1.Attestor{
-				Name: sg.attestor,
-				Cosign: &policiesv1.Cosign{
-					Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-						Issuer:        id.Issuer,
-						IssuerRegExp:  id.IssuerRegExp,
-						Subject:       id.Subject,
-						SubjectRegExp: id.SubjectRegExp,
-					}}},
-					CTLog: ctlog.DeepCopy(),
-				},
-			})
+			out = append(out, policiesv1.Attestor{Name: sg.attestor, Cosign: ivpKeylessCosign(id, s.ignoreLog, s.sigstore)})
 		}
 	}
 	return out

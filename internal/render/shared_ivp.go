@@ -70,13 +70,8 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 				names = append(names, n)
 			}
 			if id := sg.keyless; id != nil {
-				n := sharedKeylessAttestor(id, b.s.ignoreLog)
-				attestors[n] = policiesv1.Attestor{Name: n, Cosign: &policiesv1.Cosign{
-					Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-						Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
-					}}},
-					CTLog: ctlog.DeepCopy(),
-				}}
+				n := sharedKeylessAttestor(id, b.s.ignoreLog, b.s.sigstore)
+				attestors[n] = policiesv1.Attestor{Name: n, Cosign: ivpKeylessCosign(id, b.s.ignoreLog, b.s.sigstore)}
 				names = append(names, n)
 			}
 			sort.Strings(names)
@@ -104,6 +99,15 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 			}
 		}
 		branchOf[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d, %s)", i, setOf[i], shared)
+	}
+	// Kyverno reads credentials per policy: the union of the branches' pull Secrets (each
+	// one is used only for the registry host its docker config names)
+	all := make([]*settings, 0, len(bs))
+	for _, b := range bs {
+		all = append(all, b.s)
+	}
+	if cs := credentialSecrets(all...); len(cs) > 0 {
+		spec.Credentials = &policiesv1alpha1.Credentials{Secrets: cs}
 	}
 	names := make([]string, 0, len(attestors))
 	for n := range attestors {
