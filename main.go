@@ -43,6 +43,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("signet", flag.ContinueOnError)
 	var (
 		trustNamespace   = fs.String("trust-namespace", defaultTrustNamespace(), "namespace holding the key Secrets (and Signet's key-ring records); Secrets elsewhere are never read")
+		kyvernoNamespace = fs.String("kyverno-namespace", controllers.DefaultKyvernoNamespace, "namespace Kyverno runs in, where Signet keeps the one Secret of registry credentials Kyverno reads (signet-registry-credentials)")
 		metricsAddr      = fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 		probeAddr        = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 		leaderElect      = fs.Bool("leader-elect", false, "use leader election so that only one replica reconciles")
@@ -84,6 +85,7 @@ func run(args []string) error {
 
 	opts := operator.Options{
 		TrustNamespace:          *trustNamespace,
+		KyvernoNamespace:        *kyvernoNamespace,
 		Workers:                 *workers,
 		CountBlocked:            *countBlocked,
 		PodInsights:             *podInsights,

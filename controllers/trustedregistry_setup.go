@@ -58,9 +58,10 @@ func CacheOptions(trustNamespace string) cache.Options {
 				Label:      labels.Everything(),
 				Transform:  stripPrivateSecretData,
 			},
+			// all of the trust namespace: key rings, and trust roots (trustroots.go)
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{trustNamespace: {}},
-				Label:      managed,
+				Label:      labels.Everything(),
 			},
 			crdMeta: {Label: labels.Everything()},
 			// Pod insights (coverage guard): only images and pull secrets are kept.
@@ -115,9 +116,13 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 			for _, k := range tr.Spec.Keys {
 				names = append(names, k.SecretRef.Name)
 			}
-			return names
+			return append(names, trustSecretNames(tr)...)
 		}); err != nil {
 		return fmt.Errorf("indexing TrustedRegistries by Secret: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trustv1alpha1.TrustedRegistry{}, configMapNameIndex,
+		func(o client.Object) []string { return trustConfigMapNames(o.(*trustv1alpha1.TrustedRegistry)) }); err != nil {
+		return fmt.Errorf("indexing TrustedRegistries by ConfigMap: %w", err)
 	}
 
 	if r.CountBlocked {
@@ -143,10 +148,9 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
-		// a key ring (and the recorded input) changed: its registry, and the shared policies
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return append(registryFromLabel(ctx, o), sharedRequest)
-		})).
+		// a key ring (and the recorded input) changed: its registry, and the shared
+		// policies; a trust root changed: the registries naming it
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.registriesForConfigMap)).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{}, kyvernoCRDHandler{r},
 			// CRD resyncs change nothing: only real changes trigger discovery and a pass.
 			builder.WithPredicates(relevantCRD, predicate.ResourceVersionChangedPredicate{}))

@@ -106,16 +106,18 @@ type TrustMaterialReference struct {
 type RegistryCredentials struct {
 	// SecretName names a kubernetes.io/dockerconfigjson Secret in the trust namespace.
 	// Kyverno reads credentials only from its own namespace, so Signet keeps a copy there
-	// (named signet-creds-<registry name>) for as long as this TrustedRegistry uses it.
+	// (in the Secret signet-registry-credentials, merged with those of the other
+	// TrustedRegistries) for as long as this TrustedRegistry uses it.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="secretName must be a DNS subdomain"
 	SecretName string `json:"secretName"`
 }
 
-// CredentialsCopyName is the name of the copy of a TrustedRegistry's credentials Secret in
-// Kyverno's namespace.
-func CredentialsCopyName(registry string) string { return "signet-creds-" + registry }
+// CredentialsCopyName is the name of the Secret in Kyverno's namespace that holds the
+// credentials of every TrustedRegistry that names some (one merged docker config), so that
+// Signet's access to Secrets there is limited to this one name.
+const CredentialsCopyName = "signet-registry-credentials"
 
 // Condition of the credentials copy, written by its own controller.
 const (
@@ -130,6 +132,13 @@ const (
 	// ReasonCredentialsInvalid: the Secret is not a kubernetes.io/dockerconfigjson Secret
 	// with a .dockerconfigjson key.
 	ReasonCredentialsInvalid = "CredentialsInvalid"
+	// ReasonCredentialsConflict: another TrustedRegistry's Secret has other credentials for
+	// the same registry host; the first by registry name is used.
+	ReasonCredentialsConflict = "CredentialsConflict"
 	// ReasonCredentialsCopyFailed: writing the copy in Kyverno's namespace failed.
 	ReasonCredentialsCopyFailed = "CredentialsCopyFailed"
+
+	// ReasonInvalidTrustRoot: trust material named by spec.sigstore is not a PEM CA
+	// certificate (Fulcio) or public key (Rekor, CT log). Reported on KeysResolved.
+	ReasonInvalidTrustRoot = "InvalidTrustRoot"
 )

@@ -191,7 +191,7 @@ func resolve(in Input) (*settings, error) {
 		return nil, err
 	}
 	if spec.Credentials != nil {
-		s.credentials = v1alpha1.CredentialsCopyName(tr.Name)
+		s.credentials = v1alpha1.CredentialsCopyName
 	}
 	if s.signers, err = buildSigners(in.Keys, spec.Keyless); err != nil {
 		return nil, err

@@ -204,7 +204,7 @@ func TestSharedSigstoreAndCredentials(t *testing.T) {
 				if n := strings.Count(y, "issuer: https://issuer.internal"); n != 3 {
 					t.Errorf("%d keyless attestors for the identity, want 3 (two private roots, public)\n%s", n, y)
 				}
-				if !strings.Contains(y, "credentials:\n    secrets:\n    - signet-creds-other-roots\n    - signet-creds-private\n") {
+				if !strings.Contains(y, "credentials:\n    secrets:\n    - signet-registry-credentials\n") {
 					t.Errorf("credentials are not the union of the branches':\n%s", y)
 				}
 			case v1alpha1.EngineClusterPolicy:
