@@ -182,6 +182,9 @@ func ivpKeylessCosign(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstore
 	return c
 }
 
+// defaultRekorURL is public Sigstore's Rekor, Kyverno's default.
+const defaultRekorURL = "https://rekor.sigstore.dev"
+
 // cpKeylessEntry is the ClusterPolicy keyless attestor of an identity (see
 // ivpKeylessCosign).
 func cpKeylessEntry(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSettings) *cpKeyless {
@@ -195,6 +198,11 @@ func cpKeylessEntry(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSe
 	k.Roots = ss.roots
 	if ss.rekorURL != "" || ss.rekorKey != "" || ignoreLog || ss.ignoreTlog {
 		k.Rekor = &cpRekor{URL: ss.rekorURL, PubKey: ss.rekorKey, IgnoreTlog: ignoreLog || ss.ignoreTlog}
+		if k.Rekor.URL == "" {
+			// Kyverno refuses a keyless rekor block without a URL ("An URL is required"),
+			// even when the log is ignored and so never contacted: its documented default
+			k.Rekor.URL = defaultRekorURL
+		}
 	}
 	if ss.ctlogKey != "" || ignoreLog || ss.ignoreSCT {
 		k.CTLog = &cpCTLog{PubKey: ss.ctlogKey, IgnoreSCT: ignoreLog || ss.ignoreSCT}
