@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var (
 		trustNamespace   = fs.String("trust-namespace", defaultTrustNamespace(), "namespace holding the key Secrets (and Signet's key-ring records); Secrets elsewhere are never read")
+		kyvernoNamespace = fs.String("kyverno-namespace", controllers.DefaultKyvernoNamespace, "namespace Kyverno runs in, where Signet keeps the one Secret of registry credentials Kyverno reads (signet-registry-credentials)")
 		metricsAddr      = fs.String("metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (0 disables it)")
 		metricsSecure    = fs.Bool("metrics-secure", true, "serve metrics over HTTPS to clients whose bearer token the apiserver authenticates and authorizes for GET /metrics (false: plain HTTP, anyone; local debugging only)")
 		metricsCertDir   = fs.String("metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate made at start)")
@@ -122,6 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	opts := operator.Options{
 		TrustNamespace:          *trustNamespace,
+		KyvernoNamespace:        *kyvernoNamespace,
 		Workers:                 *workers,
 		CountBlocked:            *countBlocked,
 		PodInsights:             *podInsights,

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -110,7 +111,7 @@ func (r *TrustedRegistryReconciler) observePreview(ctx context.Context, registry
 	sort.Strings(retiring)
 
 	images := runningCoveredImages(registry, pods)
-	keychain, err := r.previewKeychain(ctx)
+	keychain, err := r.previewKeychain(ctx, registry)
 	if err != nil {
 		return nil, false, err
 	}
@@ -224,19 +225,28 @@ func runningCoveredImages(registry *trustv1alpha1.TrustedRegistry, pods []*corev
 	return out
 }
 
-// previewKeychain authenticates with the dockerconfigjson Secret named by
+// previewKeychain authenticates with the registry's own credentials (spec.credentials,
+// the Secret Kyverno reads a copy of), else with the dockerconfigjson Secret named by
 // CredentialsSecret in the trust namespace, or anonymously.
-func (r *TrustedRegistryReconciler) previewKeychain(ctx context.Context) (authn.Keychain, error) {
-	if r.Preview.CredentialsSecret == "" {
+func (r *TrustedRegistryReconciler) previewKeychain(ctx context.Context, registry *trustv1alpha1.TrustedRegistry) (authn.Keychain, error) {
+	name := r.Preview.CredentialsSecret
+	if c := registry.Spec.Credentials; c != nil {
+		name = c.SecretName
+	}
+	if name == "" {
 		return anonymousKeychain{}, nil
 	}
 	s := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: r.Preview.CredentialsSecret}, s); err != nil {
-		return nil, fmt.Errorf("reading registry credentials Secret %s/%s: %w", r.TrustNamespace, r.Preview.CredentialsSecret, err)
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) && registry.Spec.Credentials != nil {
+			// reported by the CredentialsSynced condition; the preview says inconclusive
+			return anonymousKeychain{}, nil
+		}
+		return nil, fmt.Errorf("reading registry credentials Secret %s/%s: %w", r.TrustNamespace, name, err)
 	}
 	kc, err := dockerConfigKeychain(s.Data[corev1.DockerConfigJsonKey])
 	if err != nil {
-		log.FromContext(ctx).Error(err, "registry credentials Secret is unusable; previewing anonymously", "secret", r.Preview.CredentialsSecret)
+		log.FromContext(ctx).Error(err, "registry credentials Secret is unusable; previewing anonymously", "secret", name)
 		return anonymousKeychain{}, nil
 	}
 	return kc, nil

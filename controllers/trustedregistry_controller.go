@@ -113,6 +113,8 @@ type observed struct {
 	// resolved keys in spec order; keyErrs holds the failures, by key name.
 	resolved []keys.Desired
 	keyErrs  []keyError
+	// trustRoots is the spec.sigstore trust material (trustroots.go; nil without it)
+	trustRoots *render.TrustRoots
 	// ring is the persisted key ring (empty when none was stored yet).
 	ring       keys.Ring
 	ringStored *corev1.ConfigMap
@@ -316,6 +318,9 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			continue
 		}
 		obs.resolved = append(obs.resolved, keys.Desired{Name: k.Name, Key: pk})
+	}
+	if err := r.observeTrustRoots(ctx, registry, obs); err != nil {
+		return nil, err
 	}
 
 	// A missing or damaged record is rebuilt from status.keys and the policy in force once
@@ -590,7 +595,7 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 	p.engine = engine
 	p.kyvernoReady = true
 
-	in := render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine, Peers: obs.peers}
+	in := render.Input{Registry: registry, Keys: renderKeys(p.ring), Engine: engine, Peers: obs.peers, TrustRoots: obs.trustRoots}
 	var policy *unstructured.Unstructured
 	var err error
 	if shared {

@@ -57,9 +57,10 @@ func CacheOptions(trustNamespace string) cache.Options {
 				Label:      labels.Everything(),
 				Transform:  stripPrivateSecretData,
 			},
+			// all of the trust namespace: key rings, and trust roots (trustroots.go)
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{trustNamespace: {}},
-				Label:      managed,
+				Label:      labels.Everything(),
 			},
 			crdMeta: {Label: labels.Everything()},
 			// Pod insights (coverage guard): only images and pull secrets are kept.
@@ -126,9 +127,13 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 			for _, k := range tr.Spec.Keys {
 				names = append(names, k.SecretRef.Name)
 			}
-			return names
+			return append(names, trustSecretNames(tr)...)
 		}); err != nil {
 		return fmt.Errorf("indexing TrustedRegistries by Secret: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trustv1alpha1.TrustedRegistry{}, configMapNameIndex,
+		func(o client.Object) []string { return trustConfigMapNames(o.(*trustv1alpha1.TrustedRegistry)) }); err != nil {
+		return fmt.Errorf("indexing TrustedRegistries by ConfigMap: %w", err)
 	}
 
 	if r.CountBlocked {
@@ -153,7 +158,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		WithOptions(opts).
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(registryFromLabel))
+		// a key ring changed: its registry; a trust root changed: the registries naming it
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.registriesForConfigMap))
 	b = watchKyvernoCRDs(b, r.Discovery, r.allRegistries)
 	if !r.sharedLayout() {
 		// per-registry layout: each policy's registry restriction holds the other

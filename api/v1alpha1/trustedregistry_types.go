@@ -132,6 +132,18 @@ type TrustedRegistrySpec struct {
 
 	// Attestations and the signatures' repository (attestation_types.go).
 	AttestationOptions `json:",inline"`
+
+	// --- Private Sigstore and private registries (sigstore_types.go) ---
+
+	// Sigstore names the trust roots of a private Sigstore deployment (Fulcio, Rekor, CT
+	// log) that keyless identities are verified against, and the checks skipped on purpose.
+	// +optional
+	Sigstore *SigstoreTrust `json:"sigstore,omitempty"`
+
+	// Credentials names the pull Secret Kyverno uses to read the images and signatures of
+	// a private registry.
+	// +optional
+	Credentials *RegistryCredentials `json:"credentials,omitempty"`
 }
 
 // NamespaceSelection names namespaces and/or selects them by label. A namespace is

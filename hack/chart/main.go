@@ -256,9 +256,9 @@ func template(o map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if bytes.Contains(y, []byte("{{")) || bytes.Contains(y, []byte("}}")) {
-		return "", errors.New("config/ holds template delimiters; the chart would misread them")
-	}
+	// config/ text holding "{{" (the CRD's validation messages do) is printed literally;
+	// "}}" outside an action is plain text to Go templates
+	y = bytes.ReplaceAll(y, []byte("{{"), []byte(`{{ "{{" }}`))
 	body, err := s.expand(strings.TrimRight(string(y), "\n"))
 	if err != nil {
 		return "", err

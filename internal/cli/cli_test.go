@@ -308,7 +308,7 @@ func mustRead(t *testing.T, p string) []byte {
 }
 
 func TestLint(t *testing.T) {
-	runCLI(t, "", "lint", "../../config/samples").want(t, ExitOK, "4 TrustedRegistries valid", `TrustedRegistry "yourorg": ok`)
+	runCLI(t, "", "lint", "../../config/samples").want(t, ExitOK, "6 TrustedRegistries valid", `TrustedRegistry "yourorg": ok`)
 	runCLI(t, "", "lint", "-q", "-f", seedSample).want(t, ExitOK)
 
 	dir := t.TempDir()

@@ -2,9 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -206,10 +214,39 @@ func operatorCheck(tr *v1alpha1.TrustedRegistry) string {
 	if engine != v1alpha1.EngineClusterPolicy {
 		engine = v1alpha1.EngineImageValidatingPolicy
 	}
-	if _, err := render.Render(render.Input{Registry: probe, Keys: ring, Engine: engine}); err != nil {
+	in := render.Input{Registry: probe, Keys: ring, Engine: engine}
+	if probe.Spec.Sigstore != nil {
+		// the trust material is in the cluster: stand-ins of the right kinds
+		roots, err := standInTrustRoots()
+		if err != nil {
+			return ""
+		}
+		in.TrustRoots = roots
+	}
+	if _, err := render.Render(in); err != nil {
 		return err.Error()
 	}
 	return ""
+}
+
+// standInTrustRoots is a self-signed CA certificate and two public keys, for the trust
+// material spec.sigstore names.
+func standInTrustRoots() (*render.TrustRoots, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet lint stand-in"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := standInKey()
+	if err != nil {
+		return nil, err
+	}
+	return &render.TrustRoots{Fulcio: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), Rekor: pk.PEM, CTLog: pk.PEM}, nil
 }
 
 func standInKey() (*keys.PublicKey, error) {

@@ -84,7 +84,7 @@ func PushRandomImage(ctx context.Context, repoRef string) (name.Digest, error) {
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("ocitest: random image: %w", err)
 	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+	if err := remote.Write(ref, img, append([]remote.Option{remote.WithContext(ctx)}, authOpts(ctx)...)...); err != nil {
 		return name.Digest{}, fmt.Errorf("ocitest: pushing %s: %w", ref, err)
 	}
 	h, err := img.Digest()
@@ -235,7 +235,7 @@ func attach(ctx context.Context, ref name.Digest, sig oci.Signature, signer sign
 }
 
 func remoteOpts(ctx context.Context) []ociremote.Option {
-	return []ociremote.Option{ociremote.WithRemoteOptions(remote.WithContext(ctx))}
+	return []ociremote.Option{ociremote.WithRemoteOptions(append([]remote.Option{remote.WithContext(ctx)}, authOpts(ctx)...)...)}
 }
 
 // dupeDetector treats a signature as a duplicate of an existing one with the same

@@ -37,6 +37,9 @@ const LeaderElectionID = "signet.trust.signet.dev"
 type Options struct {
 	// TrustNamespace holds the key Secrets (default controllers.DefaultTrustNamespace).
 	TrustNamespace string
+	// KyvernoNamespace is where Kyverno reads registry credentials (default
+	// controllers.DefaultKyvernoNamespace; controllers/credentials.go).
+	KyvernoNamespace string
 	// Clock is the time source of key rotation and blocked-count windows (default real).
 	Clock clock.PassiveClock
 	// Workers is the number of TrustedRegistries reconciled in parallel (default 4).
@@ -96,6 +99,9 @@ func Scheme() *runtime.Scheme {
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if o.TrustNamespace == "" {
 		o.TrustNamespace = controllers.DefaultTrustNamespace
+	}
+	if o.KyvernoNamespace == "" {
+		o.KyvernoNamespace = controllers.DefaultKyvernoNamespace
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -165,6 +171,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)
+	}
+	creds := &controllers.CredentialsReconciler{Client: c, APIReader: mgr.GetAPIReader(),
+		TrustNamespace: o.TrustNamespace, KyvernoNamespace: o.KyvernoNamespace}
+	if err := creds.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the credentials controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

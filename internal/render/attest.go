@@ -307,7 +307,7 @@ func sharedKeyAttestorFor(s *settings, k signerKey) policiesv1.Attestor {
 
 // sharedKeylessAttestorFor is the content-named attestor of a keyless identity.
 func sharedKeylessAttestorFor(s *settings, id *v1alpha1.KeylessIdentity) policiesv1.Attestor {
-	n := sharedKeylessAttestor(id, s.ignoreLog) + repoSuffix(s)
+	n := sharedKeylessAttestor(id, s.ignoreLog, s.sigstore) + repoSuffix(s)
 	return keylessAttestor(n, id, s)
 }
 

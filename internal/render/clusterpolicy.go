@@ -64,9 +64,11 @@ type cpImageVerification struct {
 	FailureAction   string          `json:"failureAction,omitempty"`
 	ImageReferences []string        `json:"imageReferences,omitempty"`
 	Attestors       []cpAttestorSet `json:"attestors,omitempty"`
-	MutateDigest    *bool           `json:"mutateDigest"`
-	VerifyDigest    *bool           `json:"verifyDigest"`
-	Required        *bool           `json:"required"`
+	// ImageRegistryCredentials names pull Secrets in Kyverno's namespace.
+	ImageRegistryCredentials *cpCredentials `json:"imageRegistryCredentials,omitempty"`
+	MutateDigest             *bool          `json:"mutateDigest"`
+	VerifyDigest             *bool          `json:"verifyDigest"`
+	Required                 *bool          `json:"required"`
 	// Repository and Attestations: spec.signaturesRepository and spec.attestations (attest.go)
 	Repository   string          `json:"repository,omitempty"`
 	Attestations []cpAttestation `json:"attestations,omitempty"`
@@ -94,16 +96,24 @@ type cpKeyless struct {
 	IssuerRegExp  string   `json:"issuerRegExp,omitempty"`
 	Subject       string   `json:"subject,omitempty"`
 	SubjectRegExp string   `json:"subjectRegExp,omitempty"`
+	Roots         string   `json:"roots,omitempty"`
 	Rekor         *cpRekor `json:"rekor,omitempty"`
 	CTLog         *cpCTLog `json:"ctlog,omitempty"`
 }
 
 type cpRekor struct {
-	IgnoreTlog bool `json:"ignoreTlog,omitempty"`
+	URL        string `json:"url,omitempty"`
+	PubKey     string `json:"pubkey,omitempty"`
+	IgnoreTlog bool   `json:"ignoreTlog,omitempty"`
 }
 
 type cpCTLog struct {
-	IgnoreSCT bool `json:"ignoreSCT,omitempty"`
+	IgnoreSCT bool   `json:"ignoreSCT,omitempty"`
+	PubKey    string `json:"pubkey,omitempty"`
+}
+
+type cpCredentials struct {
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 type cpValidation struct {
@@ -230,6 +240,9 @@ func buildClusterPolicy(s *settings, rs *restriction) cpSpec {
 			Attestations: cpAttestationsChecked(s),
 		}},
 	})
+	if cs := credentialSecrets(s); len(cs) > 0 {
+		spec.Rules[len(spec.Rules)-1].VerifyImages[0].ImageRegistryCredentials = &cpCredentials{Secrets: cs}
+	}
 	return spec
 }
 
@@ -269,11 +282,7 @@ func cpEntries(s *settings) []cpAttestor {
 	var out []cpAttestor
 	for _, sg := range s.signers {
 		if id := sg.keyless; id != nil {
-			out = append(out, cpAttestor{Keyless: &cpKeyless{
-				Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp,
-				Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
-				Rekor: rekor, CTLog: ctlog,
-			}})
+			out = append(out, cpAttestor{Keyless: cpKeylessEntry(id, s.ignoreLog, s.sigstore)})
 			continue
 		}
 		var keys []cpAttestor

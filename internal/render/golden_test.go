@@ -27,7 +27,7 @@ type scenario struct {
 
 func scenarios() []scenario {
 	oneKey := func(t testing.TB) []Key { return []Key{testKey(t, "ci-2026", 1, v1alpha1.KeyActive)} }
-	return []scenario{
+	return append([]scenario{
 		{"seed", func(t testing.TB) Input {
 			return Input{Registry: registry("yourorg", nil), Keys: oneKey(t)}
 		}},
@@ -146,7 +146,7 @@ func scenarios() []scenario {
 			old.Name, old.State = "legacy-build", v1alpha1.KeyRetiring
 			return Input{Registry: registry("shared", nil), Keys: []Key{k, old, testKey(t, "legacy-build", 5, v1alpha1.KeyRetiring)}}
 		}},
-	}
+	}, sigstoreScenarios()...)
 }
 
 func renderYAML(t testing.TB, in Input) []byte {

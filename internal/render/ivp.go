@@ -52,6 +52,9 @@ func buildIVP(s *settings, rs *restriction) policiesv1.ImageValidatingPolicySpec
 	spec.MatchImageReferences = []policiesv1.MatchImageReference{{Expression: celImageMatch("ref", s.patterns.re)}}
 	ivpNamespaces(s, &spec)
 	spec.Attestors = ivpAttestors(s)
+	if cs := credentialSecrets(s); len(cs) > 0 {
+		spec.Credentials = &policiesv1alpha1.Credentials{Secrets: cs}
+	}
 
 	spec.Variables = append(spec.Variables,
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
@@ -217,19 +220,9 @@ func keyAttestor(name, pem string, s *settings) policiesv1.Attestor {
 // keylessAttestor is a cosign attestor of a keyless identity of registry s (like
 // keyAttestor).
 func keylessAttestor(name string, id *v1alpha1.KeylessIdentity, s *settings) policiesv1.Attestor {
-	return policiesv1.Attestor{
-		Name: name,
-		Cosign: &policiesv1.Cosign{
-			Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
-				Issuer:        id.Issuer,
-				IssuerRegExp:  id.IssuerRegExp,
-				Subject:       id.Subject,
-				SubjectRegExp: id.SubjectRegExp,
-			}}},
-			CTLog:  ctLog(s.ignoreLog),
-			Source: ivpSource(s),
-		},
-	}
+	c := ivpKeylessCosign(id, s.ignoreLog, s.sigstore)
+	c.Source = ivpSource(s)
+	return policiesv1.Attestor{Name: name, Cosign: c}
 }
 
 // ivpSignerVerified is a CEL condition: image img carries a valid signature of signer sg.

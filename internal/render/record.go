@@ -21,6 +21,8 @@ type record struct {
 	Spec   v1alpha1.TrustedRegistrySpec `json:"spec"`
 	Keys   []Key                        `json:"keys"`
 	Engine v1alpha1.Engine              `json:"engine"`
+	// TrustRoots is the spec.sigstore trust material (absent when there is none).
+	TrustRoots *TrustRoots `json:"trustRoots,omitempty"`
 }
 
 // EncodeRecord is the recorded form of in (its registry's name, UID and spec, the keys and
@@ -29,7 +31,7 @@ func EncodeRecord(in Input) (string, error) {
 	if in.Registry == nil {
 		return "", fmt.Errorf("render: encoding the policy input: nil TrustedRegistry")
 	}
-	b, err := json.Marshal(record{Name: in.Registry.Name, UID: in.Registry.UID, Spec: in.Registry.Spec, Keys: in.Keys, Engine: in.Engine})
+	b, err := json.Marshal(record{Name: in.Registry.Name, UID: in.Registry.UID, Spec: in.Registry.Spec, Keys: in.Keys, Engine: in.Engine, TrustRoots: in.TrustRoots})
 	if err != nil {
 		return "", fmt.Errorf("render: encoding the policy input: %w", err)
 	}
@@ -44,5 +46,5 @@ func DecodeRecord(s string) (Input, error) {
 	}
 	tr := &v1alpha1.TrustedRegistry{}
 	tr.Name, tr.UID, tr.Spec = r.Name, r.UID, r.Spec
-	return Input{Registry: tr, Keys: r.Keys, Engine: r.Engine}, nil
+	return Input{Registry: tr, Keys: r.Keys, Engine: r.Engine, TrustRoots: r.TrustRoots}, nil
 }

@@ -46,6 +46,8 @@ type Input struct {
 	// namespaces are read; one that does not resolve is left out (which can only narrow
 	// what is allowed). RenderShared ignores Peers: it renders all registries together.
 	Peers []*v1alpha1.TrustedRegistry
+	// TrustRoots is the trust material spec.sigstore names (nil without spec.sigstore).
+	TrustRoots *TrustRoots
 }
 
 const (
@@ -139,6 +141,10 @@ type settings struct {
 	// spec.attestations and spec.signaturesRepository (attest.go)
 	attestations []attestReq
 	sigRepo      string
+	// sigstore is spec.sigstore with its trust material (nil: public Sigstore);
+	// credentials is the name of the credentials copy in Kyverno's namespace ("": none).
+	sigstore    *sigstoreSettings
+	credentials string
 }
 
 func resolve(in Input) (*settings, error) {
@@ -185,6 +191,12 @@ func resolve(in Input) (*settings, error) {
 	}
 	if s.ns, err = resolveNamespaces(spec.Namespaces); err != nil {
 		return nil, err
+	}
+	if s.sigstore, err = resolveSigstore(spec.Sigstore, in.TrustRoots); err != nil {
+		return nil, err
+	}
+	if spec.Credentials != nil {
+		s.credentials = v1alpha1.CredentialsCopyName
 	}
 	if s.signers, err = buildSigners(in.Keys, spec.Keyless); err != nil {
 		return nil, err

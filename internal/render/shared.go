@@ -131,12 +131,13 @@ func InputHash(in Input) (string, error) {
 		return keys[i].Name < keys[j].Name
 	})
 	b, err := json.Marshal(struct {
-		Name   string                       `json:"name"`
-		UID    string                       `json:"uid"`
-		Spec   v1alpha1.TrustedRegistrySpec `json:"spec"`
-		Keys   []Key                        `json:"keys"`
-		Engine v1alpha1.Engine              `json:"engine"`
-	}{in.Registry.Name, string(in.Registry.UID), in.Registry.Spec, keys, in.Engine})
+		Name       string                       `json:"name"`
+		UID        string                       `json:"uid"`
+		Spec       v1alpha1.TrustedRegistrySpec `json:"spec"`
+		Keys       []Key                        `json:"keys"`
+		Engine     v1alpha1.Engine              `json:"engine"`
+		TrustRoots *TrustRoots                  `json:"trustRoots,omitempty"`
+	}{in.Registry.Name, string(in.Registry.UID), in.Registry.Spec, keys, in.Engine, in.TrustRoots})
 	if err != nil {
 		return "", fmt.Errorf("render: hashing input: %w", err)
 	}
@@ -458,8 +459,13 @@ func sharedKeyAttestor(fingerprint string, ignoreLog bool) string {
 	return n
 }
 
-func sharedKeylessAttestor(id *v1alpha1.KeylessIdentity, ignoreLog bool) string {
-	sum := sha256.Sum256([]byte(strings.Join([]string{id.Issuer, id.IssuerRegExp, id.Subject, id.SubjectRegExp, strconv.FormatBool(ignoreLog)}, "\x00")))
+func sharedKeylessAttestor(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSettings) string {
+	parts := []string{id.Issuer, id.IssuerRegExp, id.Subject, id.SubjectRegExp, strconv.FormatBool(ignoreLog)}
+	if k := ss.key(); k != "" {
+		// other trust roots: another attestor (public Sigstore keeps its old names)
+		parts = append(parts, k)
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return "kl_" + hex.EncodeToString(sum[:])[:24]
 }
 

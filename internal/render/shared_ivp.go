@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	policiesv1 "github.com/kyverno/api/api/policies.kyverno.io/v1"
+	policiesv1alpha1 "github.com/kyverno/api/api/policies.kyverno.io/v1alpha1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -24,6 +25,11 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 	ss := make([]*settings, len(bs))
 	for i, b := range bs {
 		ss[i] = b.s
+	}
+	// Kyverno reads credentials per policy: the union of the branches' pull Secrets (each
+	// one is used only for the registry host its docker config names)
+	if cs := credentialSecrets(ss...); len(cs) > 0 {
+		spec.Credentials = &policiesv1alpha1.Credentials{Secrets: cs}
 	}
 	idx := indexRegistries(ss)
 	sharedNamespaceMatch(&spec, ss, idx, rs)

@@ -179,7 +179,7 @@ spec:
 		t.Fatal(err)
 	}
 	eachRunner(t, func(t *testing.T, r runner) {
-		r.run(t, "", "lint", samplesDir).want(t, 0, "4 TrustedRegistries valid")
+		r.run(t, "", "lint", samplesDir).want(t, 0, "6 TrustedRegistries valid")
 		r.run(t, "", "lint", "-q", "-f", seedSample, "-f", "testdata/rotation-threshold.yaml").want(t, 0)
 		res := r.run(t, "", "lint", "-f", bad)
 		res.want(t, 1,

@@ -1,0 +1,224 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	policiesv1 "github.com/kyverno/api/api/policies.kyverno.io/v1"
+
+	"github.com/signet-operator/signet/api/v1alpha1"
+)
+
+// TrustRoots is the trust material spec.sigstore names, as read from its Secrets or
+// ConfigMaps (README.md, "Keyless signatures with your own Sigstore"). It is part of the
+// recorded input, so a changed root certificate renders a new policy like a changed key.
+type TrustRoots struct {
+	// Fulcio is the PEM of the Fulcio root (and intermediate) certificates.
+	Fulcio string `json:"fulcio,omitempty"`
+	// Rekor is the PEM public key of the Rekor log.
+	Rekor string `json:"rekor,omitempty"`
+	// CTLog is the PEM public key of the certificate transparency log.
+	CTLog string `json:"ctlog,omitempty"`
+}
+
+// Kinds of trust material, for NormalizeTrustMaterial.
+const (
+	TrustFulcio = "fulcioCertificates"
+	TrustRekor  = "rekor.publicKey"
+	TrustCTLog  = "ctLog.publicKey"
+)
+
+// maxFulcioCertificates bounds the certificates of one fulcioCertificates entry (Kyverno
+// refuses long chains, and a root bundle is a handful).
+const maxFulcioCertificates = 10
+
+// NormalizeTrustMaterial checks PEM trust material of the given kind (TrustFulcio:
+// one or more CERTIFICATE blocks that parse as CA certificates; TrustRekor, TrustCTLog:
+// exactly one PUBLIC KEY block) and returns it re-encoded, so that whitespace or comments
+// around the blocks never change the rendered policy.
+func NormalizeTrustMaterial(kind string, data []byte) (string, error) {
+	var out bytes.Buffer
+	n := 0
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		n++
+		switch kind {
+		case TrustFulcio:
+			if block.Type != "CERTIFICATE" {
+				return "", fmt.Errorf("%s: PEM block %d is a %q, want CERTIFICATE", kind, n, block.Type)
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return "", fmt.Errorf("%s: certificate %d: %w", kind, n, err)
+			}
+			if !cert.IsCA {
+				return "", fmt.Errorf("%s: certificate %d (%s) is not a CA certificate", kind, n, cert.Subject)
+			}
+		default:
+			if block.Type != "PUBLIC KEY" {
+				return "", fmt.Errorf("%s: PEM block is a %q, want PUBLIC KEY", kind, block.Type)
+			}
+			if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+				return "", fmt.Errorf("%s: %w", kind, err)
+			}
+		}
+		_ = pem.Encode(&out, &pem.Block{Type: block.Type, Bytes: block.Bytes})
+	}
+	switch {
+	case n == 0:
+		return "", fmt.Errorf("%s: no PEM data", kind)
+	case len(bytes.TrimSpace(rest)) != 0:
+		return "", fmt.Errorf("%s: data after the last PEM block", kind)
+	case kind == TrustFulcio && n > maxFulcioCertificates:
+		return "", fmt.Errorf("%s: %d certificates, at most %d", kind, n, maxFulcioCertificates)
+	case kind != TrustFulcio && n != 1:
+		return "", fmt.Errorf("%s: %d PEM blocks, want exactly one public key", kind, n)
+	}
+	return out.String(), nil
+}
+
+// sigstoreSettings is spec.sigstore resolved with its trust material. The zero value is
+// public Sigstore with every check on.
+type sigstoreSettings struct {
+	roots      string
+	rekorURL   string
+	rekorKey   string
+	ctlogKey   string
+	ignoreTlog bool
+	ignoreSCT  bool
+}
+
+func resolveSigstore(spec *v1alpha1.SigstoreTrust, tr *TrustRoots) (*sigstoreSettings, error) {
+	if spec == nil {
+		return nil, nil
+	}
+	have := TrustRoots{}
+	if tr != nil {
+		have = *tr
+	}
+	s := &sigstoreSettings{}
+	material := func(ref *v1alpha1.TrustMaterialReference, kind, data string) (string, error) {
+		if ref == nil {
+			return "", nil
+		}
+		if data == "" {
+			return "", fmt.Errorf("render: sigstore %s is named but its material was not read", kind)
+		}
+		return NormalizeTrustMaterial(kind, []byte(data))
+	}
+	var err error
+	if s.roots, err = material(spec.FulcioCertificates, TrustFulcio, have.Fulcio); err != nil {
+		return nil, invalidf("%v", err)
+	}
+	if spec.Rekor != nil {
+		s.rekorURL = spec.Rekor.URL
+		if s.rekorKey, err = material(spec.Rekor.PublicKey, TrustRekor, have.Rekor); err != nil {
+			return nil, invalidf("%v", err)
+		}
+	}
+	if spec.CTLog != nil {
+		ref := spec.CTLog.PublicKey
+		if s.ctlogKey, err = material(&ref, TrustCTLog, have.CTLog); err != nil {
+			return nil, invalidf("%v", err)
+		}
+	}
+	accepted := map[v1alpha1.SigstoreRisk]bool{}
+	for _, r := range spec.AcceptRisks {
+		accepted[r] = true
+	}
+	// the CRD refuses an unacknowledged opt-out; checked again for objects stored before
+	s.ignoreTlog = boolOr(spec.IgnoreTlog, false)
+	if s.ignoreTlog && !accepted[v1alpha1.RiskNoTransparencyLog] {
+		return nil, invalidf("sigstore.ignoreTlog needs NoTransparencyLog in sigstore.acceptRisks")
+	}
+	s.ignoreSCT = boolOr(spec.IgnoreSCT, false)
+	if s.ignoreSCT && !accepted[v1alpha1.RiskNoCertificateTimestamp] {
+		return nil, invalidf("sigstore.ignoreSCT needs NoCertificateTimestamp in sigstore.acceptRisks")
+	}
+	return s, nil
+}
+
+// key is a short digest of everything that changes how a keyless attestor verifies, for
+// content-derived attestor names ("" for public Sigstore).
+func (s *sigstoreSettings) key() string {
+	if s == nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{s.roots, s.rekorURL, s.rekorKey, s.ctlogKey,
+		strconv.FormatBool(s.ignoreTlog), strconv.FormatBool(s.ignoreSCT)}, "\x00")))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// ivpKeylessCosign is the cosign attestor of a keyless identity: the identity, the Fulcio
+// roots, and the transparency settings (ignoreLog is spec.transparencyLog.ignore, which
+// skips both checks for every signer).
+func ivpKeylessCosign(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSettings) *policiesv1.Cosign {
+	c := &policiesv1.Cosign{Keyless: &policiesv1.Keyless{Identities: []policiesv1.Identity{{
+		Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
+	}}}}
+	if ignoreLog {
+		c.CTLog = &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
+	}
+	if ss == nil {
+		return c
+	}
+	c.Keyless.Roots = ss.roots
+	c.CTLog = &policiesv1.CTLog{
+		URL: ss.rekorURL, RekorPubKey: ss.rekorKey, CTLogPubKey: ss.ctlogKey,
+		InsecureIgnoreTlog: ignoreLog || ss.ignoreTlog, InsecureIgnoreSCT: ignoreLog || ss.ignoreSCT,
+	}
+	return c
+}
+
+// defaultRekorURL is public Sigstore's Rekor, Kyverno's default.
+const defaultRekorURL = "https://rekor.sigstore.dev"
+
+// cpKeylessEntry is the ClusterPolicy keyless attestor of an identity (see
+// ivpKeylessCosign).
+func cpKeylessEntry(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSettings) *cpKeyless {
+	k := &cpKeyless{Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp}
+	if ignoreLog {
+		k.Rekor, k.CTLog = &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
+	}
+	if ss == nil {
+		return k
+	}
+	k.Roots = ss.roots
+	if ss.rekorURL != "" || ss.rekorKey != "" || ignoreLog || ss.ignoreTlog {
+		k.Rekor = &cpRekor{URL: ss.rekorURL, PubKey: ss.rekorKey, IgnoreTlog: ignoreLog || ss.ignoreTlog}
+		if k.Rekor.URL == "" {
+			// Kyverno refuses a keyless rekor block without a URL ("An URL is required"),
+			// even when the log is ignored and so never contacted: its documented default
+			k.Rekor.URL = defaultRekorURL
+		}
+	}
+	if ss.ctlogKey != "" || ignoreLog || ss.ignoreSCT {
+		k.CTLog = &cpCTLog{PubKey: ss.ctlogKey, IgnoreSCT: ignoreLog || ss.ignoreSCT}
+	}
+	return k
+}
+
+// credentialSecrets lists the credentials copies (in Kyverno's namespace) the given
+// settings need, sorted and without duplicates.
+func credentialSecrets(ss ...*settings) []string {
+	var out []string
+	for _, s := range ss {
+		if s.credentials != "" {
+			out = append(out, s.credentials)
+		}
+	}
+	sort.Strings(out)
+	return sortedUnique(out)
+}
