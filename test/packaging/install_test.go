@@ -355,6 +355,10 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses(all[:7], "", "configmaps", trustNS), // get list watch create update patch delete
 		accesses(read, "trust.signet.dev", "trustedregistries"),
 		accesses([]string{"patch"}, "trust.signet.dev", "trustedregistries"), // the finalizer
+		// The HTTPS metrics endpoint asks the apiserver who a scraper is and whether it may
+		// GET /metrics; these reviews read nothing.
+		accesses([]string{"create"}, "authentication.k8s.io", "tokenreviews"),
+		accesses([]string{"create"}, "authorization.k8s.io", "subjectaccessreviews"),
 		accesses([]string{"update", "patch"}, "trust.signet.dev", "trustedregistries/status"),
 		accesses(read, "policies.kyverno.io", "imagevalidatingpolicies"),
 		accesses(read, "kyverno.io", "clusterpolicies"),
@@ -451,7 +455,6 @@ func expectations(trustNS string, g generated) (allowed, denied []access) {
 		accesses([]string{"impersonate"}, "", "serviceaccounts", trustNS),
 		accesses([]string{"impersonate"}, "", "users"),
 		accesses([]string{"impersonate"}, "", "groups"),
-		accesses([]string{"create"}, "authentication.k8s.io", "tokenreviews"),
 		accesses([]string{"create"}, "certificates.k8s.io", "certificatesigningrequests"),
 		accesses(read, "", "nodes"),
 		accesses([]string{"delete"}, "", "events", other),
