@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -122,6 +123,36 @@ func (s *Stack) InstallOperator(ctx context.Context, tokenTTL time.Duration) (*O
 	}
 	if id.ServiceAccount == "" {
 		return nil, errors.New("localstack: config/default has no ServiceAccount")
+	}
+	// The Role in Kyverno's namespace for private registries' credentials: installed on its
+	// own (README.md, "Private registries"), as an administrator would.
+	creds, err := filepath.Glob(filepath.Join(root, "config", "rbac", "kyverno-credentials", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range creds {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("localstack: decoding %s: %w", f, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			j, err := u.MarshalJSON()
+			if err != nil {
+				return nil, err
+			}
+			keep.Write(j)
+			keep.WriteByte('\n')
+		}
 	}
 	if out, err := s.kubectl(ctx, &keep, "apply", "--server-side", "--force-conflicts", "--field-manager=signet-install", "-f", "-"); err != nil {
 		return nil, fmt.Errorf("localstack: applying config/default: %w\n%s", err, out)
