@@ -402,10 +402,8 @@ func cpAttestationSets(s *settings) ([]cpAttestorSet, error) {
 	}
 	entries := func(sg signer) []cpAttestor {
 		if id := sg.keyless; id != nil {
-			return []cpAttestor{{Keyless: &cpKeyless{
-				Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp,
-				Rekor: rekor, CTLog: ctlog,
-			}}}
+			// the signature's keyless attestor: the same trust roots and log settings
+			return []cpAttestor{{Keyless: cpKeylessEntry(id, s.ignoreLog, s.sigstore)}}
 		}
 		var out []cpAttestor
 		for _, k := range sg.keys {

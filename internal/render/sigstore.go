@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -189,21 +190,19 @@ const defaultRekorURL = "https://rekor.sigstore.dev"
 // ivpKeylessCosign).
 func cpKeylessEntry(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstoreSettings) *cpKeyless {
 	k := &cpKeyless{Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp}
+	// Kyverno's policy validation refuses a keyless attestor with neither a Rekor URL nor
+	// roots ("Either Rekor URL or roots are required"), and a rekor block without a URL
+	// even when the log is ignored and so never contacted: its documented default is named
+	// (test/kyvernocli, TestGoldensPassKyvernoValidation).
+	k.Rekor = &cpRekor{URL: defaultRekorURL, IgnoreTlog: ignoreLog}
 	if ignoreLog {
-		k.Rekor, k.CTLog = &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
+		k.CTLog = &cpCTLog{IgnoreSCT: true}
 	}
 	if ss == nil {
 		return k
 	}
 	k.Roots = ss.roots
-	if ss.rekorURL != "" || ss.rekorKey != "" || ignoreLog || ss.ignoreTlog {
-		k.Rekor = &cpRekor{URL: ss.rekorURL, PubKey: ss.rekorKey, IgnoreTlog: ignoreLog || ss.ignoreTlog}
-		if k.Rekor.URL == "" {
-			// Kyverno refuses a keyless rekor block without a URL ("An URL is required"),
-			// even when the log is ignored and so never contacted: its documented default
-			k.Rekor.URL = defaultRekorURL
-		}
-	}
+	k.Rekor = &cpRekor{URL: cmp.Or(ss.rekorURL, defaultRekorURL), PubKey: ss.rekorKey, IgnoreTlog: ignoreLog || ss.ignoreTlog}
 	if ss.ctlogKey != "" || ignoreLog || ss.ignoreSCT {
 		k.CTLog = &cpCTLog{PubKey: ss.ctlogKey, IgnoreSCT: ignoreLog || ss.ignoreSCT}
 	}
