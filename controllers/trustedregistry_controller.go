@@ -332,6 +332,10 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 		recordWhy = "it was missing (or lost its labels)"
 	case err != nil:
 		return nil, fmt.Errorf("reading the key ring: %w", err)
+	case cm.Labels[render.LabelManagedBy] != managedByValue || cm.Labels[render.LabelRegistry] != registry.Name:
+		// (the ConfigMap cache holds every ConfigMap of the trust namespace: trust roots
+		// need no label) an unlabelled record is not one the shared pass reads
+		recordWhy = "it lost its labels"
 	default:
 		ring, err := keys.UnmarshalRing([]byte(cm.Data[ringDataKey]))
 		if err != nil {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -162,6 +163,10 @@ func (r *TrustedRegistryReconciler) registriesForConfigMap(ctx context.Context, 
 	}
 	if o.GetNamespace() != r.TrustNamespace {
 		return reqs
+	}
+	if name, ok := strings.CutPrefix(o.GetName(), ringConfigMapName("")); ok && len(reqs) == 0 {
+		// a key ring that lost its labels: its registry restores them (recover.go)
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	list := &trustv1alpha1.TrustedRegistryList{}
 	if err := r.Client.List(ctx, list, client.MatchingFields{configMapNameIndex: o.GetName()}); err != nil {

@@ -590,7 +590,9 @@ func (s *scenario) waitEnforced(p *corev1.Pod) {
 	s.t.Helper()
 	t0 := time.Now()
 	s.waitFor("Kyverno denying "+images(p)+" in "+p.Namespace, func() (bool, error) {
-		return s.createPod(p, true) != nil, nil
+		// only Kyverno's denial counts (Pod Security admission may refuse p first)
+		err := s.createPod(p, true)
+		return err != nil && strings.Contains(err.Error(), "kyverno"), nil
 	})
 	s.t.Logf("enforced in %s %v after readiness", p.Namespace, time.Since(t0).Round(time.Millisecond))
 }

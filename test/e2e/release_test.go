@@ -69,17 +69,24 @@ func TestSignetVerifiesSignet(t *testing.T) {
 	tr := s.registry("signet-release", "signet-operator", trustv1alpha1.EngineImageValidatingPolicy, []string{trustNS}, keyRef("release", "signet-release-key"))
 	s.create(tr)
 	s.waitReady(tr.Name, "ImageValidatingPolicy")
-	s.waitEnforced(newPod(trustNS, "signet-probe", unsigned.String()))
-
-	operator := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "signet-operator", Namespace: trustNS, Labels: dep.Spec.Template.Labels},
-		Spec:       dep.Spec.Template.Spec,
+	// Pods as install.yaml runs the operator (the namespace enforces the restricted Pod
+	// Security Standard), with the signed or the unsigned image
+	podOf := func(name, image string) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: trustNS, Labels: dep.Spec.Template.Labels},
+			Spec:       *dep.Spec.Template.Spec.DeepCopy(),
+		}
+		p.Spec.Containers[0].Image = image
+		return p
 	}
+	s.waitEnforced(podOf("signet-probe", unsigned.String()))
+
+	operator := podOf("signet-operator", signed.String())
 	s.admitted("Signet's release image, signed, as install.yaml runs it", operator)
 	t.Cleanup(func() {
 		_ = s.kube.CoreV1().Pods(trustNS).Delete(s.ctx, operator.Name, metav1.DeleteOptions{})
 	})
-	s.denied("the same image bytes, unsigned", newPod(trustNS, "signet-unsigned", unsigned.String()), signatureDenial("ImageValidatingPolicy", tr.Name)...)
+	s.denied("the same image bytes, unsigned", podOf("signet-unsigned", unsigned.String()), signatureDenial("ImageValidatingPolicy", tr.Name)...)
 }
 
 // deploymentOf returns the one Deployment of a manifest file.
