@@ -1,7 +1,9 @@
 package packaging
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/signet-operator/signet/internal/testenv"
@@ -207,6 +210,27 @@ func TestChartValues(t *testing.T) {
 		}
 		if !slices.Contains(c.Args, "--zap-log-level=debug") || c.Args[len(c.Args)-1] != "--policy-layout=per-registry" {
 			t.Errorf("args %v", c.Args)
+		}
+	})
+	t.Run("private registries", func(t *testing.T) {
+		if objs := renderChart(t, nil); slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetName() == "signet-registry-credentials" }) {
+			t.Error("the Role in Kyverno's namespace is installed without privateRegistries.enabled")
+		}
+		objs := renderChart(t, map[string]any{"privateRegistries": map[string]any{"enabled": true, "kyvernoNamespace": "kyverno-system"}})
+		var got, want rbacv1.Role
+		convert(t, one(t, objs, "Role", "signet-registry-credentials"), &got)
+		b, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "rbac", "kyverno-credentials", "role.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for want.Kind != "Role" {
+			if err := dec.Decode(&want); err != nil {
+				t.Fatalf("no Role in config/rbac/kyverno-credentials/role.yaml: %v", err)
+			}
+		}
+		if got.Namespace != "kyverno-system" || !reflect.DeepEqual(got.Rules, want.Rules) {
+			t.Errorf("chart Role in %s with rules %+v; config/rbac/kyverno-credentials has %+v", got.Namespace, got.Rules, want.Rules)
 		}
 	})
 	t.Run("trust namespace", func(t *testing.T) {
