@@ -267,7 +267,7 @@ func readyMessage(registry *trustv1alpha1.TrustedRegistry, p plan, kind, name st
 	case require:
 		msg += "; images not referenced by digest are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
 	}
-	return msg
+	return msg + attestationPhrase(registry) // attest_status.go
 }
 
 func plural(n int, one, many string) string {
