@@ -326,5 +326,5 @@ func readyMessage(registry *trustv1alpha1.TrustedRegistry, ring keys.Ring, kind,
 	case require:
 		msg += "; images not referenced by digest are " + map[bool]string{true: "reported", false: "denied"}[action == trustv1alpha1.ActionAudit]
 	}
-	return msg
+	return msg + attestationPhrase(registry) // attest.go
 }
