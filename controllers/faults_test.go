@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -199,12 +200,15 @@ func TestFaultInjection(t *testing.T) {
 			p := fmt.Sprintf("quay.io/%s/app%d", r.name, len(r.images))
 			r.images = append(r.images, p)
 			checker.Expect(r.name, r.want())
-			tr := &trustv1alpha1.TrustedRegistry{}
-			if err := c.Get(ctx, client.ObjectKey{Name: r.name}, tr); err != nil {
-				t.Fatal(err)
-			}
-			tr.Spec.Images = append(tr.Spec.Images, trustv1alpha1.ImagePattern(p))
-			if err := c.Update(ctx, tr); err != nil {
+			// (the operator writes status meanwhile: read again on a conflict)
+			if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				tr := &trustv1alpha1.TrustedRegistry{}
+				if err := c.Get(ctx, client.ObjectKey{Name: r.name}, tr); err != nil {
+					return err
+				}
+				tr.Spec.Images = append(tr.Spec.Images, trustv1alpha1.ImagePattern(p))
+				return c.Update(ctx, tr)
+			}); err != nil {
 				t.Fatal(err)
 			}
 			actions["add pattern"]++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -51,8 +52,13 @@ func (k *kyvernoKindsReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 			return ctrl.Result{}, err
 		}
 	}
-	return ctrl.Result{}, nil
+	// Looked at again now and then: a kind the apiserver served only after the CRD
+	// rechecks (kyvernocrd.go) is watched within kindsRecheck (the answer is cached, so
+	// this costs no request while it is fresh).
+	return ctrl.Result{RequeueAfter: kindsRecheck}, nil
 }
+
+const kindsRecheck = 30 * time.Second
 
 func (k *kyvernoKindsReconciler) setupWithManager(mgr ctrl.Manager) error {
 	toKinds := func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{kindsRequest} }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,6 +44,10 @@ type SharedPolicyReconciler struct {
 
 	errMu sync.Mutex
 	err   string
+	// registriesBusy tells whether TrustedRegistry reconciles are running; deferredSince is
+	// when the pending pass started waiting for them (one worker: no lock).
+	registriesBusy func() bool
+	deferredSince  time.Time
 }
 
 // sharedRequest is the one work-queue key of the shared-policy controller.
@@ -52,10 +57,28 @@ func toShared(context.Context, client.Object) []reconcile.Request {
 	return []reconcile.Request{sharedRequest}
 }
 
-// Reconcile runs one pass over the shared policies (shared.go).
+// Reconcile runs one pass over the shared policies (shared.go). While TrustedRegistry
+// reconciles are running (a burst of new inputs) it waits, up to maxSharedDefer: one pass
+// then takes all their inputs and writes each shared policy once, instead of once per
+// input.
 func (r *SharedPolicyReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	if r.registriesBusy != nil && r.registriesBusy() {
+		if r.deferredSince.IsZero() {
+			r.deferredSince = time.Now()
+		}
+		if time.Since(r.deferredSince) < maxSharedDefer {
+			return ctrl.Result{RequeueAfter: sharedDeferStep}, nil
+		}
+	}
+	r.deferredSince = time.Time{}
 	return r.reconcileShared(ctx)
 }
+
+// How long a pass waits for running TrustedRegistry reconciles: in steps, and at most.
+const (
+	sharedDeferStep = 50 * time.Millisecond
+	maxSharedDefer  = 2 * time.Second
+)
 
 // SetupWithManager registers the controller. It is triggered by a changed key ring (a
 // recorded input), a TrustedRegistry going away, a change to a shared policy (drift,

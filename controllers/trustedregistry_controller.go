@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +79,8 @@ type TrustedRegistryReconciler struct {
 	// shared is the shared-policy controller: observe reads its state (the last pass's
 	// error, its rendered inputs and render checks).
 	shared *SharedPolicyReconciler
+	// running counts the reconciles in progress
+	running atomic.Int32
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -164,6 +167,8 @@ type keyError struct {
 // compute (pure: the plan of every write and delete), execute, one status write
 // (docs/architecture.md, "Controllers").
 func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	r.running.Add(1) // the shared-policy pass waits for running reconciles (shared_controller.go)
+	defer r.running.Add(-1)
 	registry := &trustv1alpha1.TrustedRegistry{}
 	if err := r.Client.Get(ctx, req.NamespacedName, registry); err != nil {
 		// Deleted: owner references let the garbage collector remove the policy and ring;

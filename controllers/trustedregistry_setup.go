@@ -112,7 +112,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	// (in the per-registry layout too: it empties the shared policies of a cluster that
 	// switched layout, as the registries drop their recorded inputs)
 	r.shared = &SharedPolicyReconciler{Client: r.Client, TrustNamespace: r.TrustNamespace,
-		Discovery: r.Discovery, Recorder: r.Recorder, watches: r.watches}
+		Discovery: r.Discovery, Recorder: r.Recorder, watches: r.watches,
+		registriesBusy: func() bool { return r.running.Load() > 0 }}
 	sc, err := r.shared.SetupWithManager(mgr, controller.Options{})
 	if err != nil {
 		return err
