@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"reflect"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -493,6 +494,16 @@ func (e *env) unload(ctx context.Context, v variant, st *step) error {
 				return false, err
 			}
 			left += len(trs.Items)
+			for i := range trs.Items {
+				// Signet is stopped: release its cleanup finalizer (its policies and key
+				// rings are deleted here directly)
+				if tr := &trs.Items[i]; len(tr.Finalizers) > 0 {
+					patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+					if err := e.cl.Patch(ctx, tr, patch); client.IgnoreNotFound(err) != nil {
+						return false, err
+					}
+				}
+			}
 			cms, err := e.kube.CoreV1().ConfigMaps(trustNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
 			if err != nil {
 				return false, err
