@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,25 @@ type CredentialsReconciler struct {
 	APIReader        client.Reader
 	TrustNamespace   string
 	KyvernoNamespace string
+
+	// wrote is set once this process has written the copy.
+	wrote atomic.Bool
+}
+
+// mayHoldCopy tells whether a copy may exist in Kyverno's namespace: this process wrote
+// one, or a registry has (or had, while it is being deleted) a CredentialsSynced condition.
+// Otherwise Kyverno's namespace is not touched at all, so an installation that does not use
+// spec.credentials needs no access to it (config/rbac/kyverno-credentials is optional).
+func (r *CredentialsReconciler) mayHoldCopy(items []trustv1alpha1.TrustedRegistry) bool {
+	if r.wrote.Load() {
+		return true
+	}
+	for i := range items {
+		if meta.FindStatusCondition(items[i].Status.Conditions, trustv1alpha1.ConditionCredentialsSynced) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultKyvernoNamespace is the namespace Kyverno runs in unless --kyverno-namespace says
@@ -193,6 +213,9 @@ func (r *CredentialsReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 		}
 	}
 	data, outcomes := mergeCredentials(users, secrets, r.TrustNamespace)
+	if data == nil && !r.mayHoldCopy(list.Items) {
+		return ctrl.Result{}, nil
+	}
 
 	if err := r.writeCopy(ctx, data); err != nil {
 		for name, o := range outcomes {
@@ -229,6 +252,7 @@ func (r *CredentialsReconciler) writeCopy(ctx context.Context, data []byte) erro
 		if err := r.Client.Create(ctx, s); err != nil {
 			return err
 		}
+		r.wrote.Store(true)
 		log.FromContext(ctx).Info("registry credentials copied for Kyverno", "secret", key.String())
 		return nil
 	case err != nil:
@@ -238,6 +262,7 @@ func (r *CredentialsReconciler) writeCopy(ctx context.Context, data []byte) erro
 		if err := r.Client.Delete(ctx, live, client.Preconditions{UID: &live.UID}); client.IgnoreNotFound(err) != nil {
 			return err
 		}
+		r.wrote.Store(false)
 		log.FromContext(ctx).Info("registry credentials copy deleted: no TrustedRegistry names credentials", "secret", key.String())
 		return nil
 	}
@@ -259,6 +284,7 @@ func (r *CredentialsReconciler) writeCopy(ctx context.Context, data []byte) erro
 	if err := r.Client.Update(ctx, live); err != nil {
 		return err
 	}
+	r.wrote.Store(true)
 	log.FromContext(ctx).Info("registry credentials copy updated", "secret", key.String())
 	return nil
 }

@@ -9,6 +9,7 @@ package metrics
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -185,7 +187,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	list := &trustv1alpha1.TrustedRegistryList{}
 	if err := c.reader.List(ctx, list); err != nil {
-		ch <- prometheus.NewInvalidMetric(descRegistries, err)
+		// before the manager's cache has started there is nothing to report yet; a scrape
+		// error would fail the whole scrape, controller-runtime's own metrics included
+		if notStarted := (*cache.ErrCacheNotStarted)(nil); !errors.As(err, &notStarted) {
+			ch <- prometheus.NewInvalidMetric(descRegistries, err)
+		}
 		return
 	}
 	for _, m := range registryMetrics(list.Items, c.clock.Now()) {

@@ -118,7 +118,7 @@ spec:
 		res := r.run(t, "", "lint", "-o", "json", samplesDir)
 		res.want(t, 0)
 		rep := parse(t, res.out)
-		if !rep.Valid || rep.Checked != 4 || rep.Invalid != 0 || len(rep.Results) != 4 {
+		if !rep.Valid || rep.Checked != 6 || rep.Invalid != 0 || len(rep.Results) != 6 {
 			t.Fatalf("samples: %+v", rep)
 		}
 		for _, x := range rep.Results {
