@@ -213,7 +213,7 @@ func (r *CredentialsReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 		}
 	}
 	data, outcomes := mergeCredentials(users, secrets, r.TrustNamespace)
-	if data == nil && !r.mayHoldCopy(list.Items) {
+	if len(users) == 0 && !r.mayHoldCopy(list.Items) {
 		return ctrl.Result{}, nil
 	}
 
