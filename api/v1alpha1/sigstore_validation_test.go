@@ -53,8 +53,16 @@ func TestSigstoreValidation(t *testing.T) {
 			"set exactly one of secretName or configMapName"},
 		{"rekor without url", keyless(map[string]any{"rekor": map[string]any{}}), "spec.sigstore.rekor.url: Required value"},
 		{"rekor ftp url", keyless(map[string]any{"rekor": map[string]any{"url": "ftp://rekor"}}), "rekor.url must be an http(s):// URL"},
-		{"credentials", func() map[string]any { s := valid(); s["credentials"] = map[string]any{"secretName": "regcred"}; return s }(), ""},
-		{"credentials bad name", func() map[string]any { s := valid(); s["credentials"] = map[string]any{"secretName": "Reg_Cred"}; return s }(),
+		{"credentials", func() map[string]any {
+			s := valid()
+			s["credentials"] = map[string]any{"secretName": "regcred"}
+			return s
+		}(), ""},
+		{"credentials bad name", func() map[string]any {
+			s := valid()
+			s["credentials"] = map[string]any{"secretName": "Reg_Cred"}
+			return s
+		}(),
 			"secretName must be a DNS subdomain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
