@@ -68,12 +68,12 @@ demo: control-plane kyverno-bins ## The closed loop on this machine: control pla
 ##@ Test
 
 .PHONY: test
-test: control-plane kyverno-bins verify vet ## Every test: unit, envtest and the closed loop with the real Kyverno (first run builds them, ~20 min).
+test: control-plane kyverno-bins cosign-cli verify vet ## Every test: unit, envtest and the closed loop with the real Kyverno (first run builds them, ~20 min).
 	go test -count=1 -timeout 20m ./...
 	go test -tags e2e -count=1 -timeout 25m ./test/e2e/ ./internal/localstack/ ./test/kyvernocli/
 
 .PHONY: test-e2e
-test-e2e: control-plane kyverno-bins ## Only the closed-loop e2e (real Kyverno out-of-cluster, in-process OCI registry).
+test-e2e: control-plane kyverno-bins cosign-cli ## Only the closed-loop e2e (real Kyverno out-of-cluster, in-process OCI registry).
 	go test -tags e2e -count=1 -timeout 25m -v ./test/e2e/ ./internal/localstack/ ./test/kyvernocli/
 
 .PHONY: test-unit
@@ -157,6 +157,10 @@ bundle-build: ## Build the bundle image.
 .PHONY: kyverno-bins
 kyverno-bins: ## Build Kyverno v1.19.1 (admission controller, reports-controller, CLI) into bin/kyverno (skipped when present).
 	@hack/build-kyverno.sh
+
+.PHONY: cosign-cli
+cosign-cli: ## Build the cosign CLI v2.6.5 into bin/cosign-cli (skipped when present); the e2e signs and attests with it.
+	@hack/build-cosign.sh
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd into bin/k8s (skipped when present).
