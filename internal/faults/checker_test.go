@@ -251,3 +251,62 @@ func TestCheckerFlagsWeakenedPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckerRestrictionHostFromLaggingPeers: the shared pass renders the restriction host
+// from the key rings in its cache, which may hold an older record of another registry than
+// the latest one written. Such a host is exactly a render of recorded inputs and passes; a
+// host whose restriction names an input no key ring ever recorded is flagged.
+func TestCheckerRestrictionHostFromLaggingPeers(t *testing.T) {
+	k := newKey(t)
+	engine := trustv1alpha1.EngineImageValidatingPolicy
+	noPin := func(s *trustv1alpha1.TrustedRegistrySpec) { s.Digest.Mutate = ptr.To(false) }
+	host := func(t *testing.T, ins ...render.Input) *unstructured.Unstructured {
+		t.Helper()
+		res, err := render.RenderShared(ins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Policies {
+			if p.GetName() == "signet.ivp.enforce" {
+				if p.GetAnnotations()[render.AnnotationRestriction] == "" {
+					t.Fatal("signet.ivp.enforce does not host the restriction")
+				}
+				return p
+			}
+		}
+		t.Fatal("no signet.ivp.enforce rendered")
+		return nil
+	}
+	a := input("a", engine, []render.Key{k}, noPin)
+	bOld := input("b", engine, []render.Key{k}) // pins tags: its branch is in signet.ivp.enforce-pin
+	bNew := input("b", engine, []render.Key{k}, func(s *trustv1alpha1.TrustedRegistrySpec) {
+		s.Images = append(s.Images, "ghcr.io/b2/*")
+	})
+	bForged := input("b", engine, []render.Key{k}, func(s *trustv1alpha1.TrustedRegistrySpec) {
+		s.Images = append(s.Images, "docker.io/*")
+	})
+
+	newChecker := func() *Checker {
+		c := NewChecker()
+		for _, in := range []render.Input{a, bOld, bNew} {
+			c.RecordObject(keyRing(t, in))
+		}
+		return c
+	}
+	t.Run("older record of a peer", func(t *testing.T) {
+		if vs := write(newChecker(), "apply", host(t, a, bOld)); len(vs) != 0 {
+			t.Fatalf("a host rendered from b's older record flagged: %v", vs)
+		}
+	})
+	t.Run("latest record of a peer", func(t *testing.T) {
+		if vs := write(newChecker(), "apply", host(t, a, bNew)); len(vs) != 0 {
+			t.Fatalf("a host rendered from b's latest record flagged: %v", vs)
+		}
+	})
+	t.Run("peer input never recorded", func(t *testing.T) {
+		vs := write(newChecker(), "apply", host(t, a, bForged))
+		if len(vs) == 0 || vs[0].Invariant != NotARender {
+			t.Fatalf("a host whose restriction allows docker.io/* for b (never recorded) passed: %v", vs)
+		}
+	})
+}
