@@ -195,6 +195,11 @@ func resolve(in Input) (*settings, error) {
 	if s.sigstore, err = resolveSigstore(spec.Sigstore, in.TrustRoots); err != nil {
 		return nil, err
 	}
+	if s.engine == v1alpha1.EngineClusterPolicy && s.sigstore != nil && s.sigstore.tufMirror != "" && s.sigstore.roots == "" {
+		// Kyverno's ClusterPolicy never reads a TUF mirror: without explicit roots it
+		// would verify against the public Fulcio, not the deployment that was named.
+		return nil, invalidf("sigstore.tuf is read only by the ImageValidatingPolicy engine; with the ClusterPolicy engine name the Fulcio certificates in sigstore.fulcioCertificates as well")
+	}
 	if spec.Credentials != nil {
 		s.credentials = v1alpha1.CredentialsCopyName
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"strings"
@@ -38,6 +39,13 @@ func testCAPEM(tb testing.TB, cn string) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
+
+// testTUFRoot has the shape of TUF root metadata (render checks the shape only; Kyverno
+// verifies the signatures).
+const testTUFRoot = `{"signed":{"_type":"root","spec_version":"1.0.31","version":1,"expires":"2036-01-01T00:00:00Z","consistent_snapshot":false,` +
+	`"keys":{"k1":{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"00"}}},` +
+	`"roles":{"root":{"keyids":["k1"],"threshold":1},"snapshot":{"keyids":["k1"],"threshold":1},"targets":{"keyids":["k1"],"threshold":1},"timestamp":{"keyids":["k1"],"threshold":1}}},` +
+	`"signatures":[{"keyid":"k1","sig":"00"}]}`
 
 // sigstoreScenarios are the golden cases of spec.sigstore and spec.credentials.
 func sigstoreScenarios() []scenario {
@@ -79,6 +87,25 @@ func sigstoreScenarios() []scenario {
 				TrustRoots: &TrustRoots{Fulcio: testCAPEM(t, "offline-root")},
 			}
 		}},
+		{"private-tuf", func(t testing.TB) Input {
+			return Input{
+				Registry: registry("private-tuf", func(s *v1alpha1.TrustedRegistrySpec) {
+					s.Keys = nil
+					s.Keyless = []v1alpha1.KeylessIdentity{{
+						Name:          "github-main",
+						Issuer:        "https://token.actions.githubusercontent.com",
+						SubjectRegExp: `^https://github.com/yourorg/.+@refs/heads/main$`,
+					}}
+					s.Sigstore = &v1alpha1.SigstoreTrust{
+						TUF: &v1alpha1.TUFTrust{Mirror: "https://tuf.sigstore.internal.example",
+							Root: v1alpha1.TrustMaterialReference{ConfigMapName: "sigstore-tuf", Key: "root.json"}},
+						// the ClusterPolicy engine does not read TUF: it needs the roots too
+						FulcioCertificates: &v1alpha1.TrustMaterialReference{ConfigMapName: "sigstore-tuf", Key: "fulcio.pem"},
+					}
+				}),
+				TrustRoots: &TrustRoots{Fulcio: testCAPEM(t, "tuf-fulcio"), TUFRoot: testTUFRoot},
+			}
+		}},
 		{"credentials", func(t testing.TB) Input {
 			return Input{
 				Registry: registry("private", func(s *v1alpha1.TrustedRegistrySpec) {
@@ -106,12 +133,22 @@ func TestNormalizeTrustMaterial(t *testing.T) {
 		{"rekor cert", TrustRekor, ca, `is a "CERTIFICATE", want PUBLIC KEY`},
 		{"two keys", TrustCTLog, pub + pub, "want exactly one public key"},
 		{"broken key", TrustCTLog, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "ctLog.publicKey"},
+		{"tuf root", TrustTUF, "\n" + testTUFRoot + "\n", ""},
+		{"tuf targets", TrustTUF, strings.Replace(testTUFRoot, `"_type":"root"`, `"_type":"targets"`, 1), `want "root"`},
+		{"tuf unsigned", TrustTUF, strings.Replace(testTUFRoot, `[{"keyid":"k1","sig":"00"}]`, `[]`, 1), "without version, keys, roles or signatures"},
+		{"tuf not json", TrustTUF, ca, "not JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := NormalizeTrustMaterial(tc.kind, []byte(tc.data))
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tc.kind == TrustTUF {
+					if got != testTUFRoot {
+						t.Errorf("TUF root changed: %q", got)
+					}
+					return
 				}
 				if strings.Contains(got, "#") || !strings.HasPrefix(got, "-----BEGIN ") {
 					t.Errorf("not normalised: %q", got)
@@ -162,6 +199,40 @@ func TestSigstoreFailsClosed(t *testing.T) {
 	}
 }
 
+// With spec.sigstore.tuf, the ImageValidatingPolicy's keyless attestors name the mirror and
+// carry the root (Kyverno reads the trust root from there); the ClusterPolicy engine, which
+// never reads TUF, refuses a TUF-only spec instead of verifying against public Fulcio.
+func TestSigstoreTUF(t *testing.T) {
+	in := sigstoreScenarios()[2].in(t) // private-tuf
+	in.Registry.Spec.Sigstore.FulcioCertificates = nil
+	in.TrustRoots.Fulcio = ""
+
+	in.Engine = v1alpha1.EngineImageValidatingPolicy
+	res, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(mustYAML(t, res.Object))
+	for _, want := range []string{"mirror: https://tuf.sigstore.internal.example", "data: " + base64.StdEncoding.EncodeToString([]byte(testTUFRoot))} {
+		if !strings.Contains(y, want) {
+			t.Errorf("ImageValidatingPolicy lacks %q:\n%s", want, y)
+		}
+	}
+	if strings.Contains(y, "roots:") {
+		t.Errorf("TUF-only spec renders keyless roots:\n%s", y)
+	}
+
+	in.Engine = v1alpha1.EngineClusterPolicy
+	if _, err := Render(in); err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), "sigstore.tuf is read only by the ImageValidatingPolicy engine") {
+		t.Fatalf("ClusterPolicy with TUF only: error %v, want InvalidError naming the engine", err)
+	}
+	in.TrustRoots.TUFRoot = ""
+	in.Engine = v1alpha1.EngineImageValidatingPolicy
+	if _, err := Render(in); err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), "tuf.root is named but its material was not read") {
+		t.Fatalf("TUF root not read: error %v, want InvalidError", err)
+	}
+}
+
 // In the shared policies, the same identity under other trust roots is another attestor
 // (never one that verifies against the wrong roots), and the policy reads the pull
 // Secrets of all its registries.
@@ -177,7 +248,7 @@ func TestSharedSigstoreAndCredentials(t *testing.T) {
 		*s = *off.Registry.Spec.DeepCopy()
 		s.Sigstore = nil
 	})}
-	creds := sigstoreScenarios()[2].in(t)
+	creds := sigstoreScenarios()[3].in(t) // credentials
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			var ins []Input
