@@ -573,7 +573,7 @@ func TestRenderTrustMaterial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := ocitest.NewTUFRepository(ca)
+	repo, err := ocitest.NewTUFRepository(ca, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,19 +588,25 @@ spec:
   sigstore:
     tuf: {mirror: "https://tuf.internal.example", root: {configMapName: sigstore-roots, key: root.json}}
     fulcioCertificates: {secretName: fulcio, key: roots.pem}
+    rekor: {url: "https://rekor.internal.example", publicKey: {configMapName: sigstore-roots, key: rekor.pub}}
 `)
 	rootPath := writeFile(t, dir, "root.json", string(repo.RootJSON))
 	caPath := writeFile(t, dir, "ca.pem", string(ca.PEM))
+	log, err := ocitest.NewRekor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rekorPath := writeFile(t, dir, "rekor.pub", string(log.PublicKeyPEM))
 
 	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots/root.json="+rootPath).
 		want(t, ExitUsage, "spec.sigstore fulcioCertificates names fulcio/roots.pem: pass --trust fulcio/roots.pem=PATH")
-	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots/root.json="+caPath, "--trust", "fulcio/roots.pem="+caPath).
+	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots/root.json="+caPath, "--trust", "fulcio/roots.pem="+caPath, "--trust", "sigstore-roots/rekor.pub="+rekorPath).
 		want(t, ExitUsage, "tuf.root: not JSON")
 	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots").want(t, ExitUsage, "want NAME/KEY=PATH")
 
 	for _, engine := range []v1alpha1.Engine{v1alpha1.EngineImageValidatingPolicy, v1alpha1.EngineClusterPolicy} {
 		r := runCLI(t, "", "render", "--layout", "per-registry", "-q", "-f", manifest, "--engine", string(engine),
-			"--trust", "sigstore-roots/root.json="+rootPath, "--trust", "fulcio/roots.pem="+caPath)
+			"--trust", "sigstore-roots/root.json="+rootPath, "--trust", "fulcio/roots.pem="+caPath, "--trust", "sigstore-roots/rekor.pub="+rekorPath)
 		r.want(t, ExitOK)
 		tr := decodeTR(t, manifest)
 		tr.UID = placeholderUID
@@ -609,7 +615,7 @@ spec:
 			t.Fatal(err)
 		}
 		policy, err := render.Render(render.Input{Registry: tr, Engine: engine,
-			TrustRoots: &render.TrustRoots{Fulcio: fulcio, TUFRoot: string(repo.RootJSON)}})
+			TrustRoots: &render.TrustRoots{Fulcio: fulcio, Rekor: string(log.PublicKeyPEM), TUFRoot: string(repo.RootJSON)}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -41,11 +41,17 @@ type TUFRepository struct {
 // Close stops the server.
 func (r *TUFRepository) Close() { r.srv.Close() }
 
-// NewTUFRepository starts a TUF repository whose trusted root names ca as the Fulcio CA and
-// freshly generated Rekor and CT log keys (the tests skip both logs; Kyverno still wants
-// a key of each in the trust root).
-func NewTUFRepository(ca *CA) (*TUFRepository, error) {
-	trusted, err := trustedRootJSON(ca)
+// NewTUFRepository starts a TUF repository whose trusted root names ca as the Fulcio CA,
+// rekor's key as the transparency log (a new key when rekor is nil) and a new CT log key
+// (Kyverno wants a key of each in the trust root even where a check is skipped).
+func NewTUFRepository(ca *CA, rekor *Rekor) (*TUFRepository, error) {
+	if rekor == nil {
+		var err error
+		if rekor, err = NewRekor(); err != nil {
+			return nil, err
+		}
+	}
+	trusted, err := trustedRootJSON(ca, rekor)
 	if err != nil {
 		return nil, err
 	}
@@ -146,29 +152,30 @@ func metaFile(b []byte) *metadata.MetaFiles {
 	return m
 }
 
-// trustedRootJSON is a Sigstore trusted root with ca as Fulcio and new Rekor and CT log keys.
-func trustedRootJSON(ca *CA) ([]byte, error) {
+// trustedRootJSON is a Sigstore trusted root with ca as Fulcio, rekor's key and a new CT
+// log key.
+func trustedRootJSON(ca *CA, rekorLog *Rekor) ([]byte, error) {
 	start := time.Now().Add(-time.Hour)
-	logKey := func(url string) (map[string]*root.TransparencyLog, error) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	logOf := func(url string, pub *ecdsa.PublicKey) (map[string]*root.TransparencyLog, error) {
+		der, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
 			return nil, err
 		}
 		id := sha256.Sum256(der)
 		return map[string]*root.TransparencyLog{hex.EncodeToString(id[:]): {
 			BaseURL: url, ID: id[:], ValidityPeriodStart: start, HashFunc: crypto.SHA256,
-			PublicKey: &k.PublicKey, SignatureHashFunc: crypto.SHA256,
+			PublicKey: pub, SignatureHashFunc: crypto.SHA256,
 		}}, nil
 	}
-	rekor, err := logKey("https://rekor.sigstore.test")
+	rekor, err := logOf(RekorURL, &rekorLog.key.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	ctlog, err := logKey("https://ctfe.sigstore.test")
+	ctKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	ctlog, err := logOf("https://ctfe.sigstore.test", &ctKey.PublicKey)
 	if err != nil {
 		return nil, err
 	}

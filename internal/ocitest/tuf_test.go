@@ -18,7 +18,7 @@ func TestTUFRepositoryServesTrustedRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := NewTUFRepository(ca)
+	repo, err := NewTUFRepository(ca, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,11 +195,6 @@ func resolve(in Input) (*settings, error) {
 	if s.sigstore, err = resolveSigstore(spec.Sigstore, in.TrustRoots); err != nil {
 		return nil, err
 	}
-	if s.engine == v1alpha1.EngineClusterPolicy && s.sigstore != nil && s.sigstore.tufMirror != "" && s.sigstore.roots == "" {
-		// Kyverno's ClusterPolicy never reads a TUF mirror: without explicit roots it
-		// would verify against the public Fulcio, not the deployment that was named.
-		return nil, invalidf("sigstore.tuf is read only by the ImageValidatingPolicy engine; with the ClusterPolicy engine name the Fulcio certificates in sigstore.fulcioCertificates as well")
-	}
 	if spec.Credentials != nil {
 		s.credentials = v1alpha1.CredentialsCopyName
 	}
@@ -208,6 +203,9 @@ func resolve(in Input) (*settings, error) {
 	}
 	if len(s.signers) == 0 {
 		return nil, invalidf("no usable key or keyless identity: a policy without attestors would verify nothing")
+	}
+	if err := checkClusterPolicySigstore(s); err != nil {
+		return nil, err
 	}
 	if s.required > len(s.signers) {
 		return nil, invalidf("requiredSignatures is %d but there are only %d distinct signers (%s); keys that share a public key count once",

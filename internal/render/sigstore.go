@@ -272,14 +272,100 @@ func ivpKeylessCosign(id *v1alpha1.KeylessIdentity, ignoreLog bool, ss *sigstore
 		return c
 	}
 	c.Keyless.Roots = ss.roots
-	if ss.tufMirror != "" {
-		c.TUF = &policiesv1.TUF{Mirror: ss.tufMirror, Root: policiesv1alpha1.TUFRoot{Data: base64.StdEncoding.EncodeToString([]byte(ss.tufRoot))}}
-	}
+	c.TUF = ss.tuf()
 	c.CTLog = &policiesv1.CTLog{
 		URL: ss.rekorURL, RekorPubKey: ss.rekorKey, CTLogPubKey: ss.ctlogKey,
 		InsecureIgnoreTlog: ignoreLog || ss.ignoreTlog, InsecureIgnoreSCT: ignoreLog || ss.ignoreSCT,
 	}
 	return c
+}
+
+// keyLogApplies reports whether spec.sigstore's log settings apply to the key signers:
+// the transparency log is checked (not transparencyLog.ignore) and a private TUF
+// repository or Rekor is named. Keys have no certificates, so the Fulcio roots and the
+// keyless opt-outs never apply to them.
+func keyLogApplies(s *settings) bool {
+	return !s.ignoreLog && s.sigstore != nil && (s.sigstore.tufMirror != "" || s.sigstore.rekorURL != "")
+}
+
+// ivpKeyLog is the transparency-log part of a key attestor: Kyverno's defaults (public
+// Sigstore) unless keyLogApplies, then the private TUF repository and Rekor.
+func ivpKeyLog(s *settings) (*policiesv1.CTLog, *policiesv1.TUF) {
+	if s.ignoreLog {
+		return &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}, nil
+	}
+	if !keyLogApplies(s) {
+		return nil, nil
+	}
+	ss := s.sigstore
+	var ctlog *policiesv1.CTLog
+	if ss.rekorURL != "" {
+		ctlog = &policiesv1.CTLog{URL: ss.rekorURL, RekorPubKey: ss.rekorKey, CTLogPubKey: ss.ctlogKey}
+	}
+	return ctlog, ss.tuf()
+}
+
+// cpKeyLog is ivpKeyLog for the ClusterPolicy's key entries (which never read TUF).
+func cpKeyLog(s *settings) (*cpRekor, *cpCTLog) {
+	if s.ignoreLog {
+		return &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
+	}
+	if !keyLogApplies(s) || s.sigstore.rekorURL == "" {
+		return nil, nil
+	}
+	// A key signature has no certificate, so there is no SCT to check; but Kyverno's
+	// ClusterPolicy loads CT log keys for key entries too, from public Sigstore's TUF unless
+	// the entry names one or skips the check, and that first TUF use also binds Kyverno's
+	// process-wide TUF client to the public mirror (README.md, "Keyless signatures with your
+	// own Sigstore").
+	ct := &cpCTLog{PubKey: s.sigstore.ctlogKey}
+	if ct.PubKey == "" {
+		ct = &cpCTLog{IgnoreSCT: true}
+	}
+	return &cpRekor{URL: s.sigstore.rekorURL, PubKey: s.sigstore.rekorKey}, ct
+}
+
+// keyTrustSuffix distinguishes the shared attestors of a key verified against a private
+// log from the same key verified against public Sigstore's.
+func keyTrustSuffix(s *settings) string {
+	if !keyLogApplies(s) {
+		return ""
+	}
+	return "_t" + s.sigstore.key()[:12]
+}
+
+func (s *sigstoreSettings) tuf() *policiesv1.TUF {
+	if s == nil || s.tufMirror == "" {
+		return nil
+	}
+	return &policiesv1.TUF{Mirror: s.tufMirror, Root: policiesv1alpha1.TUFRoot{Data: base64.StdEncoding.EncodeToString([]byte(s.tufRoot))}}
+}
+
+// checkClusterPolicySigstore refuses what the ClusterPolicy engine cannot honour: it never
+// reads TUF, so the trust material a TUF repository would have given must be named
+// directly, or the policy would verify against public Sigstore's roots and log.
+func checkClusterPolicySigstore(s *settings) error {
+	ss := s.sigstore
+	if s.engine != v1alpha1.EngineClusterPolicy || ss == nil || ss.tufMirror == "" {
+		return nil
+	}
+	keyless, keys := false, false
+	for _, sg := range s.signers {
+		keyless = keyless || sg.keyless != nil
+		keys = keys || len(sg.keys) > 0
+	}
+	var missing []string
+	if keyless && ss.roots == "" {
+		missing = append(missing, "sigstore.fulcioCertificates (the Fulcio roots)")
+	}
+	logChecked := !s.ignoreLog && (keys || (keyless && !ss.ignoreTlog))
+	if logChecked && ss.rekorKey == "" {
+		missing = append(missing, "sigstore.rekor with its publicKey (the transparency log)")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return invalidf("sigstore.tuf is read only by the ImageValidatingPolicy engine; with the ClusterPolicy engine name %s as well", strings.Join(missing, " and "))
 }
 
 // defaultRekorURL is public Sigstore's Rekor, Kyverno's default.

@@ -88,6 +88,7 @@ func sigstoreScenarios() []scenario {
 			}
 		}},
 		{"private-tuf", func(t testing.TB) Input {
+			rekorKey, _ := testKeyPEM(t, 42)
 			return Input{
 				Registry: registry("private-tuf", func(s *v1alpha1.TrustedRegistrySpec) {
 					s.Keys = nil
@@ -99,11 +100,13 @@ func sigstoreScenarios() []scenario {
 					s.Sigstore = &v1alpha1.SigstoreTrust{
 						TUF: &v1alpha1.TUFTrust{Mirror: "https://tuf.sigstore.internal.example",
 							Root: v1alpha1.TrustMaterialReference{ConfigMapName: "sigstore-tuf", Key: "root.json"}},
-						// the ClusterPolicy engine does not read TUF: it needs the roots too
+						// the ClusterPolicy engine does not read TUF: it needs the roots and the log too
 						FulcioCertificates: &v1alpha1.TrustMaterialReference{ConfigMapName: "sigstore-tuf", Key: "fulcio.pem"},
+						Rekor: &v1alpha1.RekorTrust{URL: "https://rekor.sigstore.internal.example",
+							PublicKey: &v1alpha1.TrustMaterialReference{ConfigMapName: "sigstore-tuf", Key: "rekor.pub"}},
 					}
 				}),
-				TrustRoots: &TrustRoots{Fulcio: testCAPEM(t, "tuf-fulcio"), TUFRoot: testTUFRoot},
+				TrustRoots: &TrustRoots{Fulcio: testCAPEM(t, "tuf-fulcio"), Rekor: rekorKey, TUFRoot: testTUFRoot},
 			}
 		}},
 		{"credentials", func(t testing.TB) Input {
@@ -204,8 +207,8 @@ func TestSigstoreFailsClosed(t *testing.T) {
 // never reads TUF, refuses a TUF-only spec instead of verifying against public Fulcio.
 func TestSigstoreTUF(t *testing.T) {
 	in := sigstoreScenarios()[2].in(t) // private-tuf
-	in.Registry.Spec.Sigstore.FulcioCertificates = nil
-	in.TrustRoots.Fulcio = ""
+	in.Registry.Spec.Sigstore.FulcioCertificates, in.Registry.Spec.Sigstore.Rekor = nil, nil
+	in.TrustRoots.Fulcio, in.TrustRoots.Rekor = "", ""
 
 	in.Engine = v1alpha1.EngineImageValidatingPolicy
 	res, err := Render(in)
@@ -294,4 +297,73 @@ func mustYAML(tb testing.TB, v any) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// Key signers follow spec.sigstore's log when the transparency log is checked: their
+// attestors name the private TUF repository and Rekor (never public Sigstore's), and the
+// ClusterPolicy engine refuses a TUF repository without the log key it cannot read from it.
+func TestSigstoreKeySigners(t *testing.T) {
+	rekorKey, _ := testKeyPEM(t, 43)
+	base := func() Input {
+		return Input{
+			Registry: registry("logged-keys", func(s *v1alpha1.TrustedRegistrySpec) {
+				s.TransparencyLog.Ignore = ptr.To(false)
+				s.Sigstore = &v1alpha1.SigstoreTrust{
+					TUF: &v1alpha1.TUFTrust{Mirror: "https://tuf.internal.example", Root: v1alpha1.TrustMaterialReference{ConfigMapName: "s", Key: "root.json"}},
+					Rekor: &v1alpha1.RekorTrust{URL: "https://rekor.internal.example",
+						PublicKey: &v1alpha1.TrustMaterialReference{ConfigMapName: "s", Key: "rekor.pub"}},
+				}
+			}),
+			Keys:       []Key{testKey(t, "ci-2026", 1, v1alpha1.KeyActive)},
+			TrustRoots: &TrustRoots{Rekor: rekorKey, TUFRoot: testTUFRoot},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		engine v1alpha1.Engine
+		mut    func(*Input)
+		want   []string
+		absent []string
+		err    string
+	}{
+		{name: "ivp", engine: v1alpha1.EngineImageValidatingPolicy,
+			want: []string{"mirror: https://tuf.internal.example", "url: https://rekor.internal.example", "rekorPubKey:"}},
+		{name: "cpol", engine: v1alpha1.EngineClusterPolicy,
+			want: []string{"url: https://rekor.internal.example", "ignoreSCT: true"}, absent: []string{"tuf", "ignoreTlog: true"}},
+		{name: "ivp, log ignored", engine: v1alpha1.EngineImageValidatingPolicy,
+			mut:  func(in *Input) { in.Registry.Spec.TransparencyLog.Ignore = ptr.To(true) },
+			want: []string{"insecureIgnoreTlog: true"}, absent: []string{"mirror:", "rekor.internal.example"}},
+		{name: "cpol, TUF without the log key", engine: v1alpha1.EngineClusterPolicy,
+			mut: func(in *Input) { in.Registry.Spec.Sigstore.Rekor = nil },
+			err: "with the ClusterPolicy engine name sigstore.rekor with its publicKey"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base()
+			in.Engine = tc.engine
+			if tc.mut != nil {
+				tc.mut(&in)
+			}
+			p, err := Render(in)
+			if tc.err != "" {
+				if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want InvalidError with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := string(mustYAML(t, p.Object))
+			for _, w := range tc.want {
+				if !strings.Contains(y, w) {
+					t.Errorf("lacks %q:\n%s", w, y)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(y, a) {
+					t.Errorf("has %q:\n%s", a, y)
+				}
+			}
+		})
+	}
 }

@@ -141,18 +141,15 @@ func TestSignetKeylessOffline(t *testing.T) {
 // attestor names another). A private Sigstore's repository (ocitest.TUFRepository, the test
 // CA as Fulcio, on 127.0.0.1) named in spec.sigstore.tuf lets it verify offline: the
 // trusted workflow identity is admitted; other subjects, issuers and CAs and unsigned
-// images are denied; a TUF root that cannot be read keeps the last good policy.
+// images are denied; a TUF root that cannot be read keeps the last good policy. The
+// deployment is the suite's (suiteSigstore: Kyverno has one TUF client per process).
 func TestSignetKeylessImageValidatingPolicyTUF(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, 5*time.Minute)
 	const name, ns, org, cm = "keyless-ivp", "keyless-ivp", "keyless-ivp", "keyless-ivp-tuf"
 	s.namespaces(ns)
-	ca, otherCA := mustCA(t, "test fulcio"), mustCA(t, "other fulcio")
-	repo, err := ocitest.NewTUFRepository(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(repo.Close)
+	p := suiteSigstore(t)
+	ca, repo, otherCA := p.ca, p.tuf, mustCA(t, "other fulcio")
 	good := ocitest.Identity{Issuer: ghIssuer, Subject: ghSubject}
 	signed := s.pushKeyless(s.reg, org+"/app", ca, good)
 	otherSubject := s.pushKeyless(s.reg, org+"/app", ca, ocitest.Identity{Issuer: ghIssuer, Subject: "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main"})
@@ -169,12 +166,12 @@ func TestSignetKeylessImageValidatingPolicyTUF(t *testing.T) {
 	tr.Spec.Sigstore.TUF = &trustv1alpha1.TUFTrust{Mirror: repo.Mirror, Root: trustv1alpha1.TrustMaterialReference{ConfigMapName: cm, Key: "root.json"}}
 	s.create(tr)
 	s.waitReady(name, "ImageValidatingPolicy")
-	p, err := getIVP(s, name)
+	pol, err := getIVP(s, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p, "mirror: "+repo.Mirror) || strings.Contains(p, "roots:") {
-		t.Fatalf("the ImageValidatingPolicy does not name the TUF mirror (or names roots):\n%s", p)
+	if !strings.Contains(pol, "mirror: "+repo.Mirror) || strings.Contains(pol, "roots:") {
+		t.Fatalf("the ImageValidatingPolicy does not name the TUF mirror (or names roots):\n%s", pol)
 	}
 	s.waitEnforced(newPod(ns, "probe", unsigned))
 
