@@ -123,17 +123,24 @@ func TestSignetKeylessOffline(t *testing.T) {
 	t.Logf("root change enforced %v after the ConfigMap update", time.Since(t0).Round(time.Millisecond))
 	s.denied("the old CA's signature after the root changed", newPod(ns, "old-ca", signed), deny...)
 
-	// A root that cannot be read keeps the last good policy (fail closed).
-	if err := s.client.Delete(s.ctx, roots); err != nil {
-		t.Fatal(err)
+	s.rootGoneKeepsLastGood(name, roots, ns, otherRoot, unsigned, deny)
+}
+
+// rootGoneKeepsLastGood deletes a registry's trust-root ConfigMap: KeysResolved turns False
+// naming it, and the last good policy stays in force (signed still admitted, unsigned
+// still denied).
+func (s *scenario) rootGoneKeepsLastGood(name string, cm *corev1.ConfigMap, ns, signed, unsigned string, deny []string) {
+	s.t.Helper()
+	if err := s.client.Delete(s.ctx, cm); err != nil {
+		s.t.Fatal(err)
 	}
-	s.waitFor("KeysResolved False after the roots ConfigMap was deleted", func() (bool, error) {
+	s.waitFor("KeysResolved False after ConfigMap "+cm.Name+" was deleted", func() (bool, error) {
 		c := meta.FindStatusCondition(s.get(name).Status.Conditions, trustv1alpha1.ConditionKeysResolved)
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == trustv1alpha1.ReasonSecretNotFound &&
-			strings.Contains(c.Message, "ConfigMap "+trustNS+"/"+cm), nil
+			strings.Contains(c.Message, "ConfigMap "+trustNS+"/"+cm.Name), nil
 	})
-	s.admitted("the other CA's signature with the roots ConfigMap gone (last good policy)", newPod(ns, "last-good", otherRoot))
-	s.denied("unsigned with the roots ConfigMap gone", newPod(ns, "last-good-unsigned", unsigned), deny...)
+	s.admitted("signed with the trust root gone (last good policy)", newPod(ns, "last-good", signed))
+	s.denied("unsigned with the trust root gone", newPod(ns, "last-good-unsigned", unsigned), deny...)
 }
 
 // TestSignetKeylessImageValidatingPolicyTUF: Kyverno's ImageValidatingPolicy reads the
@@ -182,17 +189,7 @@ func TestSignetKeylessImageValidatingPolicyTUF(t *testing.T) {
 	s.denied("a certificate from a CA the trust root does not name", newPod(ns, "other-ca", otherRoot), deny...)
 	s.denied("unsigned", newPod(ns, "unsigned", unsigned), deny...)
 
-	// A TUF root that cannot be read keeps the last good policy (fail closed).
-	if err := s.client.Delete(s.ctx, tufCM); err != nil {
-		t.Fatal(err)
-	}
-	s.waitFor("KeysResolved False after the TUF root ConfigMap was deleted", func() (bool, error) {
-		c := meta.FindStatusCondition(s.get(name).Status.Conditions, trustv1alpha1.ConditionKeysResolved)
-		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == trustv1alpha1.ReasonSecretNotFound &&
-			strings.Contains(c.Message, "ConfigMap "+trustNS+"/"+cm), nil
-	})
-	s.admitted("the trusted identity with the TUF root gone (last good policy)", newPod(ns, "last-good", signed))
-	s.denied("unsigned with the TUF root gone", newPod(ns, "last-good-unsigned", unsigned), deny...)
+	s.rootGoneKeepsLastGood(name, tufCM, ns, signed, unsigned, deny)
 }
 
 func getIVP(s *scenario, registry string) (string, error) {
