@@ -211,7 +211,7 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 
 	// an image is allowed when one of the registries guarding the namespace matches it,
 	// testing only those with one of its directory prefixes (idx.candidates)
-	allowed := "(" + idx.candidates(rsVarPrefixes, "p[1].split('/')") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
+	allowed := "(" + idx.candidates(rsVarPrefixes, "p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
 	if r.respelled {
 		return append(vars,
 			admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},

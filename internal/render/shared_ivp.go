@@ -166,17 +166,14 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 // validations test the regular expressions). It cannot read variables, so the prefix
 // index is inlined.
 func sharedImageMatch(idx registryIndex) []policiesv1.MatchImageReference {
-	var dirs []string
-	index := idx.prefixIndex()
-	for d := 1; d <= idx.depth; d++ {
-		pre := celDirPrefix("parts", d)
-		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, index, pre))
-	}
-	if len(dirs) == 0 {
-		dirs = []string{"true"}
+	// Kyverno compiles this twice per request (for the policy and for its
+	// verifyImageSignatures), so it scans a list of prefixes rather than look up each level
+	match := "true"
+	if len(idx.byPrefix) > 0 {
+		match = idx.prefixList() + ".split('\\n').exists(p, c.startsWith(p))"
 	}
 	return []policiesv1.MatchImageReference{{
-		Expression: "[" + celCanonical("ref") + "].exists(c, [c.split('/')].exists(parts, " + strings.Join(dirs, " || ") + "))",
+		Expression: "[" + celCanonical("ref") + "].exists(c, " + match + ")",
 	}}
 }
 
@@ -221,8 +218,8 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
 	}
 	// [raw image, canonical image, ",<i>,<i>,": the registries whose patterns it matches]
-	imageInfo := celVar(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
-		idx.candidates(shVarPrefixes, "parts") + ").filter(r, c.matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ','])))"
+	imageInfo := celVar(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", [string(i), string(c), ',' + (" +
+		idx.candidates(shVarPrefixes, "c") + ").filter(r, c.matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']))"
 	// per image: [image, message tail of each registry guarding the namespace whose
 	// patterns it matches and whose check fails, ...]; images that pass drop out
 	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
