@@ -90,6 +90,7 @@ const (
 	shVarNamespaces = "namespaces"
 	shVarGuarded    = "guarded"
 	shVarImageInfo  = "imageInfo"
+	shVarCanonical  = "canonicalImages"
 	shVarPrefixes   = "prefixes"
 	shVarUndigested = "undigested"
 	shVarUnsigned   = "unsigned"

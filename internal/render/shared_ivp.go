@@ -39,7 +39,9 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 	unchanged := celVar(ivpVarUnchanged) + " || "
 	if rs != nil {
 		// the restriction comes first: it is cheap and needs no registry access
-		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
+		hosted := *rs
+		hosted.imagesVar = shVarCanonical
+		spec.Variables = append(spec.Variables, hosted.variables(ivpVarPodImages)...)
 		spec.Validations = append(spec.Validations, rs.validation(unchanged))
 	}
 	spec.Validations = append(spec.Validations, sharedValidations(unchanged)...)
@@ -217,20 +219,24 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
 	}
-	// [raw image, canonical image, ",<i>,<i>,": the registries whose patterns it matches]
-	imageInfo := celVar(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", [string(i), string(c), ',' + (" +
-		idx.candidates(shVarPrefixes, "c") + ").filter(r, c.matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']))"
-	// per image: [image, message tail of each registry guarding the namespace whose
-	// patterns it matches and whose check fails, ...]; images that pass drop out
-	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
-	guarded := "r in " + celVar(shVarGuarded)
+	// [raw image, canonical image] of every image of the Pod, computed once for the
+	// branches and the hosted restriction (rs.imagesVar)
+	canonical := celVar(ivpVarPodImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"
+	// [raw image, canonical image, ",<i>,<i>,": the registries guarding the namespace whose
+	// patterns it matches], for the images with at least one such registry
+	imageInfo := celVar(shVarCanonical) + ".map(p, [string(p[0]), string(p[1]), ',' + (" + idx.candidates(shVarPrefixes, "p[1]") + ").filter(r, r in " + celVar(shVarGuarded) +
+		" && p[1].matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']).filter(p, p[2] != ',,')"
+	// per image: [image, message tail of each of those registries whose check fails, ...];
+	// images that pass drop out
+	ids := "p[2].substring(1, size(p[2]) - 1).split(',').map(s, int(s))"
 	field := func(f int) string { return celField(shVarRegistries, "r", f) }
 	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-		".filter(r, " + guarded + " && " + field(regDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests')).filter(x, size(x) > 1)"
+		".filter(r, " + field(regDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests')).filter(x, size(x) > 1)"
 	unsigned := celVar(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-		".filter(r, " + guarded + " && !" + celSignedBySet("p[0]", "int("+field(regSet)+")") + ").map(r, ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')')).filter(x, size(x) > 1)"
+		".filter(r, !" + celSignedBySet("p[0]", "int("+field(regSet)+")", sets) + ").map(r, ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')')).filter(x, size(x) > 1)"
 	return append(vars,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(idx.guarded(shVarNamespaces), " + ")},
+		admissionregistrationv1.Variable{Name: shVarCanonical, Expression: canonical},
 		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: undigested},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: unsigned},
@@ -240,11 +246,29 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 // celSignedBySet is a CEL condition: image img is signed by enough signers of signer set
 // set (a line number of variables.signerSets). A signer counts when any of its attestors
 // verifies the image; each attestor is verified on its own, so Kyverno caches each
-// success (ivpSignerVerified).
-func celSignedBySet(img, set string) string {
+// success (ivpSignerVerified). A set that needs one signer stops at the first that
+// verifies; only the forms the policy's sets need are rendered (Kyverno compiles every
+// syntax node on every request).
+func celSignedBySet(img, set string, sets sharedSets) string {
+	one, more := false, false
+	for _, l := range sets.lines {
+		if strings.HasPrefix(l, "1|") {
+			one = true
+		} else {
+			more = true
+		}
+	}
 	parts := "string(" + celVar(shVarSets) + "[" + set + "]).split('|')"
 	verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
-	return "cel.bind(sp, " + parts + ", sp[0] == '1' ? sp.exists(g, " + verified + ") : size(sp.filter(g, " + verified + ")) >= int(sp[0]))"
+	anyOne := "sp.exists(g, " + verified + ")"
+	enough := "size(sp.filter(g, " + verified + ")) >= int(sp[0])"
+	switch {
+	case one && more:
+		return "cel.bind(sp, " + parts + ", sp[0] == '1' ? " + anyOne + " : " + enough + ")"
+	case one:
+		return "cel.bind(sp, " + parts + ", " + anyOne + ")"
+	}
+	return "cel.bind(sp, " + parts + ", " + enough + ")"
 }
 
 // sharedValidations are the digest and signature checks; unchanged is the CEL condition

@@ -3,8 +3,8 @@ package kyvernocompile
 import (
 	"fmt"
 	"os"
-	"testing"
 	"runtime"
+	"testing"
 
 	policiesv1beta1 "github.com/kyverno/api/api/policies.kyverno.io/v1beta1"
 	imageverifycache "github.com/kyverno/kyverno/pkg/image/verification/cache"
