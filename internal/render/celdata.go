@@ -158,15 +158,16 @@ func (x registryIndex) guarded(nsVar string) []string {
 }
 
 // candidates is a CEL list of the registries that may match the canonical image img (a
-// CEL string): those with a literal directory prefix of img in the prefix index variable
-// prefixVar; a superset of the registries whose patterns match, which the caller tests
+// CEL string): those with a literal directory prefix of img in the prefix index; a superset of the registries whose patterns match, which the caller tests
 // with their regular expressions (so that an image costs one regular expression per
 // registry it may belong to, not one per registry).
-func (x registryIndex) candidates(prefixVar, img string) string {
+func (x registryIndex) candidates(img string) string {
 	if len(x.byPrefix) == 0 {
 		return "[]"
 	}
-	return "string(" + celVar(prefixVar) + ").split('\\n').filter(l, " + img + ".startsWith(l.substring(l.indexOf('=') + 1))).map(l, int(l.substring(0, l.indexOf('='))))"
+	// the literal inline, not in a variable of its own: each variable costs Kyverno a
+	// compilation of its own on every request
+	return x.prefixIndex() + ".split('\\n').filter(l, " + img + ".startsWith(l.substring(l.indexOf('=') + 1))).map(l, int(l.substring(0, l.indexOf('='))))"
 }
 
 // registryPrefixes lists the literal directory prefixes of a registry's patterns, leaving

@@ -92,7 +92,6 @@ func engineCode(e v1alpha1.Engine) string {
 const (
 	rsVarData       = "restrictData"
 	rsVarNamespaces = "restrictNamespaces"
-	rsVarPrefixes   = "restrictPrefixes"
 	rsVarPatterns   = "restrictPatterns"
 	rsVarGuarded    = "restrictGuarded"
 	rsVarImages     = "restrictImages"
@@ -206,7 +205,6 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	vars, data := dataVariables(rsVarData, lines)
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: rsVarData, Expression: data},
-		admissionregistrationv1.Variable{Name: rsVarPrefixes, Expression: idx.prefixIndex()},
 	)
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNamespaces, Expression: idx.namespaceIndex()})
@@ -215,7 +213,7 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 
 	// an image is allowed when one of the registries guarding the namespace matches it,
 	// testing only those with one of its directory prefixes (idx.candidates)
-	allowed := "(" + idx.candidates(rsVarPrefixes, "p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
+	allowed := "(" + idx.candidates("p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
 	if r.respelled {
 		return append(vars,
 			admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},

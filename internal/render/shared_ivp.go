@@ -55,7 +55,7 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 type sharedSets struct {
 	// attestors, sorted by name.
 	attestors []policiesv1.Attestor
-	// lines are the lines of variables.signerSets, one per set:
+	// lines are the signer sets, one per line:
 	// "<required>|<attestors of signer 1>|<attestors of signer 2>…", each signer's
 	// attestors sorted and joined with ',' (a rotating key name has two), the signers
 	// sorted (their order does not change what the set accepts).
@@ -185,7 +185,7 @@ const (
 	regRE              // regular expression of its patterns, over canonical images
 	regRestrict        // 1 with restrictRegistries (not read: the restriction has data of its own)
 	regDigest          // 1 when digests are required
-	regSet             // its signer set: a line number of variables.signerSets
+	regSet             // its signer set: a line number of the signer sets (sharedSets.lines)
 	regPatterns        // its patterns, the first maxPatternsInMessage (not read by the expressions)
 	regSigners         // its signers' names, for messages
 	regWho             // "any trusted signer" or "at least N of the M trusted signers"
@@ -213,8 +213,6 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
 		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
 		admissionregistrationv1.Variable{Name: shVarRegistries, Expression: registries},
-		admissionregistrationv1.Variable{Name: shVarSets, Expression: celString(strings.Join(sets.lines, "\n")) + ".split('\\n')"},
-		admissionregistrationv1.Variable{Name: shVarPrefixes, Expression: idx.prefixIndex()},
 	)
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
@@ -224,16 +222,16 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 	canonical := celVar(ivpVarPodImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"
 	// [raw image, canonical image, ",<i>,<i>,": the registries guarding the namespace whose
 	// patterns it matches], for the images with at least one such registry
-	imageInfo := celVar(shVarCanonical) + ".map(p, [string(p[0]), string(p[1]), ',' + (" + idx.candidates(shVarPrefixes, "p[1]") + ").filter(r, r in " + celVar(shVarGuarded) +
+	imageInfo := celVar(shVarCanonical) + ".map(p, [string(p[0]), string(p[1]), ',' + (" + idx.candidates("p[1]") + ").filter(r, r in " + celVar(shVarGuarded) +
 		" && p[1].matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']).filter(p, p[2] != ',,')"
-	// per image: [image, message tail of each of those registries whose check fails, ...];
-	// images that pass drop out
+	// per image with a failing check: its message, one sentence per registry of the image
+	// whose check fails ("image(s) <image> <tail>", joined with "; ")
 	ids := "p[2].substring(1, size(p[2]) - 1).split(',').map(s, int(s))"
 	field := func(f int) string { return celField(shVarRegistries, "r", f) }
-	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-		".filter(r, " + field(regDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests')).filter(x, size(x) > 1)"
-	unsigned := celVar(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-		".filter(r, !" + celSignedBySet("p[0]", "int("+field(regSet)+")", sets) + ").map(r, ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')')).filter(x, size(x) > 1)"
+	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, " + ids +
+		".filter(r, " + field(regDigest) + " == '1').map(r, 'image(s) ' + p[0] + ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests').join('; ')).filter(m, m != '')"
+	unsigned := celVar(shVarImageInfo) + ".map(p, " + ids +
+		".filter(r, !" + celSignedBySet("p[0]", "int("+field(regSet)+")", sets) + ").map(r, 'image(s) ' + p[0] + ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')').join('; ')).filter(m, m != '')"
 	return append(vars,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(idx.guarded(shVarNamespaces), " + ")},
 		admissionregistrationv1.Variable{Name: shVarCanonical, Expression: canonical},
@@ -244,7 +242,7 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 }
 
 // celSignedBySet is a CEL condition: image img is signed by enough signers of signer set
-// set (a line number of variables.signerSets). A signer counts when any of its attestors
+// set (a line number of the signer sets, sharedSets.lines). A signer counts when any of its attestors
 // verifies the image; each attestor is verified on its own, so Kyverno caches each
 // success (ivpSignerVerified). A set that needs one signer stops at the first that
 // verifies; only the forms the policy's sets need are rendered (Kyverno compiles every
@@ -258,7 +256,8 @@ func celSignedBySet(img, set string, sets sharedSets) string {
 			more = true
 		}
 	}
-	parts := "string(" + celVar(shVarSets) + "[" + set + "]).split('|')"
+	// the sets' literal inline (a variable costs Kyverno a compilation of its own per request)
+	parts := celString(strings.Join(sets.lines, "\n")) + ".split('\\n')[" + set + "].split('|')"
 	verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
 	anyOne := "sp.exists(g, " + verified + ")"
 	enough := "size(sp.filter(g, " + verified + ")) >= int(sp[0])"
@@ -274,9 +273,7 @@ func celSignedBySet(img, set string, sets sharedSets) string {
 // sharedValidations are the digest and signature checks; unchanged is the CEL condition
 // (with a trailing " || ") under which they are skipped.
 func sharedValidations(unchanged string) []admissionregistrationv1.Validation {
-	perImage := func(list string) string {
-		return celVar(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
-	}
+	perImage := func(list string) string { return celVar(list) + ".join('; ')" }
 	return []admissionregistrationv1.Validation{
 		{
 			Expression:        unchanged + "size(" + celVar(shVarUndigested) + ") == 0",
