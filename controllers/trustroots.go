@@ -27,38 +27,12 @@ import (
 // configMapNameIndex indexes TrustedRegistries by the ConfigMaps their trust roots name.
 const configMapNameIndex = "spec.sigstore.configMapName"
 
-// trustMaterialRefs lists the trust material references of a spec with their kind.
-func trustMaterialRefs(spec *trustv1alpha1.TrustedRegistrySpec) []struct {
-	kind string
-	ref  *trustv1alpha1.TrustMaterialReference
-} {
-	type entry = struct {
-		kind string
-		ref  *trustv1alpha1.TrustMaterialReference
-	}
-	ss := spec.Sigstore
-	if ss == nil {
-		return nil
-	}
-	var out []entry
-	if ss.FulcioCertificates != nil {
-		out = append(out, entry{render.TrustFulcio, ss.FulcioCertificates})
-	}
-	if ss.Rekor != nil && ss.Rekor.PublicKey != nil {
-		out = append(out, entry{render.TrustRekor, ss.Rekor.PublicKey})
-	}
-	if ss.CTLog != nil {
-		out = append(out, entry{render.TrustCTLog, &ss.CTLog.PublicKey})
-	}
-	return out
-}
-
 // trustSecretNames and trustConfigMapNames feed the field indexes.
 func trustSecretNames(tr *trustv1alpha1.TrustedRegistry) []string {
 	var out []string
-	for _, e := range trustMaterialRefs(&tr.Spec) {
-		if e.ref.SecretName != "" {
-			out = append(out, e.ref.SecretName)
+	for _, e := range render.TrustMaterialRefs(&tr.Spec) {
+		if e.Ref.SecretName != "" {
+			out = append(out, e.Ref.SecretName)
 		}
 	}
 	return out
@@ -66,9 +40,9 @@ func trustSecretNames(tr *trustv1alpha1.TrustedRegistry) []string {
 
 func trustConfigMapNames(tr *trustv1alpha1.TrustedRegistry) []string {
 	var out []string
-	for _, e := range trustMaterialRefs(&tr.Spec) {
-		if e.ref.ConfigMapName != "" {
-			out = append(out, e.ref.ConfigMapName)
+	for _, e := range render.TrustMaterialRefs(&tr.Spec) {
+		if e.Ref.ConfigMapName != "" {
+			out = append(out, e.Ref.ConfigMapName)
 		}
 	}
 	return out
@@ -77,32 +51,25 @@ func trustConfigMapNames(tr *trustv1alpha1.TrustedRegistry) []string {
 // observeTrustRoots reads the trust material spec.sigstore names into obs.trustRoots;
 // failures are added to obs.keyErrs under the field's name.
 func (r *TrustedRegistryReconciler) observeTrustRoots(ctx context.Context, registry *trustv1alpha1.TrustedRegistry, obs *observed) error {
-	refs := trustMaterialRefs(&registry.Spec)
+	refs := render.TrustMaterialRefs(&registry.Spec)
 	if len(refs) == 0 {
 		return nil
 	}
 	tr := &render.TrustRoots{}
 	for _, e := range refs {
-		data, kerr, err := r.readTrustMaterial(ctx, e.ref)
+		data, kerr, err := r.readTrustMaterial(ctx, e.Ref)
 		if err != nil {
 			return err
 		}
 		if kerr == nil {
 			var norm string
-			if norm, err = render.NormalizeTrustMaterial(e.kind, data); err != nil {
-				kerr = &keys.Error{Reason: trustv1alpha1.ReasonInvalidTrustRoot, Msg: fmt.Sprintf("%s: %v", describeRef(r.TrustNamespace, e.ref), err)}
+			if norm, err = render.NormalizeTrustMaterial(e.Kind, data); err != nil {
+				kerr = &keys.Error{Reason: trustv1alpha1.ReasonInvalidTrustRoot, Msg: fmt.Sprintf("%s: %v", describeRef(r.TrustNamespace, e.Ref), err)}
 			}
-			switch e.kind {
-			case render.TrustFulcio:
-				tr.Fulcio = norm
-			case render.TrustRekor:
-				tr.Rekor = norm
-			case render.TrustCTLog:
-				tr.CTLog = norm
-			}
+			tr.Set(e.Kind, norm)
 		}
 		if kerr != nil {
-			obs.keyErrs = append(obs.keyErrs, keyError{name: "sigstore." + e.kind, err: kerr})
+			obs.keyErrs = append(obs.keyErrs, keyError{name: "sigstore." + e.Kind, err: kerr})
 		}
 	}
 	obs.trustRoots = tr

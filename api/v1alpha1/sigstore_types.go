@@ -13,8 +13,18 @@ package v1alpha1
 // +kubebuilder:validation:XValidation:rule="!(has(self.ignoreSCT) && self.ignoreSCT) || (has(self.acceptRisks) && 'NoCertificateTimestamp' in self.acceptRisks)",message="ignoreSCT: true accepts Fulcio certificates that carry no signed certificate timestamp, i.e. certificates the CA never published to a certificate transparency log, so a mis-issued certificate goes unnoticed. Add 'NoCertificateTimestamp' to acceptRisks to confirm"
 // +kubebuilder:validation:XValidation:rule="!has(self.acceptRisks) || !('NoTransparencyLog' in self.acceptRisks) || (has(self.ignoreTlog) && self.ignoreTlog)",message="acceptRisks lists NoTransparencyLog but ignoreTlog is not true: remove it, so that the acknowledgement always matches what is skipped"
 // +kubebuilder:validation:XValidation:rule="!has(self.acceptRisks) || !('NoCertificateTimestamp' in self.acceptRisks) || (has(self.ignoreSCT) && self.ignoreSCT)",message="acceptRisks lists NoCertificateTimestamp but ignoreSCT is not true: remove it, so that the acknowledgement always matches what is skipped"
-// +kubebuilder:validation:XValidation:rule="has(self.fulcioCertificates) || has(self.rekor) || has(self.ctLog) || (has(self.ignoreTlog) && self.ignoreTlog) || (has(self.ignoreSCT) && self.ignoreSCT)",message="sigstore is empty: name fulcioCertificates, rekor or ctLog, or remove it"
+// +kubebuilder:validation:XValidation:rule="has(self.fulcioCertificates) || has(self.rekor) || has(self.ctLog) || has(self.tuf) || (has(self.ignoreTlog) && self.ignoreTlog) || (has(self.ignoreSCT) && self.ignoreSCT)",message="sigstore is empty: name tuf, fulcioCertificates, rekor or ctLog, or remove it"
 type SigstoreTrust struct {
+	// TUF is the TUF repository that distributes the deployment's trust root
+	// (trusted_root.json: Fulcio, Rekor and CT log keys), as sigstore's scaffolding sets
+	// one up. Kyverno's ImageValidatingPolicy reads its trust material from a TUF
+	// repository for every keyless check, so with that engine a private Sigstore needs
+	// one (without it Kyverno fetches the public one, which fails where it is not
+	// reachable). The ClusterPolicy engine does not read TUF: with it, name
+	// fulcioCertificates too.
+	// +optional
+	TUF *TUFTrust `json:"tuf,omitempty"`
+
 	// FulcioCertificates holds the PEM root certificate(s) of the Fulcio CA that issued
 	// the signing certificates, optionally followed by its intermediate certificates.
 	// Each one is trusted as an anchor.
@@ -59,6 +69,19 @@ const (
 	RiskNoCertificateTimestamp SigstoreRisk = "NoCertificateTimestamp"
 )
 
+// TUFTrust is a TUF repository and the root metadata that anchors trust in it.
+type TUFTrust struct {
+	// Mirror is the base URL of the TUF repository (where root.json, timestamp.json and
+	// targets/ are served), e.g. https://tuf.sigstore.internal.example.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="tuf.mirror must be an http(s):// URL"
+	Mirror string `json:"mirror"`
+
+	// Root is the repository's initial root.json (the TUF root metadata, JSON), the
+	// anchor from which every later version is verified.
+	Root TrustMaterialReference `json:"root"`
+}
+
 // RekorTrust is a Rekor transparency log.
 type RekorTrust struct {
 	// URL of the Rekor server, e.g. https://rekor.internal.example.
@@ -94,7 +117,7 @@ type TrustMaterialReference struct {
 	// +optional
 	ConfigMapName string `json:"configMapName,omitempty"`
 
-	// Key is the data key that holds the PEM data.
+	// Key is the data key that holds the material (PEM; JSON for tuf.root).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$')",message="key must be a valid data key"

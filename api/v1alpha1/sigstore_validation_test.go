@@ -52,6 +52,10 @@ func TestSigstoreValidation(t *testing.T) {
 		{"no source", keyless(map[string]any{"fulcioCertificates": map[string]any{"key": "k"}}),
 			"set exactly one of secretName or configMapName"},
 		{"rekor without url", keyless(map[string]any{"rekor": map[string]any{}}), "spec.sigstore.rekor.url: Required value"},
+		{"tuf mirror and root", keyless(map[string]any{"tuf": map[string]any{"mirror": "https://tuf.internal", "root": map[string]any{"configMapName": "tuf", "key": "root.json"}}}), ""},
+		{"tuf without root", keyless(map[string]any{"tuf": map[string]any{"mirror": "https://tuf.internal"}}), "spec.sigstore.tuf.root: Required value"},
+		{"tuf file mirror", keyless(map[string]any{"tuf": map[string]any{"mirror": "file:///etc/tuf", "root": map[string]any{"configMapName": "tuf", "key": "root.json"}}}),
+			"tuf.mirror must be an http(s):// URL"},
 		{"rekor ftp url", keyless(map[string]any{"rekor": map[string]any{"url": "ftp://rekor"}}), "rekor.url must be an http(s):// URL"},
 		{"credentials", func() map[string]any {
 			s := valid()

@@ -563,3 +563,71 @@ func TestRenderSharedLayout(t *testing.T) {
 	runCLI(t, "", "render", "-q", "-f", two, "--name", "third", "--key", "ci-2026="+keyPath).want(t, ExitUsage, `no TrustedRegistry named "third"`)
 	runCLI(t, "", "render", "-f", two, "--layout", "sideways", "--key", "ci-2026="+keyPath).want(t, ExitUsage, "--layout must be")
 }
+
+// TestRenderTrustMaterial: `signet render` reads what spec.sigstore names from --trust
+// files, refuses a missing or malformed one, and renders what the operator renders from
+// the same material.
+func TestRenderTrustMaterial(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := ocitest.NewCA("render fulcio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := ocitest.NewTUFRepository(ca, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Close() // only its root.json is needed
+	manifest := writeFile(t, dir, "keyless.yaml", `apiVersion: trust.signet.dev/v1alpha1
+kind: TrustedRegistry
+metadata: {name: keyless}
+spec:
+  images: [ghcr.io/org/*]
+  namespaces: {names: [prod]}
+  keyless: [{name: gh, issuer: "https://token.actions.githubusercontent.com", subject: "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"}]
+  sigstore:
+    tuf: {mirror: "https://tuf.internal.example", root: {configMapName: sigstore-roots, key: root.json}}
+    fulcioCertificates: {secretName: fulcio, key: roots.pem}
+    rekor: {url: "https://rekor.internal.example", publicKey: {configMapName: sigstore-roots, key: rekor.pub}}
+`)
+	rootPath := writeFile(t, dir, "root.json", string(repo.RootJSON))
+	caPath := writeFile(t, dir, "ca.pem", string(ca.PEM))
+	log, err := ocitest.NewRekor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rekorPath := writeFile(t, dir, "rekor.pub", string(log.PublicKeyPEM))
+
+	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots/root.json="+rootPath).
+		want(t, ExitUsage, "spec.sigstore fulcioCertificates names fulcio/roots.pem: pass --trust fulcio/roots.pem=PATH")
+	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots/root.json="+caPath, "--trust", "fulcio/roots.pem="+caPath, "--trust", "sigstore-roots/rekor.pub="+rekorPath).
+		want(t, ExitUsage, "tuf.root: not JSON")
+	runCLI(t, "", "render", "-f", manifest, "--trust", "sigstore-roots").want(t, ExitUsage, "want NAME/KEY=PATH")
+
+	for _, engine := range []v1alpha1.Engine{v1alpha1.EngineImageValidatingPolicy, v1alpha1.EngineClusterPolicy} {
+		r := runCLI(t, "", "render", "--layout", "per-registry", "-q", "-f", manifest, "--engine", string(engine),
+			"--trust", "sigstore-roots/root.json="+rootPath, "--trust", "fulcio/roots.pem="+caPath, "--trust", "sigstore-roots/rekor.pub="+rekorPath)
+		r.want(t, ExitOK)
+		tr := decodeTR(t, manifest)
+		tr.UID = placeholderUID
+		fulcio, err := render.NormalizeTrustMaterial(render.TrustFulcio, ca.PEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		policy, err := render.Render(render.Input{Registry: tr, Engine: engine,
+			TrustRoots: &render.TrustRoots{Fulcio: fulcio, Rekor: string(log.PublicKeyPEM), TUFRoot: string(repo.RootJSON)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := withoutOwnerUID(policy.Object); err != nil {
+			t.Fatal(err)
+		}
+		want, err := yaml.Marshal(policy.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.out != string(want) {
+			t.Fatalf("%s: CLI output differs from the renderer's\n--- cli\n%s\n--- renderer\n%s", engine, r.out, want)
+		}
+	}
+}

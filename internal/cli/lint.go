@@ -229,6 +229,9 @@ func operatorCheck(tr *v1alpha1.TrustedRegistry) string {
 	return ""
 }
 
+// standInTUFRoot has the shape of TUF root metadata; lint only renders with it.
+const standInTUFRoot = `{"signed":{"_type":"root","version":1,"keys":{"k":{}},"roles":{"root":{}}},"signatures":[{}]}`
+
 // standInTrustRoots is a self-signed CA certificate and two public keys, for the trust
 // material spec.sigstore names.
 func standInTrustRoots() (*render.TrustRoots, error) {
@@ -246,7 +249,7 @@ func standInTrustRoots() (*render.TrustRoots, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &render.TrustRoots{Fulcio: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), Rekor: pk.PEM, CTLog: pk.PEM}, nil
+	return &render.TrustRoots{Fulcio: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), Rekor: pk.PEM, CTLog: pk.PEM, TUFRoot: standInTUFRoot}, nil
 }
 
 func standInKey() (*keys.PublicKey, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -25,6 +26,10 @@ TrustedRegistry found in the files into the shared policies (signet.ivp.enforce,
 signet.cpol.all), as the operator would if they were all the cluster's registries; --name
 keeps only the policies that hold that registry. --layout per-registry renders the one
 policy of a single TrustedRegistry (choose it with --name when the files hold several).
+
+Trust material that spec.sigstore names (Fulcio certificates, Rekor and CT log keys, the TUF
+root.json) is read from files: --trust NAME/KEY=PATH for the ConfigMap or Secret NAME and
+its data KEY, checked as the operator checks it.
 
 Every key in spec.keys needs --key NAME=PATH (the PEM public key the Secret holds, e.g. the
 cosign.pub written by cosign generate-key-pair). They are all Active: rotation state lives in
@@ -52,6 +57,8 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	fs.Var(&files, "f", "TrustedRegistry manifest (YAML or JSON; - for standard input); repeatable")
 	fs.Var(&active, "key", "NAME=PATH: the PEM public key of spec.keys entry NAME; repeatable")
 	fs.Var(&retiring, "retiring-key", "NAME=PATH: a key being rotated out (Retiring), still accepted during the overlap; repeatable")
+	var trust trustFlag
+	fs.Var(&trust, "trust", "NAME/KEY=PATH: the trust material spec.sigstore names (ConfigMap or Secret NAME, data KEY), e.g. sigstore-roots/fulcio.pem=fulcio.pem; repeatable")
 	engineFlag := fs.String("engine", "", "ImageValidatingPolicy or ClusterPolicy, when spec.policy.engine is Auto (default ImageValidatingPolicy)")
 	name := fs.String("name", "", "per-registry: the TrustedRegistry to render when the files hold several; shared: print only the policies holding it")
 	layout := fs.String("layout", "shared", "shared (the operator's default) or per-registry")
@@ -74,7 +81,7 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	}
 	switch *layout {
 	case "shared":
-		return renderShared(ctx, files, *name, *engineFlag, *quiet, asJSON, active, retiring, s)
+		return renderShared(ctx, files, *name, *engineFlag, *quiet, asJSON, active, retiring, trust, s)
 	case "per-registry":
 	default:
 		fmt.Fprintf(s.Err, "signet render: --layout must be shared or per-registry, not %q\n", *layout)
@@ -108,7 +115,12 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 	if len(peers) > 0 {
 		notes = append(notes, fmt.Sprintf("the registry restriction includes the %d other TrustedRegistries of the input", len(peers)))
 	}
-	policy, err := render.Render(render.Input{Registry: tr, Keys: ring, Engine: engine, Peers: peers})
+	roots, err := trustRootsFor(tr, trust)
+	if err != nil {
+		fmt.Fprintf(s.Err, "signet render: TrustedRegistry %q: %v\n", tr.Name, err)
+		return ExitUsage
+	}
+	policy, err := render.Render(render.Input{Registry: tr, Keys: ring, Engine: engine, Peers: peers, TrustRoots: roots})
 	if err != nil {
 		fmt.Fprintf(s.Err, "%s: TrustedRegistry %q: %v\n", a.doc.loc, tr.Name, err)
 		if render.IsInvalid(err) {
@@ -144,7 +156,7 @@ func runRender(ctx context.Context, args []string, s Streams) int {
 }
 
 // renderShared prints the shared policies of all TrustedRegistries in the files.
-func renderShared(ctx context.Context, files []string, name, engineFlag string, quiet, asJSON bool, active, retiring keyFlag, s Streams) int {
+func renderShared(ctx context.Context, files []string, name, engineFlag string, quiet, asJSON bool, active, retiring keyFlag, trust trustFlag, s Streams) int {
 	all, code := admitRegistries(ctx, files, "", false, s)
 	if all == nil {
 		return code
@@ -178,7 +190,12 @@ func renderShared(ctx context.Context, files []string, name, engineFlag string, 
 			tr.UID = types.UID(placeholderUID)
 			noUID = true
 		}
-		ins = append(ins, render.Input{Registry: tr, Keys: ring, Engine: engine})
+		roots, err := trustRootsFor(tr, trust)
+		if err != nil {
+			fmt.Fprintf(s.Err, "signet render: TrustedRegistry %q: %v\n", tr.Name, err)
+			return ExitUsage
+		}
+		ins = append(ins, render.Input{Registry: tr, Keys: ring, Engine: engine, TrustRoots: roots})
 	}
 	if name != "" && !seen[name] {
 		fmt.Fprintf(s.Err, "signet render: no TrustedRegistry named %q in %s\n", name, strings.Join(files, ", "))
@@ -274,4 +291,47 @@ func otherRegistries(ctx context.Context, files []string, name string, s Streams
 		}
 	}
 	return out
+}
+
+// trustFlag holds --trust NAME/KEY=PATH arguments.
+type trustFlag struct{ keyFlag }
+
+func (f *trustFlag) Set(v string) error {
+	ref, p, ok := strings.Cut(v, "=")
+	if n, k, okRef := strings.Cut(ref, "/"); !ok || !okRef || n == "" || k == "" || p == "" {
+		return fmt.Errorf("want NAME/KEY=PATH (the ConfigMap or Secret and data key spec.sigstore names, and a file), got %q", v)
+	}
+	f.keyFlag = append(f.keyFlag, keyArg{name: ref, path: p})
+	return nil
+}
+
+// trustRootsFor reads the trust material tr's spec.sigstore names from the --trust files,
+// normalised as the operator normalises what it reads from the trust namespace.
+func trustRootsFor(tr *v1alpha1.TrustedRegistry, trust trustFlag) (*render.TrustRoots, error) {
+	refs := render.TrustMaterialRefs(&tr.Spec)
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	paths := map[string]string{}
+	for _, a := range trust.keyFlag {
+		paths[a.name] = a.path
+	}
+	roots := &render.TrustRoots{}
+	for _, e := range refs {
+		id := e.Ref.SecretName + e.Ref.ConfigMapName + "/" + e.Ref.Key
+		path, ok := paths[id]
+		if !ok {
+			return nil, fmt.Errorf("spec.sigstore %s names %s: pass --trust %s=PATH", e.Kind, id, id)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		norm, err := render.NormalizeTrustMaterial(e.Kind, data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		roots.Set(e.Kind, norm)
+	}
+	return roots, nil
 }

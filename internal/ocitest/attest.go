@@ -28,6 +28,16 @@ func b64(raw []byte) string { return base64.StdEncoding.EncodeToString(raw) }
 // digest, stored in the `sha256-<digest>.att` manifest next to the image (or in
 // sigRepo when given, as with COSIGN_REPOSITORY).
 func Attest(ctx context.Context, ref name.Digest, signer signature.Signer, predicateType string, predicate any, sigRepo ...name.Repository) error {
+	return attest(ctx, ref, signer, nil, predicateType, predicate, sigRepo...)
+}
+
+// AttestWithRekor attests like Attest and records the attestation in the test log r, whose
+// bundle it carries (`cosign attest` with a transparency log).
+func AttestWithRekor(ctx context.Context, ref name.Digest, signer signature.Signer, r *Rekor, predicateType string, predicate any) error {
+	return attest(ctx, ref, signer, r, predicateType, predicate)
+}
+
+func attest(ctx context.Context, ref name.Digest, signer signature.Signer, rekor *Rekor, predicateType string, predicate any, sigRepo ...name.Repository) error {
 	st := map[string]any{
 		"_type":         "https://in-toto.io/Statement/v0.1",
 		"predicateType": predicateType,
@@ -45,7 +55,15 @@ func Attest(ctx context.Context, ref name.Digest, signer signature.Signer, predi
 	if err != nil {
 		return fmt.Errorf("ocitest: signing the attestation of %s: %w", ref, err)
 	}
-	att, err := static.NewAttestation(env)
+	var sopts []static.Option
+	if rekor != nil {
+		b, err := rekor.intoto(env, body, signer)
+		if err != nil {
+			return fmt.Errorf("ocitest: transparency log entry: %w", err)
+		}
+		sopts = append(sopts, static.WithBundle(b))
+	}
+	att, err := static.NewAttestation(env, sopts...)
 	if err != nil {
 		return fmt.Errorf("ocitest: %w", err)
 	}

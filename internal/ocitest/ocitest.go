@@ -145,6 +145,13 @@ type SignOption func(*signOptions)
 type signOptions struct {
 	annotations     map[string]any
 	claimedIdentity string
+	rekor           *Rekor
+}
+
+// WithRekor records the signature in the test log r and attaches its bundle, as `cosign
+// sign` does with a transparency log.
+func WithRekor(r *Rekor) SignOption {
+	return func(o *signOptions) { o.rekor = r }
 }
 
 // WithAnnotations adds optional annotations to the signed payload (cosign sign -a).
@@ -172,7 +179,16 @@ func Sign(ctx context.Context, ref name.Digest, signer signature.Signer, opts ..
 	if err != nil {
 		return fmt.Errorf("ocitest: signing %s: %w", ref, err)
 	}
-	sig, err := static.NewSignature(pl, base64.StdEncoding.EncodeToString(raw))
+	b64sig := base64.StdEncoding.EncodeToString(raw)
+	var sopts []static.Option
+	if o.rekor != nil {
+		b, err := o.rekor.hashedRekord(pl, b64sig, signer)
+		if err != nil {
+			return fmt.Errorf("ocitest: transparency log entry: %w", err)
+		}
+		sopts = append(sopts, static.WithBundle(b))
+	}
+	sig, err := static.NewSignature(pl, b64sig, sopts...)
 	if err != nil {
 		return fmt.Errorf("ocitest: %w", err)
 	}

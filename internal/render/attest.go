@@ -98,9 +98,10 @@ func resolveAttestations(s *settings, spec *v1alpha1.TrustedRegistrySpec) error 
 	if len(s.attestations) > 0 && s.ignoreLog {
 		// Kyverno 1.19's ImageValidatingPolicy accepts an attestation only with a verified
 		// transparency-log entry, even when the attestor ignores the log
-		// (pkg/image/verifiers/ivpol/cosign/verifier.go, VerifyAttestationSignature): such a
-		// policy would deny every image. README.md, "Attestations".
-		return invalidf("attestations with transparencyLog.ignore need the ClusterPolicy engine (spec.policy.engine: ClusterPolicy): Kyverno's ImageValidatingPolicy verifies attestations only with a transparency-log entry, so it would deny every image")
+		// (pkg/image/verifiers/ivpol/cosign/verifier.go, VerifyAttestationSignature: it
+		// requires cosign's bundle-verified result): such a policy would deny every image.
+		// README.md, "Attestations".
+		return invalidf("attestations with transparencyLog.ignore need the ClusterPolicy engine (spec.policy.engine: ClusterPolicy): Kyverno's ImageValidatingPolicy verifies attestations only with a transparency-log entry, so it would deny every image; or record them in a transparency log (a private one: spec.sigstore.tuf and spec.sigstore.rekor)")
 	}
 	return nil
 }
@@ -301,7 +302,7 @@ func ivpAddAttestations(s *settings, spec *policiesv1.ImageValidatingPolicySpec,
 // sharedKeyAttestorFor is the content-named attestor of one key of a registry (shared.go):
 // equal keys with equal settings are one attestor.
 func sharedKeyAttestorFor(s *settings, k signerKey) policiesv1.Attestor {
-	n := sharedKeyAttestor(k.fingerprint, s.ignoreLog) + repoSuffix(s)
+	n := sharedKeyAttestor(k.fingerprint, s.ignoreLog) + repoSuffix(s) + keyTrustSuffix(s)
 	return keyAttestor(n, k.pem, s)
 }
 
@@ -395,11 +396,7 @@ const maxCPAttestorSets = 64
 // required) "at least n of m signers" is written as its equivalent "every m-n+1 signers
 // include one that attested": one flat set of count 1 per such group.
 func cpAttestationSets(s *settings) ([]cpAttestorSet, error) {
-	var rekor *cpRekor
-	var ctlog *cpCTLog
-	if s.ignoreLog {
-		rekor, ctlog = &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
-	}
+	rekor, ctlog := cpKeyLog(s)
 	entries := func(sg signer) []cpAttestor {
 		if id := sg.keyless; id != nil {
 			// the signature's keyless attestor: the same trust roots and log settings

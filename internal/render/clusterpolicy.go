@@ -274,11 +274,7 @@ func cpMatchNamespaces(names []string, selectors []*metav1.LabelSelector) cpMatc
 }
 
 func cpEntries(s *settings) []cpAttestor {
-	var rekor *cpRekor
-	var ctlog *cpCTLog
-	if s.ignoreLog {
-		rekor, ctlog = &cpRekor{IgnoreTlog: true}, &cpCTLog{IgnoreSCT: true}
-	}
+	rekor, ctlog := cpKeyLog(s)
 	var out []cpAttestor
 	for _, sg := range s.signers {
 		if id := sg.keyless; id != nil {

@@ -199,21 +199,13 @@ func ivpAttestors(s *settings) []policiesv1.Attestor {
 	return out
 }
 
-// ctLog is the transparency log setting of an attestor: nil (Kyverno's default, checked)
-// unless ignoreLog.
-func ctLog(ignoreLog bool) *policiesv1.CTLog {
-	if !ignoreLog {
-		return nil
-	}
-	return &policiesv1.CTLog{InsecureIgnoreTlog: true, InsecureIgnoreSCT: true}
-}
-
 // keyAttestor is a cosign attestor of a public key (PEM) of registry s: the one place
 // where the per-registry and the shared policies build it.
 func keyAttestor(name, pem string, s *settings) policiesv1.Attestor {
+	ctlog, tuf := ivpKeyLog(s)
 	return policiesv1.Attestor{
 		Name:   name,
-		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctLog(s.ignoreLog), Source: ivpSource(s)},
+		Cosign: &policiesv1.Cosign{Key: &policiesv1.Key{Data: pem}, CTLog: ctlog, TUF: tuf, Source: ivpSource(s)},
 	}
 }
 

@@ -204,6 +204,9 @@ func resolve(in Input) (*settings, error) {
 	if len(s.signers) == 0 {
 		return nil, invalidf("no usable key or keyless identity: a policy without attestors would verify nothing")
 	}
+	if err := checkClusterPolicySigstore(s); err != nil {
+		return nil, err
+	}
 	if s.required > len(s.signers) {
 		return nil, invalidf("requiredSignatures is %d but there are only %d distinct signers (%s); keys that share a public key count once",
 			s.required, len(s.signers), signerNames(s.signers))

@@ -92,7 +92,7 @@ func attestationDenial(kind, registry, what string) []string {
 // Only with the ClusterPolicy engine: the attestations are made offline
 // (--tlog-upload=false, no Rekor is reachable here), and Kyverno 1.19's
 // ImageValidatingPolicy verifies attestations only with a transparency-log entry
-// (TestSignetAttestationsOfflineIVP).
+// (TestSignetAttestationsOfflineIVP; with a log: TestSignetPrivateTransparencyLog).
 func TestSignetAttestations(t *testing.T) {
 	t.Parallel()
 	for _, e := range signetEngines[1:] {

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -80,8 +79,8 @@ func (s *scenario) keylessRegistry(name, org string, engine trustv1alpha1.Engine
 // TestSignetKeylessOffline: a test CA plays Fulcio; images signed keyless (no Rekor, no
 // SCT) by the trusted workflow identity are admitted, other subjects, issuers and CAs are
 // denied, and replacing the root in its ConfigMap re-renders the policy. ClusterPolicy
-// only: Kyverno 1.19.1's ImageValidatingPolicy cannot verify a keyless signature offline
-// (TestSignetKeylessImageValidatingPolicyOffline).
+// engine; the ImageValidatingPolicy reads its trust root from TUF
+// (TestSignetKeylessImageValidatingPolicyTUF).
 func TestSignetKeylessOffline(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, 5*time.Minute)
@@ -137,58 +136,63 @@ func TestSignetKeylessOffline(t *testing.T) {
 	s.denied("unsigned with the roots ConfigMap gone", newPod(ns, "last-good-unsigned", unsigned), deny...)
 }
 
-// TestSignetKeylessImageValidatingPolicyOffline documents what Kyverno 1.19.1's
-// ImageValidatingPolicy does with a keyless attestor when the public Sigstore TUF
-// repository is unreachable: whatever roots the policy gives (keyless.roots) and whatever
-// it skips (insecureIgnoreTlog/SCT), its cosign verifier first initialises TUF from
-// tuf-repo-cdn.sigstore.dev (pkg/image/verifiers/ivpol/cosign/opts.go in Kyverno), fails,
-// and the image is denied: fail closed, but a correctly signed image cannot run. The test
-// proves the denial and records Kyverno's error.
-func TestSignetKeylessImageValidatingPolicyOffline(t *testing.T) {
+// TestSignetKeylessImageValidatingPolicyTUF: Kyverno's ImageValidatingPolicy reads the
+// trust root of every keyless check from a TUF repository (public Sigstore's unless the
+// attestor names another). A private Sigstore's repository (ocitest.TUFRepository, the test
+// CA as Fulcio, on 127.0.0.1) named in spec.sigstore.tuf lets it verify offline: the
+// trusted workflow identity is admitted; other subjects, issuers and CAs and unsigned
+// images are denied; a TUF root that cannot be read keeps the last good policy. The
+// deployment is the suite's (suiteSigstore: Kyverno has one TUF client per process).
+func TestSignetKeylessImageValidatingPolicyTUF(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t, 5*time.Minute)
-	const name, ns, org, cm = "keyless-ivp", "keyless-ivp", "keyless-ivp", "keyless-ivp-roots"
+	const name, ns, org, cm = "keyless-ivp", "keyless-ivp", "keyless-ivp", "keyless-ivp-tuf"
 	s.namespaces(ns)
-	ca := mustCA(t, "test fulcio")
-	signed := s.pushKeyless(s.reg, org+"/app", ca, ocitest.Identity{Issuer: ghIssuer, Subject: ghSubject})
-	roots := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm, Namespace: trustNS}, Data: map[string]string{"fulcio.pem": string(ca.PEM)}}
-	if err := s.client.Create(s.ctx, roots); err != nil {
+	p := suiteSigstore(t)
+	ca, repo, otherCA := p.ca, p.tuf, mustCA(t, "other fulcio")
+	good := ocitest.Identity{Issuer: ghIssuer, Subject: ghSubject}
+	signed := s.pushKeyless(s.reg, org+"/app", ca, good)
+	otherSubject := s.pushKeyless(s.reg, org+"/app", ca, ocitest.Identity{Issuer: ghIssuer, Subject: "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main"})
+	otherIssuer := s.pushKeyless(s.reg, org+"/app", ca, ocitest.Identity{Issuer: "https://accounts.google.com", Subject: ghSubject})
+	otherRoot := s.pushKeyless(s.reg, org+"/app", otherCA, good)
+	unsigned := s.push(s.reg, org+"/app")
+
+	tufCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm, Namespace: trustNS}, Data: map[string]string{"root.json": string(repo.RootJSON)}}
+	if err := s.client.Create(s.ctx, tufCM); err != nil {
 		t.Fatal(err)
 	}
-	s.create(s.keylessRegistry(name, org, trustv1alpha1.EngineImageValidatingPolicy, ns, cm))
+	tr := s.keylessRegistry(name, org, trustv1alpha1.EngineImageValidatingPolicy, ns, cm)
+	tr.Spec.Sigstore.FulcioCertificates = nil // the trust root comes from the repository
+	tr.Spec.Sigstore.TUF = &trustv1alpha1.TUFTrust{Mirror: repo.Mirror, Root: trustv1alpha1.TrustMaterialReference{ConfigMapName: cm, Key: "root.json"}}
+	s.create(tr)
 	s.waitReady(name, "ImageValidatingPolicy")
-	p, err := getIVP(s, name)
+	pol, err := getIVP(s, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p, "roots:") || !strings.Contains(p, "insecureIgnoreTlog: true") {
-		t.Fatalf("the ImageValidatingPolicy lacks the keyless roots or the opt-outs:\n%s", p)
+	if !strings.Contains(pol, "mirror: "+repo.Mirror) || strings.Contains(pol, "roots:") {
+		t.Fatalf("the ImageValidatingPolicy does not name the TUF mirror (or names roots):\n%s", pol)
 	}
-	err = s.createPod(newPod(ns, "trusted", signed), false)
-	if err == nil {
-		t.Fatal("admitted: Kyverno's ImageValidatingPolicy verified a keyless signature offline; update README.md (\"Keyless signatures with your own Sigstore\") and this test")
+	s.waitEnforced(newPod(ns, "probe", unsigned))
+
+	s.admitted("trusted workflow identity, trust root from the private TUF repository", newPod(ns, "trusted", signed))
+	deny := signatureDenial("ImageValidatingPolicy", name)
+	s.denied("another subject", newPod(ns, "other-subject", otherSubject), deny...)
+	s.denied("another issuer", newPod(ns, "other-issuer", otherIssuer), deny...)
+	s.denied("a certificate from a CA the trust root does not name", newPod(ns, "other-ca", otherRoot), deny...)
+	s.denied("unsigned", newPod(ns, "unsigned", unsigned), deny...)
+
+	// A TUF root that cannot be read keeps the last good policy (fail closed).
+	if err := s.client.Delete(s.ctx, tufCM); err != nil {
+		t.Fatal(err)
 	}
-	// verifyImageSignatures counts the attestor as not verified; the cause is in Kyverno's log
-	s.checkDenied("keyless signature of the trusted identity (ImageValidatingPolicy, offline)", "pod "+ns+"/trusted", err,
-		signatureDenial("ImageValidatingPolicy", name)...)
-	const cause = `failed to build cosign verification opts: failed to initialize TUF client (mirror=\"https://tuf-repo-cdn.sigstore.dev\")`
-	var line string
-	s.waitForWithin(30*time.Second, "Kyverno's log naming the TUF initialisation", func() (bool, error) {
-		for _, lf := range s.stack.LogFiles() {
-			data, err := os.ReadFile(lf.Path)
-			if err != nil {
-				continue
-			}
-			for _, l := range strings.Split(string(data), "\n") {
-				if strings.Contains(l, cause) && strings.Contains(l, "keyless-ivp/app@"+mustDigest(t, signed).DigestStr()) {
-					line = l
-					return true, nil
-				}
-			}
-		}
-		return false, nil
+	s.waitFor("KeysResolved False after the TUF root ConfigMap was deleted", func() (bool, error) {
+		c := meta.FindStatusCondition(s.get(name).Status.Conditions, trustv1alpha1.ConditionKeysResolved)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == trustv1alpha1.ReasonSecretNotFound &&
+			strings.Contains(c.Message, "ConfigMap "+trustNS+"/"+cm), nil
 	})
-	t.Logf("Kyverno 1.19.1 ImageValidatingPolicy, keyless offline: %s", oneLine(line))
+	s.admitted("the trusted identity with the TUF root gone (last good policy)", newPod(ns, "last-good", signed))
+	s.denied("unsigned with the TUF root gone", newPod(ns, "last-good-unsigned", unsigned), deny...)
 }
 
 func getIVP(s *scenario, registry string) (string, error) {
