@@ -140,9 +140,18 @@ func (f *fixture) start() error {
 	return ociremote.WriteSignatures(ref.Repository, se)
 }
 
-// policy reads testdata/<name>.yaml for the in-process registry's host.
+// policyDir holds the policies: testdata/, or $KYVERNO_REPRO_POLICIES (to compare other
+// renderings of the same registries, e.g. an older release's).
+func policyDir() string {
+	if d := os.Getenv("KYVERNO_REPRO_POLICIES"); d != "" {
+		return d
+	}
+	return "testdata"
+}
+
+// policy reads <policyDir>/<name>.yaml for the in-process registry's host.
 func (f *fixture) policy(tb testing.TB, name string) *policiesv1beta1.ImageValidatingPolicy {
-	raw, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
+	raw, err := os.ReadFile(filepath.Join(policyDir(), name+".yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
