@@ -108,6 +108,10 @@ bench: control-plane ## Benchmarks: SSA ceiling, zero writes, convergence, rotat
 bench-admission: control-plane kyverno-bins ## Pod admission latency with N = 1, 30, 100, 300 TrustedRegistries per engine, real Kyverno (~5 min); JSON in bench/results/.
 	go run ./test/bench/admission $(BENCH_FLAGS)
 
+.PHONY: bench-kyverno-compile
+bench-kyverno-compile: ## Kyverno's per-request compile + evaluation of a hand-written vs Signet's shared ImageValidatingPolicy, in-process (~1 min; test/bench/kyvernocompile).
+	cd test/bench/kyvernocompile && go test -count=1 -run TestPolicies . && go test -run XXX -bench . -benchtime 30x .
+
 .PHONY: bench-quick
 bench-quick: control-plane ## Benchmark smoke run (100 registries, short windows, ~2 min).
 	go run ./test/bench/controller -quick

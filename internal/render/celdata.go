@@ -19,8 +19,9 @@ import (
 //   - a data list: one line per registry, its fields separated by ';' (celField), split
 //     over several variables when it would exceed the CEL expression size limit
 //     (dataVariables);
-//   - indexes "\n<key>=<i>,<i>\n…" from a namespace name or a literal directory prefix to
-//     the registries' line numbers (encodeIndex, celIndexLookup).
+//   - an index "\n<key>=<i>,<i>\n…" from a namespace name to the registries' line numbers
+//     (encodeIndex, celIndexLookup), and a list of the registries' literal directory
+//     prefixes (prefixIndex, candidates).
 
 // maxDataChars bounds one generated data literal: CEL parsers refuse expressions over
 // 100,000 characters.
@@ -101,8 +102,6 @@ type registryIndex struct {
 	selectorTerms []string
 	// byPrefix lists the registries with each literal directory prefix (registryPrefixes).
 	byPrefix map[string][]int
-	// depth is the most '/' in a prefix.
-	depth int
 }
 
 func indexRegistries(ss []*settings) registryIndex {
@@ -116,7 +115,6 @@ func indexRegistries(ss []*settings) registryIndex {
 		}
 		for _, pre := range registryPrefixes(s) {
 			x.byPrefix[pre] = append(x.byPrefix[pre], i)
-			x.depth = max(x.depth, strings.Count(pre, "/"))
 		}
 	}
 	return x
@@ -127,9 +125,25 @@ func (x registryIndex) namespaceIndex() string {
 	return celString(encodeIndex(indexKeys(x.byNamespace), x.byNamespace))
 }
 
-// prefixIndex is the prefix index as a CEL string literal.
+// prefixIndex is the prefix index as a CEL string literal: one line "<i>=<prefix>" per
+// registry i and literal directory prefix of its patterns, sorted by prefix. It is
+// scanned whole (candidates), which costs Kyverno's compiler one comprehension however
+// many registries there are, where a lookup per directory level cost several operators
+// per level on every request.
 func (x registryIndex) prefixIndex() string {
-	return celString(encodeIndex(indexKeys(x.byPrefix), x.byPrefix))
+	var lines []string
+	for _, pre := range indexKeys(x.byPrefix) {
+		for _, i := range x.byPrefix[pre] {
+			lines = append(lines, strconv.Itoa(i)+"="+pre)
+		}
+	}
+	return celString(strings.Join(lines, "\n"))
+}
+
+// prefixList is the distinct literal directory prefixes, one per line, as a CEL string
+// literal.
+func (x registryIndex) prefixList() string {
+	return celString(strings.Join(indexKeys(x.byPrefix), "\n"))
 }
 
 // guarded lists CEL lists whose concatenation is the registries guarding the request's
@@ -143,32 +157,17 @@ func (x registryIndex) guarded(nsVar string) []string {
 	return append(terms, x.selectorTerms...)
 }
 
-// celDirPrefix is the CEL string of the first d directories of an image split at '/'
-// (the CEL list parts), with a trailing '/'.
-func celDirPrefix(parts string, d int) string {
-	pre := parts + "[0] + '/'"
-	for k := 1; k < d; k++ {
-		pre += " + " + parts + "[" + strconv.Itoa(k) + "] + '/'"
-	}
-	return pre
-}
-
-// candidates is a CEL list of the registries that may match an image split at '/' (the
-// CEL list parts): those listed in the prefix index variable prefixVar under each of its
-// directory prefixes, one lookup per level; a superset of the registries whose patterns
-// match, which the caller tests with their regular expressions.
-func (x registryIndex) candidates(prefixVar, parts string) string {
-	var cands []string
-	if _, ok := x.byPrefix[""]; ok {
-		cands = append(cands, celIndexLookup(prefixVar, "''"))
-	}
-	for d := 1; d <= x.depth; d++ {
-		cands = append(cands, fmt.Sprintf("(size(%s) > %d ? %s : [])", parts, d, celIndexLookup(prefixVar, "("+celDirPrefix(parts, d)+")")))
-	}
-	if len(cands) == 0 {
+// candidates is a CEL list of the registries that may match the canonical image img (a
+// CEL string): those with a literal directory prefix of img in the prefix index; a superset of the registries whose patterns match, which the caller tests
+// with their regular expressions (so that an image costs one regular expression per
+// registry it may belong to, not one per registry).
+func (x registryIndex) candidates(img string) string {
+	if len(x.byPrefix) == 0 {
 		return "[]"
 	}
-	return strings.Join(cands, " + ")
+	// the literal inline, not in a variable of its own: each variable costs Kyverno a
+	// compilation of its own on every request
+	return x.prefixIndex() + ".split('\\n').filter(l, " + img + ".startsWith(l.substring(l.indexOf('=') + 1))).map(l, int(l.substring(0, l.indexOf('='))))"
 }
 
 // registryPrefixes lists the literal directory prefixes of a registry's patterns, leaving

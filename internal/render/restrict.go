@@ -45,6 +45,10 @@ type restriction struct {
 	// only where an entry of that engine guards, so that a namespace guarded only by
 	// registries of the other engine is not judged twice (by both engines' policies).
 	engine v1alpha1.Engine
+	// imagesVar, when set, names a variable of the policy that already holds [raw image,
+	// canonical image] of every image of the Pod (the shared ImageValidatingPolicy's), used
+	// instead of computing them again.
+	imagesVar string
 	// respelled turns the check around for the shared ClusterPolicy's host-spelling rule
 	// (respelledRestriction): it denies the images that match a guarding entry's patterns
 	// with a registry host Kyverno's verifyImages would not select.
@@ -88,7 +92,6 @@ func engineCode(e v1alpha1.Engine) string {
 const (
 	rsVarData       = "restrictData"
 	rsVarNamespaces = "restrictNamespaces"
-	rsVarPrefixes   = "restrictPrefixes"
 	rsVarPatterns   = "restrictPatterns"
 	rsVarGuarded    = "restrictGuarded"
 	rsVarImages     = "restrictImages"
@@ -202,7 +205,6 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	vars, data := dataVariables(rsVarData, lines)
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: rsVarData, Expression: data},
-		admissionregistrationv1.Variable{Name: rsVarPrefixes, Expression: idx.prefixIndex()},
 	)
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNamespaces, Expression: idx.namespaceIndex()})
@@ -211,7 +213,7 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 
 	// an image is allowed when one of the registries guarding the namespace matches it,
 	// testing only those with one of its directory prefixes (idx.candidates)
-	allowed := "(" + idx.candidates(rsVarPrefixes, "p[1].split('/')") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
+	allowed := "(" + idx.candidates("p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
 	if r.respelled {
 		return append(vars,
 			admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
@@ -221,10 +223,15 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 			admissionregistrationv1.Variable{Name: rsVarNames, Expression: celVar(rsVarGuarded) + ".filter(r, " + celVar(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", rsRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"},
 		)
 	}
-	vars = append(vars,
+	images := rsVarImages
+	if r.imagesVar != "" {
+		images = r.imagesVar
+	} else {
 		// [raw image, canonical image] of every image of the Pod
-		admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"},
-		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(rsVarImages) + ".filter(p, !" + allowed + ").map(p, p[0])"},
+		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"})
+	}
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(images) + ".filter(p, !" + allowed + ").map(p, p[0])"},
 		// for the message only (evaluated on failure): the patterns allowed here, in
 		// sorted order without repeats, and the registries that allow them
 		admissionregistrationv1.Variable{Name: rsVarPatterns, Expression: celString(strings.Join(sortedUnique(allPatterns), "\n")) + ".split('\\n')"},

@@ -33,7 +33,7 @@ import (
 // shared_ivp.go).
 //   - variables.registries lists the branches (one per TrustedRegistry: name, image
 //     regular expression, restriction and digest switches, signer set, message tails);
-//   - variables.signerSets lists the distinct signer sets (registries that trust the
+//   - a literal lists the distinct signer sets (registries that trust the
 //     same keys with the same threshold share one): the threshold, then the attestor names
 //     of each signer; attestors are named after their content (key fingerprint, keyless
 //     identity hash, transparency-log switch), so one key trusted by many registries is
@@ -44,9 +44,15 @@ import (
 //     one index lookup: the digest and signature validations only look at those, so a Pod
 //     pays for the registries that guard its namespace, not for all;
 //   - matchImageReferences selects every image that has the literal directory prefix of
-//     some branch's patterns; variables.prefixes indexes those prefixes, so an image's
-//     canonical form is tested only against the regular expressions of the branches
-//     whose prefix it has.
+//     some branch's patterns; a literal lists those prefixes with their branches, so an
+//     image's canonical form is tested only against the regular expressions of the
+//     branches whose prefix it has. Each image's canonical form is computed once
+//     (variables.canonicalImages), for the branches and the hosted restriction.
+//
+// Kyverno 1.19 compiles the whole policy on every admission request, and its type
+// checker's work grows with each expression's operators and comprehensions and with the
+// number of variables: the expressions are kept few and short, data stays in string
+// literals (test/bench/kyvernocompile measures what each expression costs).
 //
 // ClusterPolicy: one policy with two rules per registry (verify.<name>, allow.<name>); the
 // per-rule failureAction and mutateDigest keep every registry's settings. Kyverno skips a
@@ -86,11 +92,10 @@ const (
 // Shared ImageValidatingPolicy variable names.
 const (
 	shVarRegistries = "registries"
-	shVarSets       = "signerSets"
 	shVarNamespaces = "namespaces"
 	shVarGuarded    = "guarded"
 	shVarImageInfo  = "imageInfo"
-	shVarPrefixes   = "prefixes"
+	shVarCanonical  = "canonicalImages"
 	shVarUndigested = "undigested"
 	shVarUnsigned   = "unsigned"
 )

@@ -39,7 +39,9 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 	unchanged := celVar(ivpVarUnchanged) + " || "
 	if rs != nil {
 		// the restriction comes first: it is cheap and needs no registry access
-		spec.Variables = append(spec.Variables, rs.variables(ivpVarPodImages)...)
+		hosted := *rs
+		hosted.imagesVar = shVarCanonical
+		spec.Variables = append(spec.Variables, hosted.variables(ivpVarPodImages)...)
 		spec.Validations = append(spec.Validations, rs.validation(unchanged))
 	}
 	spec.Validations = append(spec.Validations, sharedValidations(unchanged)...)
@@ -53,7 +55,7 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 type sharedSets struct {
 	// attestors, sorted by name.
 	attestors []policiesv1.Attestor
-	// lines are the lines of variables.signerSets, one per set:
+	// lines are the signer sets, one per line:
 	// "<required>|<attestors of signer 1>|<attestors of signer 2>…", each signer's
 	// attestors sorted and joined with ',' (a rotating key name has two), the signers
 	// sorted (their order does not change what the set accepts).
@@ -166,17 +168,14 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 // validations test the regular expressions). It cannot read variables, so the prefix
 // index is inlined.
 func sharedImageMatch(idx registryIndex) []policiesv1.MatchImageReference {
-	var dirs []string
-	index := idx.prefixIndex()
-	for d := 1; d <= idx.depth; d++ {
-		pre := celDirPrefix("parts", d)
-		dirs = append(dirs, fmt.Sprintf("(size(parts) > %d && %s.contains('\\n' + %s + '='))", d, index, pre))
-	}
-	if len(dirs) == 0 {
-		dirs = []string{"true"}
+	// Kyverno compiles this twice per request (for the policy and for its
+	// verifyImageSignatures), so it scans a list of prefixes rather than look up each level
+	match := "true"
+	if len(idx.byPrefix) > 0 {
+		match = idx.prefixList() + ".split('\\n').exists(p, c.startsWith(p))"
 	}
 	return []policiesv1.MatchImageReference{{
-		Expression: "[" + celCanonical("ref") + "].exists(c, [c.split('/')].exists(parts, " + strings.Join(dirs, " || ") + "))",
+		Expression: "[" + celCanonical("ref") + "].exists(c, " + match + ")",
 	}}
 }
 
@@ -186,7 +185,7 @@ const (
 	regRE              // regular expression of its patterns, over canonical images
 	regRestrict        // 1 with restrictRegistries (not read: the restriction has data of its own)
 	regDigest          // 1 when digests are required
-	regSet             // its signer set: a line number of variables.signerSets
+	regSet             // its signer set: a line number of the signer sets (sharedSets.lines)
 	regPatterns        // its patterns, the first maxPatternsInMessage (not read by the expressions)
 	regSigners         // its signers' names, for messages
 	regWho             // "any trusted signer" or "at least N of the M trusted signers"
@@ -214,26 +213,28 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
 		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
 		admissionregistrationv1.Variable{Name: shVarRegistries, Expression: registries},
-		admissionregistrationv1.Variable{Name: shVarSets, Expression: celString(strings.Join(sets.lines, "\n")) + ".split('\\n')"},
-		admissionregistrationv1.Variable{Name: shVarPrefixes, Expression: idx.prefixIndex()},
 	)
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
 	}
-	// [raw image, canonical image, ",<i>,<i>,": the registries whose patterns it matches]
-	imageInfo := celVar(ivpVarPodImages) + ".map(i, cel.bind(c, " + celCanonical("i") + ", cel.bind(parts, c.split('/'), [string(i), string(c), ',' + (" +
-		idx.candidates(shVarPrefixes, "parts") + ").filter(r, c.matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ','])))"
-	// per image: [image, message tail of each registry guarding the namespace whose
-	// patterns it matches and whose check fails, ...]; images that pass drop out
-	ids := "p[2].split(',').filter(s, s != '').map(s, int(s))"
-	guarded := "r in " + celVar(shVarGuarded)
+	// [raw image, canonical image] of every image of the Pod, computed once for the
+	// branches and the hosted restriction (rs.imagesVar)
+	canonical := celVar(ivpVarPodImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"
+	// [raw image, canonical image, ",<i>,<i>,": the registries guarding the namespace whose
+	// patterns it matches], for the images with at least one such registry
+	imageInfo := celVar(shVarCanonical) + ".map(p, [string(p[0]), string(p[1]), ',' + (" + idx.candidates("p[1]") + ").filter(r, r in " + celVar(shVarGuarded) +
+		" && p[1].matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']).filter(p, p[2] != ',,')"
+	// per image with a failing check: its message, one sentence per registry of the image
+	// whose check fails ("image(s) <image> <tail>", joined with "; ")
+	ids := "p[2].substring(1, size(p[2]) - 1).split(',').map(s, int(s))"
 	field := func(f int) string { return celField(shVarRegistries, "r", f) }
-	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, [p[0]] + " + ids +
-		".filter(r, " + guarded + " && " + field(regDigest) + " == '1').map(r, ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests')).filter(x, size(x) > 1)"
-	unsigned := celVar(shVarImageInfo) + ".map(p, [p[0]] + " + ids +
-		".filter(r, " + guarded + " && !" + celSignedBySet("p[0]", "int("+field(regSet)+")") + ").map(r, ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')')).filter(x, size(x) > 1)"
+	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, " + ids +
+		".filter(r, " + field(regDigest) + " == '1').map(r, 'image(s) ' + p[0] + ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests').join('; ')).filter(m, m != '')"
+	unsigned := celVar(shVarImageInfo) + ".map(p, " + ids +
+		".filter(r, !" + celSignedBySet("p[0]", "int("+field(regSet)+")", sets) + ").map(r, 'image(s) ' + p[0] + ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')').join('; ')).filter(m, m != '')"
 	return append(vars,
 		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(idx.guarded(shVarNamespaces), " + ")},
+		admissionregistrationv1.Variable{Name: shVarCanonical, Expression: canonical},
 		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: undigested},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: unsigned},
@@ -241,21 +242,38 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 }
 
 // celSignedBySet is a CEL condition: image img is signed by enough signers of signer set
-// set (a line number of variables.signerSets). A signer counts when any of its attestors
+// set (a line number of the signer sets, sharedSets.lines). A signer counts when any of its attestors
 // verifies the image; each attestor is verified on its own, so Kyverno caches each
-// success (ivpSignerVerified).
-func celSignedBySet(img, set string) string {
-	parts := "string(" + celVar(shVarSets) + "[" + set + "]).split('|')"
+// success (ivpSignerVerified). A set that needs one signer stops at the first that
+// verifies; only the forms the policy's sets need are rendered (Kyverno compiles every
+// syntax node on every request).
+func celSignedBySet(img, set string, sets sharedSets) string {
+	one, more := false, false
+	for _, l := range sets.lines {
+		if strings.HasPrefix(l, "1|") {
+			one = true
+		} else {
+			more = true
+		}
+	}
+	// the sets' literal inline (a variable costs Kyverno a compilation of its own per request)
+	parts := celString(strings.Join(sets.lines, "\n")) + ".split('\\n')[" + set + "].split('|')"
 	verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
-	return "cel.bind(sp, " + parts + ", sp[0] == '1' ? sp.exists(g, " + verified + ") : size(sp.filter(g, " + verified + ")) >= int(sp[0]))"
+	anyOne := "sp.exists(g, " + verified + ")"
+	enough := "size(sp.filter(g, " + verified + ")) >= int(sp[0])"
+	switch {
+	case one && more:
+		return "cel.bind(sp, " + parts + ", sp[0] == '1' ? " + anyOne + " : " + enough + ")"
+	case one:
+		return "cel.bind(sp, " + parts + ", " + anyOne + ")"
+	}
+	return "cel.bind(sp, " + parts + ", " + enough + ")"
 }
 
 // sharedValidations are the digest and signature checks; unchanged is the CEL condition
 // (with a trailing " || ") under which they are skipped.
 func sharedValidations(unchanged string) []admissionregistrationv1.Validation {
-	perImage := func(list string) string {
-		return celVar(list) + ".map(x, x.filter(t, t != x[0]).map(t, 'image(s) ' + x[0] + t).join('; ')).join('; ')"
-	}
+	perImage := func(list string) string { return celVar(list) + ".join('; ')" }
 	return []admissionregistrationv1.Validation{
 		{
 			Expression:        unchanged + "size(" + celVar(shVarUndigested) + ") == 0",

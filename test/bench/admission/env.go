@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -157,11 +158,17 @@ func startEnv(ctx context.Context, cfg config, logf func(string, ...any)) (_ *en
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	logf("starting etcd, kube-apiserver, kube-controller-manager and Kyverno (registry %s)", e.reg.Host())
+	var kyvernoArgs []string
+	if cfg.KyvernoProfilePort != 0 {
+		kyvernoArgs = []string{"-profile=true", "-profileAddress=127.0.0.1", "-profilePort=" + strconv.Itoa(cfg.KyvernoProfilePort)}
+		logf("Kyverno serves pprof on http://127.0.0.1:%d/debug/pprof/", cfg.KyvernoProfilePort)
+	}
 	e.stack, err = localstack.Start(startCtx, localstack.Options{
 		ExtraCRDDirs:      []string{crdDir},
 		ParentDir:         e.dir,
 		KeepDir:           cfg.Keep,
 		ControllerManager: true, // garbage collection of Signet's key rings and policies
+		KyvernoArgs:       kyvernoArgs,
 	})
 	if err != nil {
 		return nil, err

@@ -116,6 +116,9 @@ type config struct {
 	Out                 string `json:"-"`
 	Verbose             bool   `json:"-"`
 	Keep                bool   `json:"-"`
+	// KyvernoProfilePort, when set, makes Kyverno serve Go's pprof endpoints on
+	// 127.0.0.1:<port> (its -profile flag), to profile it while Pods are measured.
+	KyvernoProfilePort int `json:"kyvernoProfilePort,omitempty"`
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -133,6 +136,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	signetRunning := fs.Bool("signet-during-measure", false, "keep Signet's manager running while Pods are measured (default: it runs only while a Signet step loads)")
 	outDir := fs.String("out", "", "directory for the JSON results (default <repo>/bench/results)")
 	verbose := fs.Bool("v", false, "also print Signet's log on stderr (it always goes to a file)")
+	profilePort := fs.Int("kyverno-profile-port", 0, "serve Kyverno's pprof endpoints on 127.0.0.1:<port> (e.g. go tool pprof http://127.0.0.1:<port>/debug/pprof/profile?seconds=20 while a step measures); 0: off")
 	keep := fs.Bool("keep", false, "keep the stack's directory (Kyverno's and the apiserver's logs) after the run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./test/bench/admission [-n 1,30,100,300] [-requests 20] [-variants %s] [-quick] [flags]\n\n", variantIDs(allVariants))
@@ -154,6 +158,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	c := config{
 		Mode: "full", Requests: *requests, Warmup: *warmup, MaxLoad: *maxLoad, LoadWait: *loadWait,
 		StepTimeout: *stepTimeout, Restart: *restart, SignetDuringMeasure: *signetRunning, Out: *outDir, Verbose: *verbose, Keep: *keep,
+		KyvernoProfilePort: *profilePort,
 	}
 	nList := *ns
 	if set["n"] || set["requests"] || set["variants"] {
@@ -187,6 +192,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-max-load must not be negative")
 	case c.StepTimeout < time.Minute:
 		return config{}, fmt.Errorf("-step-timeout must be at least 1m")
+	case c.KyvernoProfilePort < 0 || c.KyvernoProfilePort > 65535:
+		return config{}, fmt.Errorf("-kyverno-profile-port must be a TCP port, not %d", c.KyvernoProfilePort)
 	}
 	return c, nil
 }

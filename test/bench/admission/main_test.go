@@ -66,6 +66,14 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 
+	// Kyverno's profiling endpoint is opt-in
+	if c.KyvernoProfilePort != 0 {
+		t.Errorf("profiling on by default: %+v", c)
+	}
+	if c, err := parseFlags([]string{"-kyverno-profile-port", "6060"}, io.Discard); err != nil || c.KyvernoProfilePort != 6060 {
+		t.Errorf("-kyverno-profile-port 6060: %+v, %v", c, err)
+	}
+
 	// the usage lists every variant
 	var usage bytes.Buffer
 	if _, err := parseFlags([]string{"-h"}, &usage); err == nil {
@@ -81,6 +89,7 @@ func TestParseFlags(t *testing.T) {
 		{"-n", "0"}, {"-n", "1,x"}, {"-n", ","}, {"-n", "1001"},
 		{"-requests", "0"}, {"-warmup", "-1"}, {"-variants", "ivp"}, {"-variants", ""}, {"-variants", "shared"},
 		{"-max-load", "-1"}, {"-step-timeout", "10s"}, {"extra"}, {"-nope"},
+		{"-kyverno-profile-port", "-1"}, {"-kyverno-profile-port", "70000"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
