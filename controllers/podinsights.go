@@ -94,8 +94,7 @@ func (n *namespacePods) imagesOf(name string) ([]string, bool) {
 // coverageOf is status.coverage of a registry with patterns over the aggregated Pods of
 // the namespaces it guards (pure): the same summary observeCoverage makes from the Pods,
 // in work proportional to the distinct image sets rather than to the Pods.
-func coverageOf(patterns []string, namespaces []*namespacePods) *trustv1alpha1.CoverageSummary {
-	matcher := render.NewMatcher(patterns)
+func coverageOf(matcher *render.Matcher, namespaces []*namespacePods) *trustv1alpha1.CoverageSummary {
 	matches := map[string]bool{}
 	match := func(image string) bool {
 		m, ok := matches[image]
@@ -193,6 +192,9 @@ type podInsights struct {
 
 	mu sync.Mutex
 	ns map[string]*namespacePods
+	// matchers by spec.images (a Matcher compiles its patterns on first use; every batch
+	// matches the patterns of every registry guarding the namespace)
+	matchers map[string]*render.Matcher
 	// first and last are the times of the first and the last change of a namespace not
 	// aggregated yet; reports marks namespaces whose report results changed.
 	first, last map[string]time.Time
@@ -204,8 +206,27 @@ func newPodInsights(c client.Client) *podInsights {
 		client: c, now: time.Now,
 		mayWrite: func(string) (bool, time.Duration) { return true, 0 }, wrote: func(string) {},
 		registry: make(chan event.GenericEvent, 1024), nsEvents: make(chan event.GenericEvent, 1024),
-		ns: map[string]*namespacePods{}, first: map[string]time.Time{}, last: map[string]time.Time{}, reports: map[string]bool{},
+		ns: map[string]*namespacePods{}, matchers: map[string]*render.Matcher{}, first: map[string]time.Time{}, last: map[string]time.Time{}, reports: map[string]bool{},
 	}
+}
+
+// maxMatchers bounds the cached matchers (one per distinct spec.images).
+const maxMatchers = 4096
+
+// matcher returns the (cached) Matcher of patterns.
+func (p *podInsights) matcher(patterns []string) *render.Matcher {
+	key := strings.Join(patterns, "\n")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.matchers[key]
+	if m == nil {
+		if len(p.matchers) >= maxMatchers {
+			clear(p.matchers)
+		}
+		m = render.NewMatcher(patterns)
+		p.matchers[key] = m
+	}
+	return m
 }
 
 // changed records a change in a namespace (a Pod's images, or with reports its report
@@ -343,7 +364,7 @@ func (p *podInsights) flush(ctx context.Context, namespace string, reports bool)
 		if err != nil {
 			return 0, err
 		}
-		coverage := coverageOf(registryPatterns(tr), orderedAggregates(aggs, guarded))
+		coverage := coverageOf(p.matcher(registryPatterns(tr)), orderedAggregates(aggs, guarded))
 		if equality.Semantic.DeepEqual(tr.Status.Coverage, coverage) {
 			continue
 		}
@@ -433,6 +454,14 @@ func (r *TrustedRegistryReconciler) podAggregates(ctx context.Context, guarded [
 	return r.insights.namespaces(ctx, guarded)
 }
 
+// registryMatcher returns the Matcher of a registry's patterns (cached when shared).
+func (r *TrustedRegistryReconciler) registryMatcher(registry *trustv1alpha1.TrustedRegistry) *render.Matcher {
+	if r.insights == nil {
+		return render.NewMatcher(registryPatterns(registry))
+	}
+	return r.insights.matcher(registryPatterns(registry))
+}
+
 // orderedAggregates lists the aggregates of names in order.
 func orderedAggregates(aggs map[string]*namespacePods, names []string) []*namespacePods {
 	out := make([]*namespacePods, 0, len(names))
@@ -463,8 +492,8 @@ var beyondInsights = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool 
 	if !ok1 || !ok2 {
 		return true
 	}
-	a := after.DeepCopy()
+	a := *after // (a shallow copy: only top-level fields are replaced)
 	a.Status.Coverage, a.Status.Reports = before.Status.Coverage, before.Status.Reports
 	a.ResourceVersion, a.ManagedFields = before.ResourceVersion, before.ManagedFields
-	return !equality.Semantic.DeepEqual(before, a)
+	return !equality.Semantic.DeepEqual(before, &a)
 }}

@@ -116,7 +116,7 @@ func TestCoverageOfAggregates(t *testing.T) {
 				all = append(all, tc.pods[ns]...)
 				aggs = append(aggs, aggregatePods(tc.pods[ns]))
 			}
-			got := coverageOf(tc.patterns, aggs)
+			got := coverageOf(render.NewMatcher(tc.patterns), aggs)
 			if want := coverageByPod(tc.patterns, all); !equality.Semantic.DeepEqual(got, want) {
 				t.Errorf("from aggregates %+v\nPod by Pod      %+v", got, want)
 			}
@@ -129,7 +129,7 @@ func TestCoverageOfAggregates(t *testing.T) {
 		})
 	}
 	// A namespace never aggregated (nil) counts nothing.
-	if got := coverageOf([]string{"x/*"}, []*namespacePods{nil}); got.Pods != 0 {
+	if got := coverageOf(render.NewMatcher([]string{"x/*"}), []*namespacePods{nil}); got.Pods != 0 {
 		t.Errorf("nil aggregate: %+v", got)
 	}
 }

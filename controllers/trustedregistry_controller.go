@@ -419,7 +419,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			return nil, err
 		}
 		lookup = namespacesLookup(aggs)
-		obs.coverage = coverageOf(registryPatterns(registry), orderedAggregates(aggs, guarded))
+		obs.coverage = coverageOf(r.registryMatcher(registry), orderedAggregates(aggs, guarded))
 		if r.Preview != nil {
 			pods, err := r.guardedPods(ctx, guarded)
 			if err != nil {
