@@ -449,7 +449,7 @@ func (p *podInsights) reportChanged(ctx context.Context, namespace string) {
 func (r *TrustedRegistryReconciler) podAggregates(ctx context.Context, guarded []string) (map[string]*namespacePods, error) {
 	if r.insights == nil {
 		// (a reconciler set up without a manager: aggregate here, nothing is shared)
-		return newPodInsights(r.Client).namespaces(ctx, guarded)
+		return (&podInsights{client: r.Client, ns: map[string]*namespacePods{}}).namespaces(ctx, guarded)
 	}
 	return r.insights.namespaces(ctx, guarded)
 }
