@@ -12,7 +12,8 @@ import (
 )
 
 // Delays for the triggers that only feed informational status (coverage, blocked counts).
-// A burst of Pod or event changes then costs one reconcile per TrustedRegistry per window,
+// A burst of Namespace or event changes then costs one reconcile per TrustedRegistry per
+// window (Pods go through the per-namespace batches of podinsights.go),
 // instead of one per change for every registry guarding the namespace: the work queue keeps
 // a single pending entry per registry.
 const (

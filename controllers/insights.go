@@ -263,7 +263,8 @@ func (r *TrustedRegistryReconciler) guardedNamespaces(ctx context.Context, regis
 }
 
 // guardedPods lists the Pods (as cached: images only) in the namespaces a TrustedRegistry
-// guards (guardedNamespaces). Coverage and rotation preview both read this one list.
+// guards (guardedNamespaces), for the rotation preview (coverage reads the per-namespace
+// aggregates of podinsights.go).
 func (r *TrustedRegistryReconciler) guardedPods(ctx context.Context, namespaces []string) ([]*corev1.Pod, error) {
 	var out []*corev1.Pod
 	for _, ns := range namespaces {
@@ -285,25 +286,6 @@ func registryPatterns(registry *trustv1alpha1.TrustedRegistry) []string {
 		patterns = append(patterns, string(p))
 	}
 	return patterns
-}
-
-// observeCoverage finds running Pods in the guarded namespaces with images that no pattern
-// of the TrustedRegistry matches.
-func observeCoverage(registry *trustv1alpha1.TrustedRegistry, pods []*corev1.Pod) *trustv1alpha1.CoverageSummary {
-	matcher := render.NewMatcher(registryPatterns(registry))
-	uses := map[string]*runningImage{}
-	sum := &trustv1alpha1.CoverageSummary{}
-	for _, p := range pods {
-		sum.Pods++
-		if countImages(uses, p, func(image string) bool { return !matcher.Match(image) }) {
-			sum.UncoveredPods++
-		}
-	}
-	for image, u := range uses {
-		sum.Uncovered = append(sum.Uncovered, trustv1alpha1.UncoveredImage{Image: image, Pods: u.pods, Example: u.example})
-	}
-	sum.Uncovered = mostUsedFirst(sum.Uncovered, func(u trustv1alpha1.UncoveredImage) (int32, string) { return u.Pods, u.Image })
-	return sum
 }
 
 // countImages counts, in uses, each image of pod that keep selects (once per Pod), with the
@@ -346,24 +328,33 @@ func mostUsedFirst[T any](images []T, use func(T) (pods int32, image string)) []
 	return images
 }
 
-// registriesForPod maps a Pod (or a Namespace) to the TrustedRegistries that guard its
-// namespace.
+// registriesForNamespace maps a Namespace (or a report in it) to the TrustedRegistries that
+// guard it.
 func (r *TrustedRegistryReconciler) registriesForNamespace(ctx context.Context, namespace string) []reconcile.Request {
-	list := &trustv1alpha1.TrustedRegistryList{}
-	if err := r.Client.List(ctx, list); err != nil {
-		log.FromContext(ctx).Error(err, "listing TrustedRegistries for a Pod")
+	list, err := r.guardingRegistries(ctx, namespace)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "listing TrustedRegistries for a namespace")
 		return nil
 	}
+	reqs := make([]reconcile.Request, 0, len(list))
+	for _, tr := range list {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+	}
+	return reqs
+}
+
+// guardingRegistries lists the TrustedRegistries that guard a namespace, as cached: the
+// caller must not modify them (no copy of every registry per Pod batch).
+func (r *TrustedRegistryReconciler) guardingRegistries(ctx context.Context, namespace string) ([]*trustv1alpha1.TrustedRegistry, error) {
+	list := &trustv1alpha1.TrustedRegistryList{}
+	if err := r.Client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing TrustedRegistries: %w", err)
+	}
 	var nsLabels labels.Set
-	var reqs []reconcile.Request
+	var out []*trustv1alpha1.TrustedRegistry
 	for i := range list.Items {
 		tr := &list.Items[i]
-		guarded := false
-		for _, n := range tr.Spec.Namespaces.Names {
-			if n == namespace {
-				guarded = true
-			}
-		}
+		guarded := slices.Contains(tr.Spec.Namespaces.Names, namespace)
 		if !guarded && tr.Spec.Namespaces.Selector != nil {
 			if nsLabels == nil {
 				ns := &metav1.PartialObjectMetadata{}
@@ -378,14 +369,10 @@ func (r *TrustedRegistryReconciler) registriesForNamespace(ctx context.Context, 
 			}
 		}
 		if guarded {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: tr.Name}})
+			out = append(out, tr)
 		}
 	}
-	return reqs
-}
-
-func (r *TrustedRegistryReconciler) registriesForPod(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.registriesForNamespace(ctx, o.GetNamespace())
+	return out, nil
 }
 
 func (r *TrustedRegistryReconciler) registriesForNamespaceObject(ctx context.Context, o client.Object) []reconcile.Request {

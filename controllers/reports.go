@@ -10,7 +10,6 @@ import (
 
 	policyreportv1alpha2 "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -195,7 +194,10 @@ func (r *TrustedRegistryReconciler) registriesInReport(ctx context.Context, o cl
 		}
 	}
 	var reqs []reconcile.Request
-	if byNamespace && o.GetNamespace() != "" {
+	if byNamespace && o.GetNamespace() != "" && r.insights != nil {
+		// every registry guarding the namespace: batched per namespace (podinsights.go)
+		r.insights.reportChanged(ctx, o.GetNamespace())
+	} else if byNamespace && o.GetNamespace() != "" {
 		for _, req := range r.registriesForNamespace(ctx, o.GetNamespace()) {
 			if !names[req.Name] {
 				reqs = append(reqs, req)
@@ -215,14 +217,7 @@ func registriesNamedIn(msg string) []string { return reports.RegistriesNamedIn(m
 // registry: a ClusterPolicy rule of its own, a message that names it, or — for results
 // that name no registry (passes, errors) — a Pod in a namespace it guards that runs an
 // image of its patterns (any Pod there when Pods are not watched).
-func sharedResultMatcher(registry *trustv1alpha1.TrustedRegistry, policies map[string]bool, guarded map[string]bool, pods []*corev1.Pod) reports.ResultMatcher {
-	var podImagesByName map[string][]string
-	if pods != nil {
-		podImagesByName = make(map[string][]string, len(pods))
-		for _, p := range pods {
-			podImagesByName[p.Namespace+"/"+p.Name] = podImages(p)
-		}
-	}
+func sharedResultMatcher(registry *trustv1alpha1.TrustedRegistry, policies map[string]bool, guarded map[string]bool, pods podLookup) reports.ResultMatcher {
 	matcher := render.NewMatcher(registryPatterns(registry))
 	return func(res *reports.Result) bool {
 		if !policies[res.Policy] {
@@ -237,8 +232,11 @@ func sharedResultMatcher(registry *trustv1alpha1.TrustedRegistry, policies map[s
 		if !guarded[res.Namespace] {
 			return false
 		}
-		imgs, known := podImagesByName[res.Namespace+"/"+res.Name]
-		if podImagesByName == nil || !known {
+		if pods == nil {
+			return true
+		}
+		imgs, known := pods(res.Namespace, res.Name)
+		if !known {
 			return true
 		}
 		for _, img := range imgs {

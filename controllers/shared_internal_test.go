@@ -43,7 +43,7 @@ func TestSharedResultMatcher(t *testing.T) {
 		return p
 	}
 	pods := []*corev1.Pod{pod("prod", "mine", "ghcr.io/team-a/app:v1"), pod("prod", "theirs", "ghcr.io/team-b/app:v1")}
-	match := sharedResultMatcher(tr, map[string]bool{"signet.ivp.enforce": true, "signet.cpol.all": true}, map[string]bool{"prod": true}, pods)
+	match := sharedResultMatcher(tr, map[string]bool{"signet.ivp.enforce": true, "signet.cpol.all": true}, map[string]bool{"prod": true}, podsLookup(pods))
 	for _, c := range []struct {
 		res  reports.Result
 		want bool

@@ -73,6 +73,7 @@ type TrustedRegistryReconciler struct {
 
 	controller controller.Controller
 	reports    *reportWatcher
+	insights   *podInsights // the podinsights controller (podinsights.go; nil: Pod insights off)
 	writer     policyWriter
 	watches    *policyWatches
 	placements placementCache
@@ -410,14 +411,21 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			return nil, err
 		}
 	}
+	var lookup podLookup
 	if r.PodInsights {
-		pods, err := r.guardedPods(ctx, guarded)
+		// coverage from the per-namespace aggregates the registries share (podinsights.go)
+		aggs, err := r.podAggregates(ctx, guarded)
 		if err != nil {
 			return nil, err
 		}
-		obs.pods = pods
-		obs.coverage = observeCoverage(registry, pods)
+		lookup = namespacesLookup(aggs)
+		obs.coverage = coverageOf(r.registryMatcher(registry), orderedAggregates(aggs, guarded))
 		if r.Preview != nil {
+			pods, err := r.guardedPods(ctx, guarded)
+			if err != nil {
+				return nil, err
+			}
+			obs.pods = pods
 			// the preview is of the ring this reconcile decides on (nextRing is pure)
 			ring, _ := nextRing(obs)
 			obs.previewOn = true
@@ -443,7 +451,7 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 			policies = append(policies, n)
 		}
 		sort.Strings(policies[1:])
-		shared := sharedResultMatcher(registry, sharedNames, gset, obs.pods)
+		shared := sharedResultMatcher(registry, sharedNames, gset, lookup)
 		own := policies[0]
 		match = func(res *reports.Result) bool { return res.Policy == own || shared(res) }
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -179,7 +180,17 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 			newPod, ok2 := e.ObjectNew.(*corev1.Pod)
 			return !ok1 || !ok2 || !slices.Equal(podImages(oldPod), podImages(newPod))
 		}
-		b = b.Watches(&corev1.Pod{}, coalescing{mapFn: r.registriesForPod, delay: podTriggerDelay, filter: imagesChanged}).
+		// Pods go to the podinsights controller, which aggregates each namespace once for
+		// every registry guarding it and hands on the registries whose coverage changed.
+		r.insights = newPodInsights(r.Client)
+		r.insights.guarding, r.insights.guarded = r.guardingRegistries, r.guardedNamespaces
+		r.insights.mayWrite = func(name string) (bool, time.Duration) { return r.reports.coalesce(name, time.Now()) }
+		r.insights.wrote = func(name string) { r.reports.wrote(name, time.Now()) }
+		r.insights.preview = r.Preview != nil
+		if err := r.insights.setupWithManager(mgr, imagesChanged); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Channel(r.insights.registry, &handler.EnqueueRequestForObject{})).
 			WatchesMetadata(&corev1.Namespace{}, coalescing{mapFn: r.registriesForNamespaceObject, delay: podTriggerDelay})
 	}
 	if r.Preview != nil {

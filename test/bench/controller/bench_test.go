@@ -30,6 +30,8 @@ func tinySettings() settings {
 		P4SecretBytes:   32 << 10,
 		P4Reports:       20,
 		P4Steps:         1,
+		I1Registries:    []int{0, 1, 3},
+		I1Pods:          20,
 		Quiet:           400 * time.Millisecond,
 		Timeout:         40 * time.Second,
 	}
@@ -71,6 +73,9 @@ func TestTinyRun(t *testing.T) {
 		if len(s.Samples) < 2 || s.Samples[0].HeapBytes == 0 || s.Samples[0].RSSBytes == 0 {
 			t.Errorf("P4 %s = %+v", s.Name, s.Samples)
 		}
+	}
+	if len(res.I1) != 3 || res.I1[2].Registries != 3 || res.I1[2].CPUSeconds <= 0 || res.I1[2].StatusWrites == 0 || res.I1[2].RatioToSingle <= 0 {
+		t.Errorf("I1 = %+v", res.I1)
 	}
 	if len(res.Targets) == 0 || !strings.Contains(table.String(), "| P3 rotation") {
 		t.Errorf("targets %+v, table:\n%s", res.Targets, table.String())

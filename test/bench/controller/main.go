@@ -8,6 +8,8 @@
 //   - P2: convergence of 100 and 1,000 TrustedRegistries created at once, against C0;
 //   - P3: key rotation latency, a Secret used by 1 and by 1,000 registries, against C0;
 //   - P4: the manager's heap and RSS with 10k unrelated Secrets and 10k PolicyReports;
+//   - I1: Pod insights: the operator's CPU and writes for a burst of 1,000 Pod CREATEs in a
+//     namespace guarded by 0, 1 and 300 TrustedRegistries (insights.go);
 //   - requests per reconcile.
 //
 // Results are written as JSON to bench/results/<date>.json.
@@ -15,6 +17,7 @@
 //	go run ./test/bench/controller            # full run, ~10 minutes
 //	go run ./test/bench/controller -quick     # smoke run: 100 registries, short windows
 //	go run ./test/bench/controller -profile   # also CPU and heap profiles next to the JSON
+//	go run ./test/bench/controller -only insights  # I1 alone (about 2 minutes)
 package main
 
 import (
@@ -55,6 +58,11 @@ type settings struct {
 	P4SecretBytes int
 	P4Reports     int
 	P4Steps       int
+	// I1: the registries guarding the namespace of each Pod burst, and the Pods per burst;
+	// OnlyInsights runs I1 alone (after the warm-up).
+	I1Registries []int
+	I1Pods       int
+	OnlyInsights bool
 	// Quiet is how long the reconciler must be idle before a measurement; Timeout bounds
 	// every wait.
 	Quiet   time.Duration
@@ -81,6 +89,8 @@ func fullSettings() settings {
 		P4SecretBytes:   32 << 10,
 		P4Reports:       10000,
 		P4Steps:         4,
+		I1Registries:    []int{0, 1, 300},
+		I1Pods:          1000,
 		Quiet:           1500 * time.Millisecond,
 		Timeout:         10 * time.Minute,
 	}
@@ -100,6 +110,8 @@ func quickSettings() settings {
 		P4SecretBytes:   32 << 10,
 		P4Reports:       2000,
 		P4Steps:         2,
+		I1Registries:    []int{0, 1, 300},
+		I1Pods:          1000,
 		Quiet:           time.Second,
 		Timeout:         5 * time.Minute,
 	}
@@ -111,6 +123,7 @@ func main() {
 	out := flag.String("out", "", "directory for the JSON results (default: <repo>/bench/results)")
 	profile := flag.Bool("profile", false, "write CPU profiles of P2 and P3 and a heap profile after P4 next to the JSON")
 	verbose := flag.Bool("v", false, "log the manager's info messages")
+	only := flag.String("only", "", `"insights": run only the Pod insights scenario I1 (with -quick's windows)`)
 	flag.Parse()
 
 	runtime.GOMAXPROCS(*procs)
@@ -123,6 +136,14 @@ func main() {
 	s := fullSettings()
 	if *quick {
 		s = quickSettings()
+	}
+	switch *only {
+	case "":
+	case "insights":
+		s = quickSettings()
+		s.Mode, s.OnlyInsights = "insights", true
+	default:
+		fatal(fmt.Errorf("-only %q: only \"insights\" is known", *only))
 	}
 	dir, err := kit.ResultsDir(*out)
 	if err != nil {
@@ -200,7 +221,11 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 	if err != nil {
 		return res, err
 	}
-	for _, n := range s.C0Sizes {
+	c0Sizes, c0Sequential := s.C0Sizes, s.C0Sequential
+	if s.OnlyInsights {
+		c0Sizes, c0Sequential = nil, 0
+	}
+	for _, n := range c0Sizes {
 		for _, lim := range []struct {
 			qps   float32
 			burst int
@@ -213,12 +238,14 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 			res.C0 = append(res.C0, c)
 		}
 	}
-	logf("C0: %d policies one at a time", s.C0Sequential)
-	c, err := runC0(ctx, cp, tmpl, s.C0Sequential, 1, mainQPS, mainBurst, true, w)
-	if err != nil {
-		return res, err
+	if c0Sequential > 0 {
+		logf("C0: %d policies one at a time", c0Sequential)
+		c, err := runC0(ctx, cp, tmpl, c0Sequential, 1, mainQPS, mainBurst, true, w)
+		if err != nil {
+			return res, err
+		}
+		res.C0 = append(res.C0, c)
 	}
-	res.C0 = append(res.C0, c)
 
 	// P2, with the first manager.
 	logf("starting the manager (GOMAXPROCS=%d)", runtime.GOMAXPROCS(0))
@@ -248,6 +275,9 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		return res, err
 	}
 	res.Warmup = &warm
+	if s.OnlyInsights {
+		return res, runInsights(ctx, cp, m, s, res, profiles, logf, w)
+	}
 	total := 1
 	res.P4.Registries.Name = "registries"
 	res.P4.Registries.Samples = append(res.P4.Registries.Samples, measureMemory(total))
@@ -295,6 +325,9 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		res.P3 = append(res.P3, p3)
 		break
 	}
+	if err := runInsights(ctx, cp, m, s, res, profiles, logf, w); err != nil {
+		return res, err
+	}
 	stop()
 
 	// P1: a restarted manager with a short SyncPeriod.
@@ -337,4 +370,17 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 	heapProfile(profiles, "p4-after-reports")
 	logf("done")
 	return res, nil
+}
+
+// runInsights runs I1 once per registry count.
+func runInsights(ctx context.Context, cp *controlPlane, m *runningManager, s settings, res *results, profiles string, logf func(string, ...any), w waits) error {
+	for _, n := range s.I1Registries {
+		logf("I1: %d TrustedRegistries guarding one namespace, then %d Pod CREATEs there", n, s.I1Pods)
+		x, err := runI1(ctx, cp, m, n, s.I1Pods, w, func() func() { return cpuProfile(profiles, fmt.Sprintf("i1-%d", n)) })
+		if err != nil {
+			return err
+		}
+		res.I1 = append(res.I1, x)
+	}
+	return nil
 }

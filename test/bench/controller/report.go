@@ -28,6 +28,7 @@ type results struct {
 	P3                []p3Result    `json:"p3"`
 	P1                *p1Result     `json:"p1,omitempty"`
 	P4                p4Result      `json:"p4"`
+	I1                []i1Result    `json:"i1,omitempty"`
 	Targets           []targetCheck `json:"targets"`
 	Profiles          string        `json:"profilesDir,omitempty"`
 }
@@ -122,6 +123,7 @@ func (r *results) evaluate() {
 		}
 		add(fmt.Sprintf("P3 rotation, %d registries", p.Registries), "≥ 0.70× C0", fmt.Sprintf("%.2f× (%s)", p.Ratio, p.RatioOf), p.Ratio >= 0.7)
 	}
+	r.evaluateInsights(add)
 	for _, s := range []*memSeries{&r.P4.Secrets, &r.P4.Reports} {
 		if len(s.Samples) < 2 {
 			continue
@@ -228,6 +230,7 @@ func (r *results) printTable(w io.Writer) {
 		p("| P4 memory, + %s | **heap %+.2f MiB** (%.0f B/object by slope), RSS %+.2f MiB | – | %s ≤ %s |\n",
 			s.Name, float64(s.HeapDelta)/(1<<20), s.HeapPerObject, float64(s.RSSDelta)/(1<<20), mark(ok), mib(float64(s.TargetMaxBytes)))
 	}
+	r.printInsights(p)
 	p("\nRequests per reconcile (all HTTP requests of the manager / controller_runtime_reconcile_total):")
 	for _, x := range r.P2 {
 		p(" P2-%d %.2f;", x.Registries, x.Phase.RequestsPerReconcile)
