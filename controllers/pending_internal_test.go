@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +66,41 @@ func TestDeferPendingStatus(t *testing.T) {
 	} {
 		if got := deferPendingStatus(tc.obs, tc.p, tc.outcome); got != tc.want {
 			t.Errorf("%s: defer %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+func TestRegistriesForPolicyUpdate(t *testing.T) {
+	shared := func(registries string, status map[string]any) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetLabels(map[string]string{render.LabelManagedBy: managedByValue, render.LabelShard: "enforce"})
+		u.SetAnnotations(map[string]string{render.AnnotationRegistries: registries})
+		if status != nil {
+			u.Object["status"] = status
+		}
+		return u
+	}
+	names := func(old, new *unstructured.Unstructured) string {
+		var out []string
+		for _, r := range registriesForPolicyUpdate(context.Background(), old, new) {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	ab := `{"a":"h1 registries[0]","b":"h2 registries[1]"}`
+	for name, tc := range map[string]struct {
+		old, new *unstructured.Unstructured
+		want     string
+	}{
+		"one registry's input changed":  {shared(ab, nil), shared(`{"a":"h1 registries[0]","b":"h3 registries[1]"}`, nil), "b"},
+		"a registry added":              {shared(ab, nil), shared(`{"a":"h1 registries[0]","b":"h2 registries[1]","c":"h4 registries[2]"}`, nil), "c"},
+		"a registry removed":            {shared(ab, nil), shared(`{"a":"h1 registries[0]"}`, nil), "b"},
+		"a branch moved":                {shared(ab, nil), shared(`{"a":"h1 registries[1]","b":"h2 registries[1]"}`, nil), "a"},
+		"nothing of theirs changed":     {shared(ab, nil), shared(ab, nil), ""},
+		"Kyverno's status changed: all": {shared(ab, nil), shared(ab, map[string]any{"ready": true}), "a,b"},
+	} {
+		if got := names(tc.old, tc.new); got != tc.want {
+			t.Errorf("%s: %q, want %q", name, got, tc.want)
 		}
 	}
 }
