@@ -77,6 +77,7 @@ type TrustedRegistryReconciler struct {
 	writer     policyWriter
 	watches    *policyWatches
 	placements placementCache
+	pending    pendingWaits
 	// shared is the shared-policy controller: observe reads its state (the last pass's
 	// error, its rendered inputs and render checks).
 	shared *SharedPolicyReconciler
@@ -177,6 +178,7 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		if apierrors.IsNotFound(err) && r.reports != nil {
 			r.reports.forget(req.Name)
 		}
+		r.pending.done(req.Name)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !registry.DeletionTimestamp.IsZero() {
@@ -242,6 +244,15 @@ func (r *TrustedRegistryReconciler) finish(ctx context.Context, obs *observed, p
 	registry := obs.registry
 	requeue := minPositive(plan.requeueAfter, obs.blockedRequeue)
 	changed := !equality.Semantic.DeepEqual(registry.Status, status)
+	if plan.input == nil || plan.inForce(obs) {
+		r.pending.done(registry.Name)
+	} else if changed && deferPendingStatus(obs, plan, outcome) {
+		// The shared pass usually places the branch within pendingGrace: write the status
+		// (and its Events) once, then (pending.go).
+		if ok, wait := r.pending.hold(registry.Name, plan.inputHash, time.Now()); ok {
+			return ctrl.Result{RequeueAfter: minPositive(requeue, wait)}, nil
+		}
+	}
 	if changed && r.reports != nil && onlyReportsChanged(registry.Status, status) {
 		// Report results churn with every Pod; coalesce such writes per registry.
 		if ok, wait := r.reports.coalesce(registry.Name, time.Now()); !ok {

@@ -207,7 +207,7 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	r.controller = c
 	r.reports = newReportWatcher(mgr, c.Watch, r.registriesInReport)
 	r.watches.add(func(gvk schema.GroupVersionKind) error {
-		return c.Watch(source.Kind[client.Object](mgr.GetCache(), newPolicyObject(gvk), handler.EnqueueRequestsFromMapFunc(registriesForPolicy)))
+		return c.Watch(source.Kind[client.Object](mgr.GetCache(), newPolicyObject(gvk), policyFanout{}))
 	})
 	kinds := &kyvernoKindsReconciler{discovery: r.Discovery, policies: r.watches, reports: r.reports}
 	return kinds.setupWithManager(mgr)

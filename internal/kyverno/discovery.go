@@ -63,10 +63,17 @@ type Discovery struct {
 	// a new CRD's kind in discovery a little after the CRD event that invalidated the
 	// cache; an answer cached in between would hide the kind until MaxAge passes.
 	settleUntil time.Time
+	// settledFetch is when the last answer was fetched (wall clock), for settleMaxAge.
+	settledFetch time.Time
 }
 
-// settle is how long after Invalidate every Served call asks the apiserver again.
+// settle is how long after Invalidate answers are kept only for settleMaxAge.
 const settle = 30 * time.Second
+
+// settleMaxAge is how long an answer is kept while a CRD change settles: short enough that
+// a kind published late shows within a second, long enough that a burst of reconciles
+// costs one discovery per second rather than one per reconcile (docs/performance.md).
+const settleMaxAge = time.Second
 
 // DefaultMaxAge bounds how stale the cached answer can be when no CRD event arrives.
 const DefaultMaxAge = 5 * time.Minute
@@ -87,6 +94,7 @@ func (d *Discovery) Invalidate() {
 	d.mu.Lock()
 	d.valid = false
 	d.settleUntil = time.Now().Add(settle)
+	d.settledFetch = time.Time{} // the next call asks the apiserver
 	d.mu.Unlock()
 }
 
@@ -95,6 +103,9 @@ func (d *Discovery) Served() (Served, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.valid && d.clock.Since(d.fetched) < d.maxAge {
+		return d.served, nil
+	}
+	if d.served != nil && time.Now().Before(d.settleUntil) && time.Since(d.settledFetch) < settleMaxAge {
 		return d.served, nil
 	}
 	served := Served{}
@@ -127,5 +138,6 @@ func (d *Discovery) Served() (Served, error) {
 		return nil, errors.Join(errs...)
 	}
 	d.served, d.fetched, d.valid = served, d.clock.Now(), time.Now().After(d.settleUntil)
+	d.settledFetch = time.Now()
 	return served, nil
 }
