@@ -17,8 +17,9 @@ import (
 
 // writeTally sorts the write requests made since a mark into those of the named
 // registries: status writes, key-ring ConfigMap writes, finalizer patches, and Events (the
-// path of an Event names no object: every Event write counts; the registries of other
-// tests are converged and write nothing).
+// path of an Event names no object: every Event write counts, so an Event of another
+// registry that this manager reconciles on its start can land in the window; the checks
+// allow for a few).
 type writeTally struct {
 	status, rings, finalizers, events, other int
 	all                                      []string
@@ -102,7 +103,7 @@ func TestConvergenceWrites(t *testing.T) {
 	w := tallyWrites(writes, "cw-")
 	t.Logf("convergence of %d registries: %d status, %d key rings, %d finalizers, %d events", n, w.status, w.rings, w.finalizers, w.events)
 	// (a slow shared pass, past the grace, may make a few registries report pending first)
-	if w.status > n+n/10 || w.rings > n || w.finalizers > n || w.events > n {
+	if w.status > n+n/10 || w.rings > n || w.finalizers > n || w.events > n+n/10 {
 		t.Errorf("convergence of %d registries wrote %d statuses, %d key rings, %d finalizers, %d events; want about one of each per registry: %v",
 			n, w.status, w.rings, w.finalizers, w.events, w.all)
 	}
@@ -122,7 +123,7 @@ func TestConvergenceWrites(t *testing.T) {
 	_, writes = m.writes.since(mark)
 	w = tallyWrites(writes, "cw-")
 	t.Logf("rotation of a key shared by %d registries: %d status, %d key rings, %d events", n, w.status, w.rings, w.events)
-	if w.status > n+n/10 || w.rings > n || w.finalizers != 0 || w.events > n {
+	if w.status > n+n/10 || w.rings > n || w.finalizers != 0 || w.events > n+n/10 {
 		t.Errorf("rotation of a key shared by %d registries wrote %d statuses, %d key rings, %d events; want about one of each per registry: %v",
 			n, w.status, w.rings, w.events, w.all)
 	}
