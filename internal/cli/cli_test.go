@@ -195,13 +195,7 @@ func TestRenderSeedEqualsRendererOutput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := yaml.Marshal(policy.Object)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.out != string(want) {
-			t.Fatalf("%s: CLI output differs from the renderer's\n--- cli\n%s\n--- renderer\n%s", engine, r.out, want)
-		}
+		wantRendererOutput(t, engine, r.out, policy.Object)
 		// rehash reproduces the renderer's hash
 		cp := runtime.DeepCopyJSON(policy.Object)
 		if err := rehash(cp); err != nil {
@@ -622,12 +616,18 @@ spec:
 		if err := withoutOwnerUID(policy.Object); err != nil {
 			t.Fatal(err)
 		}
-		want, err := yaml.Marshal(policy.Object)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.out != string(want) {
-			t.Fatalf("%s: CLI output differs from the renderer's\n--- cli\n%s\n--- renderer\n%s", engine, r.out, want)
-		}
+		wantRendererOutput(t, engine, r.out, policy.Object)
+	}
+}
+
+// wantRendererOutput fails unless the CLI printed exactly the renderer's policy as YAML.
+func wantRendererOutput(t *testing.T, engine v1alpha1.Engine, out string, policy map[string]any) {
+	t.Helper()
+	want, err := yaml.Marshal(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Fatalf("%s: CLI output differs from the renderer's\n--- cli\n%s\n--- renderer\n%s", engine, out, want)
 	}
 }
