@@ -186,6 +186,7 @@ type sigstoreSettings struct {
 	ignoreSCT  bool
 	tufMirror  string
 	tufRoot    string // JSON
+	digest     string // key(), computed once when resolved: attestor names use it per signer
 }
 
 func resolveSigstore(spec *v1alpha1.SigstoreTrust, tr *TrustRoots) (*sigstoreSettings, error) {
@@ -244,6 +245,7 @@ func resolveSigstore(spec *v1alpha1.SigstoreTrust, tr *TrustRoots) (*sigstoreSet
 	if s.ignoreSCT && !accepted[v1alpha1.RiskNoCertificateTimestamp] {
 		return nil, invalidf("sigstore.ignoreSCT needs NoCertificateTimestamp in sigstore.acceptRisks")
 	}
+	s.digest = s.computeKey()
 	return s, nil
 }
 
@@ -253,6 +255,10 @@ func (s *sigstoreSettings) key() string {
 	if s == nil {
 		return ""
 	}
+	return s.digest
+}
+
+func (s *sigstoreSettings) computeKey() string {
 	sum := sha256.Sum256([]byte(strings.Join([]string{s.roots, s.rekorURL, s.rekorKey, s.ctlogKey,
 		strconv.FormatBool(s.ignoreTlog), strconv.FormatBool(s.ignoreSCT), s.tufMirror, s.tufRoot}, "\x00")))
 	return hex.EncodeToString(sum[:])[:16]
