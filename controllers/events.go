@@ -32,8 +32,9 @@ type transitionEvent struct {
 	related runtime.Object
 }
 
-// transitionEvents is pure: the Events for transitions only (Ready flipping, a policy
-// written, a key starting to retire or retired) between the status before and after, given
+// transitionEvents is pure: the Events for transitions only (Ready flipping after a first
+// convergence or to a failure, a policy written, a key starting to retire or retired)
+// between the status before and after, given
 // the plan and what its execution did. Messages name keys by name and fingerprint, never by
 // material.
 func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan, outcome applyOutcome) []transitionEvent {
@@ -73,6 +74,12 @@ func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan
 	if readyChanged && newReady.Reason == trustv1alpha1.ReasonSharedPolicyPending {
 		readyChanged = false
 	}
+	// A registry's first convergence is told by its conditions (kubectl describe shows
+	// them), not by an Event: creating many registries costs one write less each
+	// (docs/performance.md). Failures are still Warning Events.
+	if readyChanged && newReady.Status == "True" && firstConvergence(before) {
+		readyChanged = false
+	}
 	if readyChanged {
 		eventType := corev1.EventTypeNormal
 		if newReady.Status != "True" {
@@ -107,6 +114,13 @@ func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan
 		}
 	}
 	return out
+}
+
+// firstConvergence tells whether a status is of a registry that has not converged yet: no
+// Ready condition, or only a pending one with nothing in force before it.
+func firstConvergence(st *trustv1alpha1.TrustedRegistryStatus) bool {
+	ready := meta.FindStatusCondition(st.Conditions, trustv1alpha1.ConditionReady)
+	return ready == nil || (ready.Reason == trustv1alpha1.ReasonSharedPolicyPending && st.Policy == nil)
 }
 
 // ReasonDriftReverted is the reason of the Event telling that a generated policy had been

@@ -23,6 +23,10 @@ func TestTransitionEvents(t *testing.T) {
 		st.Keys = keys
 		return st
 	}
+	withPolicy := func(st trustv1alpha1.TrustedRegistryStatus) trustv1alpha1.TrustedRegistryStatus {
+		st.Policy = &trustv1alpha1.PolicyReference{Kind: "ImageValidatingPolicy", Name: "signet.ivp.enforce"}
+		return st
+	}
 	active := trustv1alpha1.KeyStatus{Name: "k1", Fingerprint: "sha256:aa", State: trustv1alpha1.KeyActive}
 	retiring := trustv1alpha1.KeyStatus{Name: "k1", Fingerprint: "sha256:aa", State: trustv1alpha1.KeyRetiring, RetiresAt: &at}
 	for name, tc := range map[string]struct {
@@ -32,8 +36,18 @@ func TestTransitionEvents(t *testing.T) {
 		want          []string // "type reason action: note prefix"
 	}{
 		"nothing changed": {before: ready("True", "Ready"), after: ready("True", "Ready"), plan: plan{policy: policy}},
-		"became Ready with the write": {before: ready("Unknown", "Progressing"), after: ready("True", "Ready"), plan: plan{policy: policy},
+		// A registry's first convergence is told by its conditions, not by an Event.
+		"first convergence":                        {after: ready("True", "Ready"), plan: plan{policy: policy}, outcome: applyOutcome{applied: true}},
+		"first convergence, shared layout":         {after: ready("True", "Ready")},
+		"first convergence after a pending status": {before: ready("False", trustv1alpha1.ReasonSharedPolicyPending), after: ready("True", "Ready")},
+		"Ready again after a pending status": {before: withPolicy(ready("False", trustv1alpha1.ReasonSharedPolicyPending)), after: ready("True", "Ready"),
+			want: []string{"Normal Ready Reconcile: m"}},
+		"first reconcile fails": {after: ready("False", trustv1alpha1.ReasonInvalidSpec), want: []string{"Warning InvalidSpec Reconcile: m"}},
+		"first reconcile written, not ready": {after: ready("False", trustv1alpha1.ReasonPolicyNotReady), plan: plan{policy: policy},
+			outcome: applyOutcome{applied: true}, want: []string{"Normal PolicyApplied Apply: applied", "Warning PolicyNotReady Reconcile: m"}},
+		"Ready after a failure": {before: ready("False", trustv1alpha1.ReasonInvalidSpec), after: ready("True", "Ready"), plan: plan{policy: policy},
 			outcome: applyOutcome{applied: true}, want: []string{"Normal Ready Reconcile: m"}},
+		"Ready again": {before: ready("False", trustv1alpha1.ReasonPolicyNotReady), after: ready("True", "Ready"), want: []string{"Normal Ready Reconcile: m"}},
 		"written while Ready": {before: ready("True", "Ready"), after: ready("True", "Ready"), plan: plan{policy: policy},
 			outcome: applyOutcome{applied: true}, want: []string{"Normal PolicyApplied Apply: applied ImageValidatingPolicy signet-app"}},
 		"drift reverted": {before: ready("True", "Ready"), after: ready("True", "Ready"), plan: plan{policy: policy},
