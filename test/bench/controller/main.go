@@ -18,6 +18,7 @@
 //	go run ./test/bench/controller -quick     # smoke run: 100 registries, short windows
 //	go run ./test/bench/controller -profile   # also CPU and heap profiles next to the JSON
 //	go run ./test/bench/controller -only insights  # I1 alone (about 2 minutes)
+//	go run ./test/bench/controller -quick -only converge  # C0, P2, P3 alone (about 1 minute)
 package main
 
 import (
@@ -63,6 +64,8 @@ type settings struct {
 	I1Registries []int
 	I1Pods       int
 	OnlyInsights bool
+	// OnlyConverge stops after P3 (C0, P2, P3: the convergence figures alone).
+	OnlyConverge bool
 	// Quiet is how long the reconciler must be idle before a measurement; Timeout bounds
 	// every wait.
 	Quiet   time.Duration
@@ -123,7 +126,7 @@ func main() {
 	out := flag.String("out", "", "directory for the JSON results (default: <repo>/bench/results)")
 	profile := flag.Bool("profile", false, "write CPU profiles of P2 and P3 and a heap profile after P4 next to the JSON")
 	verbose := flag.Bool("v", false, "log the manager's info messages")
-	only := flag.String("only", "", `"insights": run only the Pod insights scenario I1 (with -quick's windows)`)
+	only := flag.String("only", "", `"insights": run only the Pod insights scenario I1 (with -quick's windows); "converge": only C0, P2 and P3 (with -quick, 100 registries; without, 1,000)`)
 	flag.Parse()
 
 	runtime.GOMAXPROCS(*procs)
@@ -142,8 +145,10 @@ func main() {
 	case "insights":
 		s = quickSettings()
 		s.Mode, s.OnlyInsights = "insights", true
+	case "converge":
+		s.Mode, s.OnlyConverge = s.Mode+"-converge", true
 	default:
-		fatal(fmt.Errorf("-only %q: only \"insights\" is known", *only))
+		fatal(fmt.Errorf("-only %q: only \"insights\" and \"converge\" are known", *only))
 	}
 	dir, err := kit.ResultsDir(*out)
 	if err != nil {
@@ -324,6 +329,9 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		}
 		res.P3 = append(res.P3, p3)
 		break
+	}
+	if s.OnlyConverge {
+		return res, nil
 	}
 	if err := runInsights(ctx, cp, m, s, res, profiles, logf, w); err != nil {
 		return res, err
