@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -113,11 +114,16 @@ func TestSharedLayout(t *testing.T) {
 			t.Errorf("%s: PolicyApplied message %q", n, c.Message)
 		}
 	}
-	if b := getRegistry(t, "sh-c").Status.Policy.Branch; !strings.Contains(b, "shared with 1 other registry") {
-		t.Errorf("sh-c branch %q: it shares sh-a's signer set", b)
+	set := func(name string) string {
+		b := getRegistry(t, name).Status.Policy.Branch
+		m := regexp.MustCompile(`signer set (\d+)\)$`).FindStringSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s: branch %q names no signer set", name, b)
+		}
+		return m[1]
 	}
-	if b := getRegistry(t, "sh-b").Status.Policy.Branch; !strings.Contains(b, "its own") {
-		t.Errorf("sh-b branch %q", b)
+	if a, b, c := set("sh-a"), set("sh-b"), set("sh-c"); a != c || a == b {
+		t.Errorf("signer sets: sh-a %s, sh-b %s, sh-c %s; sh-c shares sh-a's, sh-b has its own", a, b, c)
 	}
 	p := waitShared(t, ivpGVK, "signet.ivp.enforce", "sh-", "sh-a", "sh-b", "sh-c")
 	if n := keyCount(p, keyA); n != 1 {

@@ -60,15 +60,14 @@ type sharedSets struct {
 	// attestors sorted and joined with ',' (a rotating key name has two), the signers
 	// sorted (their order does not change what the set accepts).
 	lines []string
-	// of is the set of each registry; users counts the registries of each set.
-	of    []int
-	users map[int]int
+	// of is the set of each registry.
+	of []int
 }
 
 func sharedSignerSets(bs []*branch) sharedSets {
 	attestors := map[string]policiesv1.Attestor{}
 	index := map[string]int{}
-	out := sharedSets{of: make([]int, len(bs)), users: map[int]int{}}
+	out := sharedSets{of: make([]int, len(bs))}
 	for i, b := range bs {
 		var signers []string
 		for _, sg := range b.s.signers {
@@ -95,7 +94,6 @@ func sharedSignerSets(bs []*branch) sharedSets {
 			out.lines = append(out.lines, line)
 		}
 		out.of[i] = set
-		out.users[set]++
 	}
 	names := make([]string, 0, len(attestors))
 	for n := range attestors {
@@ -108,19 +106,15 @@ func sharedSignerSets(bs []*branch) sharedSets {
 	return out
 }
 
-// branchOf says, per registry, which branch of the policy is its (for status).
+// branchOf says, per registry, which branch of the policy is its (for status). It names
+// nothing that changes when a registry joins the same signer set (no count of the set's
+// registries): every registry whose branch text changes is reconciled and its status
+// written again, so with a count, each new registry rewrote the status of every registry
+// sharing its key (docs/performance.md).
 func (s sharedSets) branchOf(bs []*branch) map[string]string {
 	out := make(map[string]string, len(bs))
 	for i, b := range bs {
-		n := s.users[s.of[i]]
-		shared := "its own"
-		if n > 1 {
-			shared = fmt.Sprintf("shared with %d other registries", n-1)
-			if n == 2 {
-				shared = "shared with 1 other registry"
-			}
-		}
-		out[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d, %s)", i, s.of[i], shared)
+		out[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d)", i, s.of[i])
 	}
 	return out
 }
