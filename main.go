@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		retryPeriod      = fs.Duration("leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
 		workers          = fs.Int("workers", 4, "TrustedRegistries reconciled in parallel")
 		discoveryMaxAge  = fs.Duration("kyverno-discovery-max-age", kyverno.DefaultMaxAge, "how long the list of served Kyverno kinds is trusted without a CRD event")
-		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver, per resource kind (requests/s)")
+		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver, per resource kind; status writes have their own (requests/s)")
 		kubeAPIBurst     = fs.Int("kube-api-burst", 100, "client-side burst towards the apiserver")
 		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
 		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")

@@ -154,7 +154,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	signetmetrics.Register(mgr.GetCache(), o.Clock)
-	c := signetmetrics.CountPolicyWrites(mgr.GetClient())
+	mc, err := withOwnStatusLimit(mgr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := signetmetrics.CountPolicyWrites(mc)
 	if o.WrapClient != nil {
 		c = o.WrapClient(c)
 	}
