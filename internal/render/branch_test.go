@@ -9,8 +9,8 @@ import (
 )
 
 // TestSharedBranchStableWhenASignerSetGrows: a registry that joins the signer set of
-// others (same key), named after them, leaves their branches as they were. Each registry
-// whose branch changes is reconciled and its status written again.
+// others (same key), before or after them in the list, leaves their branches as they were.
+// Each registry whose branch changes is reconciled and its status written again.
 func TestSharedBranchStableWhenASignerSetGrows(t *testing.T) {
 	key := testKey(t, "ci", 1, v1alpha1.KeyActive)
 	in := func(name string) Input {
@@ -25,7 +25,7 @@ func TestSharedBranchStableWhenASignerSetGrows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, err := RenderShared([]Input{in("team-a"), in("team-b"), in("team-c")})
+	after, err := RenderShared([]Input{in("team-0"), in("team-a"), in("team-b"), in("team-c")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestSharedBranchStableWhenASignerSetGrows(t *testing.T) {
 			t.Errorf("%s: branch %q, then %q after team-c joined its signer set", name, b, a)
 		}
 	}
-	if b := after.Placements["team-c"].Branch; b != "registries[2] (signer set 0)" {
+	if b := after.Placements["team-c"].Branch; b != "registries entry team-c (signer set 0)" {
 		t.Errorf("team-c: branch %q", b)
 	}
 }

@@ -106,15 +106,16 @@ func sharedSignerSets(bs []*branch) sharedSets {
 	return out
 }
 
-// branchOf says, per registry, which branch of the policy is its (for status). It names
-// nothing that changes when a registry joins the same signer set (no count of the set's
-// registries): every registry whose branch text changes is reconciled and its status
-// written again, so with a count, each new registry rewrote the status of every registry
-// sharing its key (docs/performance.md).
+// branchOf says, per registry, which branch of the policy is its (for status): its entry
+// in the registries list, by name, and its signer set. It names nothing that changes when
+// another registry joins the policy (no position in the list, no count of a set's
+// registries): each registry whose branch text changes is reconciled and its status
+// written again, so with those, each new registry rewrote the status of every registry
+// after it or sharing its key (docs/performance.md).
 func (s sharedSets) branchOf(bs []*branch) map[string]string {
 	out := make(map[string]string, len(bs))
 	for i, b := range bs {
-		out[b.s.name] = fmt.Sprintf("registries[%d] (signer set %d)", i, s.of[i])
+		out[b.s.name] = fmt.Sprintf("registries entry %s (signer set %d)", b.s.name, s.of[i])
 	}
 	return out
 }

@@ -403,7 +403,7 @@ func failureAction(t *testing.T, shared *render.SharedPolicies, engine v1alpha1.
 }
 
 // signerSet reads the signer set index out of a Placement.Branch of the shared
-// ImageValidatingPolicy ("registries[1] (signer set 0)").
+// ImageValidatingPolicy ("registries entry team-c (signer set 0)").
 func signerSet(t *testing.T, branch string) string {
 	t.Helper()
 	m := regexp.MustCompile(`signer set (\d+)`).FindStringSubmatch(branch)
