@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/render"
@@ -102,5 +106,41 @@ func TestRegistriesForPolicyUpdate(t *testing.T) {
 		if got := names(tc.old, tc.new); got != tc.want {
 			t.Errorf("%s: %q, want %q", name, got, tc.want)
 		}
+	}
+}
+
+// TestPolicyFanoutPriority: the registries whose new input a shared policy's update took
+// are taken from controller-runtime's priority queue before registries queued earlier (new
+// ones waiting for their finalizer and key ring): their status write follows at once. A
+// registry whose branch only moved waits its turn.
+func TestPolicyFanoutPriority(t *testing.T) {
+	q := priorityqueue.New[reconcile.Request]("fanout-test")
+	defer q.ShutDown()
+	for _, n := range []string{"new-1", "new-2"} {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: n}})
+	}
+	shared := func(registries string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetLabels(map[string]string{render.LabelManagedBy: managedByValue, render.LabelShard: "enforce"})
+		u.SetAnnotations(map[string]string{render.AnnotationRegistries: registries})
+		return u
+	}
+	policyFanout{}.Update(context.Background(), event.UpdateEvent{
+		ObjectOld: shared(`{"moved":"h1 registries[0]","rotated":"h2 registries[1]"}`),
+		ObjectNew: shared(`{"added":"h3 registries[0]","moved":"h1 registries[1]","rotated":"h4 registries[2]"}`),
+	}, q)
+	// (the queue takes additions in asynchronously)
+	for deadline := time.Now().Add(5 * time.Second); q.Len() < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got []string
+	for q.Len() > 0 {
+		item, _, _ := q.GetWithPriority()
+		got = append(got, item.Name)
+		q.Done(item)
+	}
+	// (items of one priority leave in the order they came)
+	if s := strings.Join(got, ","); s != "added,rotated,new-1,new-2,moved" {
+		t.Errorf("dequeued %s, want the registries with a new input first, the moved one last", s)
 	}
 }
