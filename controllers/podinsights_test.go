@@ -132,3 +132,68 @@ func TestPodBurstBoundedWork(t *testing.T) {
 		t.Errorf("%v TrustedRegistry reconciles for a burst of Pods, want none (coverage is aggregated per namespace)", got)
 	}
 }
+
+// TestCoverageFollowsPodsAndPatterns: status.coverage, written by the podinsights
+// controller for Pod changes and by the registry controller for a spec change, lists an
+// image outside the patterns while a Pod runs it, and drops it once the patterns cover it
+// or its last Pod is gone (the merge patch empties the list).
+func TestCoverageFollowsPodsAndPatterns(t *testing.T) {
+	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(time.Now()), insights: true, layout: controllers.LayoutShared})
+	const ns, name = "cov-follow", "cov-follow"
+	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		keySecret(name+"-key", map[string]string{"cosign.pub": newKeyPEM(t)}),
+		registry(name, func(tr *trustv1alpha1.TrustedRegistry) {
+			tr.Spec.Namespaces = trustv1alpha1.NamespaceSelection{Names: []string{ns}}
+		}))
+	t.Cleanup(func() {
+		_ = sharedClient.Delete(context.Background(), &trustv1alpha1.TrustedRegistry{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	})
+	waitCondition(t, name, trustv1alpha1.ConditionReady, "True/Ready")
+	pod := func(podName, image string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}}}
+	}
+	const mirror, quay = "mirror.example.com/cov-follow/app:1", "quay.io/cov-follow/tool:2"
+	// want: the Pods counted, and the uncovered images with their Pods, most used first
+	expect := func(what string, pods int32, uncovered ...trustv1alpha1.UncoveredImage) {
+		t.Helper()
+		eventually(t, 30*time.Second, what, func() error {
+			c := getRegistry(t, name).Status.Coverage
+			if c == nil {
+				return fmt.Errorf("no coverage")
+			}
+			var uncoveredPods int32
+			for _, u := range uncovered {
+				uncoveredPods += u.Pods
+			}
+			if c.Pods != pods || c.UncoveredPods != uncoveredPods || len(c.Uncovered) != len(uncovered) {
+				return fmt.Errorf("coverage %+v", c)
+			}
+			for i, u := range uncovered {
+				if c.Uncovered[i].Image != u.Image || c.Uncovered[i].Pods != u.Pods {
+					return fmt.Errorf("coverage %+v", c)
+				}
+			}
+			return nil
+		})
+	}
+	create(t, pod("covered", "ghcr.io/cov-follow/app:1"), pod("mirrored", mirror))
+	expect("the mirror's image uncovered", 2, trustv1alpha1.UncoveredImage{Image: mirror, Pods: 1})
+	create(t, pod("tool-1", quay), pod("tool-2", quay))
+	expect("a new image uncovered", 4,
+		trustv1alpha1.UncoveredImage{Image: quay, Pods: 2}, trustv1alpha1.UncoveredImage{Image: mirror, Pods: 1})
+
+	tr := getRegistry(t, name)
+	tr.Spec.Images = append(tr.Spec.Images, "mirror.example.com/cov-follow/*")
+	if err := sharedClient.Update(context.Background(), tr); err != nil {
+		t.Fatal(err)
+	}
+	expect("the mirror covered by the new pattern", 4, trustv1alpha1.UncoveredImage{Image: quay, Pods: 2})
+
+	for _, p := range []string{"tool-1", "tool-2"} {
+		if err := sharedClient.Delete(context.Background(), pod(p, quay)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("the tool's Pods gone", 2)
+}

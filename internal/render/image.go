@@ -286,6 +286,8 @@ type patternSet struct {
 	// compile it on first use.
 	once sync.Once
 	cre  *regexp.Regexp
+	// prefixes rule out most images without the compiled form (matcher_prefix.go).
+	prefixes []string
 }
 
 func newPatternSet(patterns []string) (*patternSet, error) {
@@ -305,6 +307,7 @@ func newPatternSet(patterns []string) (*patternSet, error) {
 	}
 	alts = sortedUnique(alts)
 	ps.re = `^(?:` + strings.Join(alts, `|`) + `)$`
+	ps.prefixes = literalPrefixes(ps.parsed)
 	// A syntax check is enough here (RE2 syntax is what CEL's matches() accepts); it is
 	// ~50x cheaper than compiling, which only Matcher needs.
 	if _, err := syntax.Parse(ps.re, syntax.Perl); err != nil {
@@ -314,8 +317,12 @@ func newPatternSet(patterns []string) (*patternSet, error) {
 }
 
 func (ps *patternSet) match(image string) bool {
+	c := canonicalImage(image)
+	if !hasAnyPrefix(c, ps.prefixes) {
+		return false
+	}
 	ps.once.Do(func() { ps.cre = regexp.MustCompile(ps.re) })
-	return ps.cre.MatchString(canonicalImage(image))
+	return ps.cre.MatchString(c)
 }
 
 // Matcher matches raw image references against a set of TrustedRegistry image patterns,

@@ -244,7 +244,9 @@ type managerOptions struct {
 // runningManager is Signet's manager running in this process.
 type runningManager struct {
 	requests *requestCounter
-	stop     func() error
+	// cache is the manager's informer cache: what the manager has seen of the apiserver
+	cache client.Reader
+	stop  func() error
 }
 
 // startManager runs Signet's manager in this process against the control plane, built by
@@ -295,7 +297,7 @@ func startManager(cp *controlPlane, o managerOptions) (*runningManager, error) {
 		_ = stop()
 		return nil, errors.New("the manager's cache did not sync")
 	}
-	return &runningManager{requests: rc, stop: stop}, nil
+	return &runningManager{requests: rc, cache: mgr.GetCache(), stop: stop}, nil
 }
 
 // --- controller-runtime metrics -------------------------------------------------------

@@ -124,7 +124,7 @@ func main() {
 	quick := flag.Bool("quick", false, "smoke run: 100 registries, short windows (about 3 minutes)")
 	procs := flag.Int("gomaxprocs", 1, "GOMAXPROCS of this process (the manager and the harness); the control plane runs in its own processes")
 	out := flag.String("out", "", "directory for the JSON results (default: <repo>/bench/results)")
-	profile := flag.Bool("profile", false, "write CPU profiles of P2 and P3 and a heap profile after P4 next to the JSON")
+	profile := flag.Bool("profile", false, "write CPU profiles of P2, P3 and each I1 burst and heap profiles of P4 next to the JSON")
 	verbose := flag.Bool("v", false, "log the manager's info messages")
 	only := flag.String("only", "", `"insights": run only the Pod insights scenario I1 (with -quick's windows); "converge": only C0, P2 and P3 (with -quick, 100 registries; without, 1,000)`)
 	flag.Parse()
@@ -157,7 +157,11 @@ func main() {
 	start := time.Now()
 	profiles := ""
 	if *profile {
-		runtime.MemProfileRate = 4096 // fine-grained heap profiles for the P4 attribution
+		if !s.OnlyInsights {
+			// fine-grained heap profiles for the P4 attribution (I1 alone takes none: the
+			// sampling would add its own CPU to the CPU profiles and to the I1 figures)
+			runtime.MemProfileRate = 4096
+		}
 		profiles = filepath.Join(dir, kit.DateStamp(start)+"-profiles")
 		if err := os.MkdirAll(profiles, 0o755); err != nil {
 			fatal(err)
