@@ -202,13 +202,13 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	idx := indexRegistries(r.entries)
 	field := func(i string, f int) string { return celField(rsVarData, i, f) }
 
+	if !r.respelled {
+		return r.lookupVariables(idx, podImages, lines, allPatterns)
+	}
 	vars, data := dataVariables(rsVarData, lines)
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: rsVarData, Expression: data},
 	)
-	if !r.respelled {
-		return append(vars, r.lookupVariables(idx, podImages, allPatterns)...)
-	}
 	if len(idx.byNamespace) > 0 {
 		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarNamespaces, Expression: idx.namespaceIndex()})
 	}

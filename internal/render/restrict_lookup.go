@@ -74,7 +74,7 @@ func (r *restriction) guardedPieces(x registryIndex) string {
 
 // matchedBy is a CEL condition: the canonical image img (a CEL string) matches the
 // patterns of an entry listed in guarded (a CEL string, restrictGuarded).
-func (r *restriction) matchedBy(x registryIndex, img, guarded string) string {
+func (r *restriction) matchedBy(x registryIndex, img, guarded string, re func(i string) string) string {
 	var always []string // entries with a pattern without a literal directory: every image is a candidate
 	levels := map[int]bool{}
 	var b strings.Builder
@@ -117,12 +117,58 @@ func (r *restriction) matchedBy(x registryIndex, img, guarded string) string {
 		return "false"
 	}
 	return "[" + strings.Join(lookups, ", ") + "].exists(s, size(s) == 2 && s[1].split('\\n', 2)[0].split(',').exists(r, " + guarded + ".contains(',' + r + ',') && " +
-		img + ".matches(" + celField(rsVarData, "int(r)", rsRE) + ")))"
+		img + ".matches(" + re("int(r)") + ")))"
 }
 
-// lookupVariables are the restriction's variables after its data (restrict.go).
-func (r *restriction) lookupVariables(x registryIndex, podImages string, allPatterns []string) []admissionregistrationv1.Variable {
-	var vars []admissionregistrationv1.Variable
+// The data lines as Kyverno's parser reads them fastest: the longest literals of the
+// rule, so their length is most of what grows with the number of registries in its
+// per-request compile. The tag-and-digest suffix every pattern without a tag or digest
+// has is written as rsSuffixMark, and the lines are separated by rsLineSep in raw string
+// literals (no escape processing); data holding either character, a quote or a line
+// break (image patterns cannot: parsePattern) is written as other data literals are.
+const (
+	rsSuffixMark = "%"
+	rsLineSep    = "#"
+)
+
+var rsSuffix = `(?::` + tagRE + `)?(?:@` + digestRE + `)?`
+
+// lookupData returns the data variables (rsVarData and its chunks) and the CEL
+// expression of an entry's regular expression, given the CEL int expression of its line.
+func lookupData(lines []string) (vars []admissionregistrationv1.Variable, re func(i string) string) {
+	plain := func(i string) string { return celField(rsVarData, i, rsRE) }
+	for _, l := range lines {
+		if strings.ContainsAny(l, rsSuffixMark+rsLineSep+"'\n\r") {
+			vars, data := dataVariables(rsVarData, lines)
+			return append(vars, admissionregistrationv1.Variable{Name: rsVarData, Expression: data}), plain
+		}
+	}
+	var refs, chunk []string
+	size := 0
+	flush := func() {
+		name := rsVarData + strconv.Itoa(len(vars))
+		vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: celRawString(strings.Join(chunk, rsLineSep))})
+		refs = append(refs, "string("+celVar(name)+").split('"+rsLineSep+"')")
+		chunk, size = nil, 0
+	}
+	for _, l := range lines {
+		l = strings.ReplaceAll(l, rsSuffix, rsSuffixMark)
+		if len(chunk) > 0 && size+len(l)+1 > maxDataChars {
+			flush()
+		}
+		chunk = append(chunk, l)
+		size += len(l) + 1
+	}
+	flush()
+	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarData, Expression: strings.Join(refs, " + ")})
+	return vars, func(i string) string {
+		return plain(i) + ".replace('" + rsSuffixMark + "', " + celRawString(rsSuffix) + ")"
+	}
+}
+
+// lookupVariables are the restriction's variables (restrict.go), given its data lines.
+func (r *restriction) lookupVariables(x registryIndex, podImages string, lines, allPatterns []string) []admissionregistrationv1.Variable {
+	vars, re := lookupData(lines)
 	guarded := celVar(rsVarGuarded)
 	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarGuarded, Expression: r.guardedPieces(x)})
 	images := rsVarImages
@@ -140,7 +186,7 @@ func (r *restriction) lookupVariables(x registryIndex, podImages string, allPatt
 		names += ".filter(r, " + field("int(r)", rsAction) + " == 'A')"
 	}
 	return append(vars,
-		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "!" + guarded + ".contains('Y') ? [] : " + celVar(images) + ".filter(p, !" + r.matchedBy(x, "p[1]", guarded) + ").map(p, p[0])"},
+		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "!" + guarded + ".contains('Y') ? [] : " + celVar(images) + ".filter(p, !" + r.matchedBy(x, "p[1]", guarded, re) + ").map(p, p[0])"},
 		// the patterns allowed here, in sorted order without repeats, and the registries
 		// that allow them
 		admissionregistrationv1.Variable{Name: rsVarPatterns, Expression: celString(strings.Join(sortedUnique(allPatterns), "\n")) + ".split('\\n')"},
