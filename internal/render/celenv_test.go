@@ -11,6 +11,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
+	"k8s.io/apiserver/pkg/cel/library"
 )
 
 // CEL environments close to the ones Kyverno 1.19 compiles the rendered expressions in,
@@ -18,7 +19,7 @@ import (
 // nothing the real environments lack:
 //   - Kubernetes base environment (ClusterPolicy validate.cel, webhook match conditions):
 //     no cel.bind, strings extension, optional types, homogeneous aggregate literals,
-//     regex literals validated at compile time;
+//     regex literals validated at compile time, Kubernetes' regex library (find);
 //   - Kyverno ImageValidatingPolicy environment: the same plus images, attestors and
 //     verifyImageSignatures (stubbed here).
 // Strings extension version 0 is used: every function the renderer needs (indexOf,
@@ -32,6 +33,8 @@ func baseEnvOptions() []cel.EnvOption {
 		cel.CrossTypeNumericComparisons(true),
 		cel.OptionalTypes(),
 		ext.Strings(ext.StringsVersion(0)),
+		// both environments have it (Kubernetes' base environment, Kyverno's compiler.DefaultEnvOptions)
+		library.Regex(),
 		cel.ASTValidators(
 			cel.ValidateRegexLiterals(),
 			cel.ValidateHomogeneousAggregateLiterals(),

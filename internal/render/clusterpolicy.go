@@ -301,5 +301,8 @@ func cpRestrictRule(name string, match cpMatch, action string, rs *restriction) 
 		{Name: cpVarUnchanged, Expression: celImagesUnchanged(cpVarImages)},
 	}, rs.variables(cpVarImages)...)
 	val := rs.validation("variables." + cpVarUnchanged + " || ")
-	return cpCELRule(name, match, action, val.Message, vars, admissionregistrationv1.Validation{Expression: val.Expression, MessageExpression: val.MessageExpression})
+	// Kyverno (Kubernetes' validating admission policy evaluator) evaluates the message on
+	// every request, with the variables evaluated afresh: only build it on failure
+	msg := "(" + val.Expression + ") ? '' : " + val.MessageExpression
+	return cpCELRule(name, match, action, val.Message, vars, admissionregistrationv1.Validation{Expression: val.Expression, MessageExpression: msg})
 }

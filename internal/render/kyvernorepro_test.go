@@ -62,6 +62,36 @@ func reproPolicies(tb testing.TB) map[string]*unstructured.Unstructured {
 		}
 		out[fmt.Sprintf("shared-%d", n)] = res.Policies[0]
 	}
+	// the shared ClusterPolicy's registry restriction rule alone (cpol_test.go there)
+	for _, n := range []int{1, 300} {
+		ins := make([]Input, n)
+		for i := range ins {
+			ins[i] = reproInput(tb, i)
+			ins[i].Engine = v1alpha1.EngineClusterPolicy
+		}
+		res, err := RenderShared(ins)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(res.Policies) != 1 {
+			tb.Fatalf("ClusterPolicy N=%d: %d shared policies, want 1", n, len(res.Policies))
+		}
+		u := res.Policies[0].DeepCopy()
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		var keep []any
+		for _, r := range rules {
+			if r.(map[string]any)["name"] == cpRuleRestrict {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) != 1 {
+			tb.Fatalf("ClusterPolicy N=%d: %d rules %s", n, len(keep), cpRuleRestrict)
+		}
+		if err := unstructured.SetNestedSlice(u.Object, keep, "spec", "rules"); err != nil {
+			tb.Fatal(err)
+		}
+		out[fmt.Sprintf("cpol-restrict-%d", n)] = u
+	}
 	return out
 }
 

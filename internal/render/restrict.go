@@ -202,6 +202,9 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	idx := indexRegistries(r.entries)
 	field := func(i string, f int) string { return celField(rsVarData, i, f) }
 
+	if !r.respelled {
+		return r.lookupVariables(idx, podImages, lines, allPatterns)
+	}
 	vars, data := dataVariables(rsVarData, lines)
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: rsVarData, Expression: data},
@@ -211,37 +214,16 @@ func (r *restriction) variables(podImages string) []admissionregistrationv1.Vari
 	}
 	vars = append(vars, admissionregistrationv1.Variable{Name: rsVarGuarded, Expression: r.guarded(idx)})
 
-	// an image is allowed when one of the registries guarding the namespace matches it,
+	// an image is matched when one of the registries guarding the namespace matches it,
 	// testing only those with one of its directory prefixes (idx.candidates)
-	allowed := "(" + idx.candidates("p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
-	if r.respelled {
-		return append(vars,
-			admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
-			// [raw, canonical] of each respelled image of a guarding registry's patterns
-			admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(rsVarImages) + ".filter(p, " + allowed + ")"},
-			// for the message only: the guarding registries whose patterns they match
-			admissionregistrationv1.Variable{Name: rsVarNames, Expression: celVar(rsVarGuarded) + ".filter(r, " + celVar(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", rsRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"},
-		)
-	}
-	images := rsVarImages
-	if r.imagesVar != "" {
-		images = r.imagesVar
-	} else {
-		// [raw image, canonical image] of every image of the Pod
-		vars = append(vars, admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"})
-	}
-	vars = append(vars,
-		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(images) + ".filter(p, !" + allowed + ").map(p, p[0])"},
-		// for the message only (evaluated on failure): the patterns allowed here, in
-		// sorted order without repeats, and the registries that allow them
-		admissionregistrationv1.Variable{Name: rsVarPatterns, Expression: celString(strings.Join(sortedUnique(allPatterns), "\n")) + ".split('\\n')"},
-		admissionregistrationv1.Variable{Name: rsVarAllowedPat, Expression: "[' ' + " + celVar(rsVarGuarded) + ".map(r, " + field("r", rsPatterns) + ").join(' ') + ' '].map(all, " + celVar(rsVarPatterns) + ".filter(p, all.contains(' ' + p + ' ')))[0]"},
+	matched := "(" + idx.candidates("p[1]") + ").exists(r, r in " + celVar(rsVarGuarded) + " && p[1].matches(" + field("r", rsRE) + "))"
+	return append(vars,
+		admissionregistrationv1.Variable{Name: rsVarImages, Expression: celVar(podImages) + ".filter(i, string(i).matches(r'" + cpRespelledRE + "')).map(i, [string(i), " + celCanonical("string(i)") + "])"},
+		// [raw, canonical] of each respelled image of a guarding registry's patterns
+		admissionregistrationv1.Variable{Name: rsVarDisallowed, Expression: "size(" + celVar(rsVarGuarded) + ") == 0 ? [] : " + celVar(rsVarImages) + ".filter(p, " + matched + ")"},
+		// for the message only: the guarding registries whose patterns they match
+		admissionregistrationv1.Variable{Name: rsVarNames, Expression: celVar(rsVarGuarded) + ".filter(r, " + celVar(rsVarDisallowed) + ".exists(p, p[1].matches(" + field("r", rsRE) + "))).map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"},
 	)
-	names := celVar(rsVarGuarded)
-	if r.audit {
-		names += ".filter(r, " + field("r", rsAction) + " == 'A')"
-	}
-	return append(vars, admissionregistrationv1.Variable{Name: rsVarNames, Expression: names + ".map(r, 'TrustedRegistry ' + " + field("r", rsName) + ")"})
 }
 
 // guarded is the CEL list of the entries guarding the request's namespace that make the
