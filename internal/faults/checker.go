@@ -358,7 +358,10 @@ func restrictionNames(obj *unstructured.Unstructured) []string {
 			name, _ := t["name"].(string)
 			expr, _ := t["expression"].(string)
 			if strings.HasPrefix(name, "restrictData") && strings.Trim(name[len("restrictData"):], "0123456789") == "" && name != "restrictData" {
-				for _, line := range strings.Split(strings.Trim(expr, "'"), `\x0a`) {
+				// a quoted literal with escaped line breaks, or a raw one (r'…') whose
+				// lines are separated by '#' (internal/render/restrict_lookup.go)
+				body := strings.Trim(strings.TrimPrefix(expr, "r'"), "'")
+				for _, line := range strings.FieldsFunc(strings.ReplaceAll(body, `\x0a`, "#"), func(r rune) bool { return r == '#' }) {
 					if n, _, ok := strings.Cut(line, ";"); ok && n != "" {
 						seen[n] = true
 					}
