@@ -235,9 +235,15 @@ func TestSharedLayoutMigratesPerRegistryPolicies(t *testing.T) {
 		}
 		return nil
 	})
-	if tr := waitCondition(t, "mig", trustv1alpha1.ConditionReady, "True/Ready"); tr.Status.Policy.Name != "signet.ivp.enforce" {
-		t.Errorf("status.policy = %+v", tr.Status.Policy)
-	}
+	// (Ready was already True under the old layout: the status write that names the shared
+	// policy follows the deletion, so wait for it rather than read once)
+	eventually(t, 20*time.Second, "status.policy names the shared policy", func() error {
+		tr := waitCondition(t, "mig", trustv1alpha1.ConditionReady, "True/Ready")
+		if tr.Status.Policy == nil || tr.Status.Policy.Name != "signet.ivp.enforce" {
+			return fmt.Errorf("status.policy = %+v", tr.Status.Policy)
+		}
+		return nil
+	})
 }
 
 // TestSharedClusterPolicy: with engine ClusterPolicy every registry is a rule in one
