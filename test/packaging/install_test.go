@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -490,6 +491,13 @@ func checkAccess(t *testing.T, c client.Client, trustNS string, g generated) {
 			t.Fatalf("SubjectAccessReview %s: %v", a, err)
 		}
 		return sar.Status.Allowed
+	}
+	// The apiserver's RBAC authorizer reads Roles and bindings from an informer: bindings
+	// created just before may take a moment to count. Wait for the first grant once.
+	if len(allowed) > 0 {
+		for deadline := time.Now().Add(10 * time.Second); !ask(allowed[0]) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	seen := map[access]bool{}
 	for _, a := range allowed {
