@@ -284,6 +284,14 @@ func TestComposition(t *testing.T) {
 		{name: "Audit restriction counts the Enforce registry's patterns", regs: []composeReg{teamA, auditB}, ns: staging, pod: []string{teamAImg}, signed: sigs{teamAImg: {1}}, want: allow},
 		{name: "Audit and Enforce on one image: Enforce decides, Audit reports", regs: []composeReg{teamA, {name: "audita", images: []string{teamAPattern}, ns: []string{"staging"}, audit: true, seed: 6}},
 			ns: staging, pod: []string{teamAImg}, signed: sigs{teamAImg: {1}}, want: report, msg: []string{"TrustedRegistry audita"}},
+		// images holding the restriction index's separators ('#', '%', '=', ',', line
+		// breaks: internal/render/restrict_lookup.go) around a trusted prefix are not
+		// taken for it (the Pod API accepts such strings; found with the real Kyverno)
+		{name: "separators around a trusted prefix denied", regs: []composeReg{teamA, teamB}, ns: staging,
+			pod:  []string{"evil.example.com/x#registry.example.com/teama/api", "evil.example.com/=0,1,#%/x", "registry.example.com/teama%/x"},
+			want: deny, msg: []string{"evil.example.com/x#registry.example.com/teama/api", "registry.example.com/teama%/x", "may run in this namespace"}},
+		{name: "line breaks around a trusted prefix denied", regs: []composeReg{teamA, teamB}, ns: staging,
+			pod: []string{"evil.example.com/a\nregistry.example.com/teama/=0,\nx/y"}, want: deny},
 		// non-restricting registries
 		{name: "non-restricting registry does not widen the union", regs: []composeReg{teamA, openB}, ns: staging, pod: []string{teamBImg}, signed: sigs{teamBImg: {2}},
 			want: deny, msg: []string{"TrustedRegistry teama"}, notMsg: []string{"TrustedRegistry teamb"}},
