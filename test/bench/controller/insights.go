@@ -147,57 +147,47 @@ func runI1(ctx context.Context, cp *controlPlane, m *runningManager, n, pods int
 // waitRegistries polls (every second, to keep the harness's own CPU small) until every
 // registry of batch satisfies done.
 func waitRegistries(ctx context.Context, cp *controlPlane, batch string, n int, w waits, done func(*trustv1alpha1.TrustedRegistry) bool) error {
-	deadline := time.Now().Add(w.timeout)
-	for {
-		list := &trustv1alpha1.TrustedRegistryList{}
-		if err := cp.c.List(ctx, list, client.MatchingLabels{labelBatch: batch}); err != nil {
-			return err
-		}
-		ok := 0
-		for i := range list.Items {
-			if done(&list.Items[i]) {
-				ok++
-			}
-		}
-		if ok == n && len(list.Items) == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d registries done after %s", ok, n, w.timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
+	list := func(l *trustv1alpha1.TrustedRegistryList) error {
+		return cp.c.List(ctx, l, client.MatchingLabels{labelBatch: batch})
 	}
+	return pollRegistries(ctx, list, n, w.timeout, time.Second, "", done)
 }
 
 // waitCached polls the manager's cache (every 100 ms) until every registry of batch
 // satisfies done.
 func waitCached(ctx context.Context, m *runningManager, batch string, n int, w waits, done func(*trustv1alpha1.TrustedRegistry) bool) error {
-	deadline := time.Now().Add(w.timeout)
+	list := func(l *trustv1alpha1.TrustedRegistryList) error {
+		return m.cache.List(ctx, l, client.MatchingLabels{labelBatch: batch}, client.UnsafeDisableDeepCopy)
+	}
+	return pollRegistries(ctx, list, n, w.timeout, 100*time.Millisecond, " in the manager's cache", done)
+}
+
+// pollRegistries lists every interval until exactly n registries are listed and all
+// satisfy done; where names the source in the timeout error.
+func pollRegistries(ctx context.Context, list func(*trustv1alpha1.TrustedRegistryList) error, n int, timeout, interval time.Duration,
+	where string, done func(*trustv1alpha1.TrustedRegistry) bool) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		list := &trustv1alpha1.TrustedRegistryList{}
-		if err := m.cache.List(ctx, list, client.MatchingLabels{labelBatch: batch}, client.UnsafeDisableDeepCopy); err != nil {
+		l := &trustv1alpha1.TrustedRegistryList{}
+		if err := list(l); err != nil {
 			return err
 		}
 		ok := 0
-		for i := range list.Items {
-			if done(&list.Items[i]) {
+		for i := range l.Items {
+			if done(&l.Items[i]) {
 				ok++
 			}
 		}
-		if ok == n && len(list.Items) == n {
+		if ok == n && len(l.Items) == n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d registries done in the manager's cache after %s", ok, n, w.timeout)
+			return fmt.Errorf("%d of %d registries done%s after %s", ok, n, where, timeout)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }
