@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -43,9 +44,11 @@ const (
 
 // podGroup is the Pods of one namespace that run the same set of images.
 type podGroup struct {
-	// images are the distinct images of each of these Pods, sorted.
-	images []string
-	pods   int32
+	// images are the distinct images of each of these Pods, sorted; canonical spells each
+	// (made once here, matched against every registry guarding the namespace).
+	images    []string
+	canonical []render.CanonicalImage
+	pods      int32
 	// example is the first of these Pods by "namespace/name".
 	example string
 }
@@ -70,7 +73,11 @@ func aggregatePods(pods []*corev1.Pod) *namespacePods {
 		if !ok {
 			i = len(out.groups)
 			index[key] = i
-			out.groups = append(out.groups, podGroup{images: images, example: ex})
+			canonical := make([]render.CanonicalImage, len(images))
+			for j, image := range images {
+				canonical[j] = render.Canonical(image)
+			}
+			out.groups = append(out.groups, podGroup{images: images, canonical: canonical, example: ex})
 		}
 		g := &out.groups[i]
 		g.pods++
@@ -97,10 +104,10 @@ func (n *namespacePods) imagesOf(name string) ([]string, bool) {
 // in work proportional to the distinct image sets rather than to the Pods.
 func coverageOf(matcher *render.Matcher, namespaces []*namespacePods) *trustv1alpha1.CoverageSummary {
 	matches := map[string]bool{}
-	match := func(image string) bool {
+	match := func(image string, c render.CanonicalImage) bool {
 		m, ok := matches[image]
 		if !ok {
-			m = matcher.Match(image)
+			m = matcher.MatchCanonical(c)
 			matches[image] = m
 		}
 		return m
@@ -114,8 +121,8 @@ func coverageOf(matcher *render.Matcher, namespaces []*namespacePods) *trustv1al
 		sum.Pods += ns.pods
 		for _, g := range ns.groups {
 			uncovered := false
-			for _, image := range g.images {
-				if match(image) {
+			for i, image := range g.images {
+				if match(image, g.canonical[i]) {
 					continue
 				}
 				uncovered = true
@@ -490,13 +497,23 @@ func orderedAggregates(aggs map[string]*namespacePods, names []string) []*namesp
 // coveragePatch is a JSON merge patch that sets status.coverage to c, every field of it
 // (a field left out of a merge patch would keep its old value).
 func coveragePatch(c *trustv1alpha1.CoverageSummary) ([]byte, error) {
-	var uncovered any // null removes the list
-	if len(c.Uncovered) > 0 {
-		uncovered = c.Uncovered
+	// (typed rather than maps: one per registry of a burst, and no field can be forgotten)
+	type coverage struct {
+		Pods          int32                          `json:"pods"`
+		Uncovered     []trustv1alpha1.UncoveredImage `json:"uncovered"` // nil: null, which removes the list
+		UncoveredPods int32                          `json:"uncoveredPods"`
 	}
-	return json.Marshal(map[string]any{"status": map[string]any{"coverage": map[string]any{
-		"pods": c.Pods, "uncoveredPods": c.UncoveredPods, "uncovered": uncovered,
-	}}})
+	type status struct {
+		Coverage coverage `json:"coverage"`
+	}
+	var patch struct {
+		Status status `json:"status"`
+	}
+	patch.Status.Coverage = coverage{Pods: c.Pods, UncoveredPods: c.UncoveredPods}
+	if len(c.Uncovered) > 0 {
+		patch.Status.Coverage.Uncovered = c.Uncovered
+	}
+	return json.Marshal(&patch)
 }
 
 // beyondInsights passes the updates of a TrustedRegistry that change more than its
@@ -508,8 +525,13 @@ var beyondInsights = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool 
 	if !ok1 || !ok2 {
 		return true
 	}
+	if before.Generation != after.Generation || !before.DeletionTimestamp.Equal(after.DeletionTimestamp) {
+		return true
+	}
 	a := *after // (a shallow copy: only top-level fields are replaced)
 	a.Status.Coverage, a.Status.Reports = before.Status.Coverage, before.Status.Reports
 	a.ResourceVersion, a.ManagedFields = before.ResourceVersion, before.ManagedFields
-	return !equality.Semantic.DeepEqual(before, &a)
+	// reflect's equality, not the semantic one (a fifth of the cost on every registry's
+	// coverage write): it is the stricter, so a doubt passes the update, never drops it.
+	return !reflect.DeepEqual(before, &a)
 }}

@@ -59,6 +59,13 @@ func TestAggregatePods(t *testing.T) {
 	if web.pods != 3 || web.example != "prod/web-1" || fmt.Sprint(web.images) != "[ghcr.io/a/web:1 mirror.example.com/envoy:1]" {
 		t.Errorf("web group = %+v", web)
 	}
+	for _, g := range a.groups {
+		for i, image := range g.images {
+			if g.canonical[i] != render.Canonical(image) {
+				t.Errorf("group %v: canonical[%d] = %v, not the canonical %s", g.images, i, g.canonical[i], image)
+			}
+		}
+	}
 	if imgs, ok := a.imagesOf("job"); !ok || fmt.Sprint(imgs) != "[busybox:1 nginx:1.27]" {
 		t.Errorf("images of job = %v, %v", imgs, ok)
 	}
@@ -106,6 +113,12 @@ func TestCoverageOfAggregates(t *testing.T) {
 		{name: "more uncovered images than listed", patterns: []string{"registry.example.com/team-3/*"}, pods: map[string][]*corev1.Pod{"big": many}},
 		{name: "everything covered", patterns: []string{"registry.example.com/*", "mirror.example.com/*"}, pods: map[string][]*corev1.Pod{"big": many},
 			want: &trustv1alpha1.CoverageSummary{Pods: 40}},
+		{name: "Docker Hub spelled three ways", patterns: []string{"nginx"}, pods: map[string][]*corev1.Pod{"hub": {
+			testPod("hub", "a", "nginx:1.27"), testPod("hub", "b", "docker.io/library/nginx:1.27"),
+			testPod("hub", "c", "index.docker.io/nginx:1.28", "busybox:1"),
+		}}, want: &trustv1alpha1.CoverageSummary{Pods: 3, UncoveredPods: 1, Uncovered: []trustv1alpha1.UncoveredImage{
+			{Image: "busybox:1", Pods: 1, Example: "hub/c"},
+		}}},
 		{name: "invalid pattern matches nothing", patterns: []string{"[bad"}, pods: map[string][]*corev1.Pod{"big": many[:3]}},
 	}
 	for _, tc := range cases {
@@ -179,6 +192,7 @@ func TestCoveragePatch(t *testing.T) {
 		{trustv1alpha1.CoverageSummary{}, `{"status":{"coverage":{"pods":0,"uncovered":null,"uncoveredPods":0}}}`},
 		{trustv1alpha1.CoverageSummary{Pods: 3, UncoveredPods: 1, Uncovered: []trustv1alpha1.UncoveredImage{{Image: "nginx:1", Pods: 1, Example: "a/b"}}},
 			`{"status":{"coverage":{"pods":3,"uncovered":[{"image":"nginx:1","pods":1,"example":"a/b"}],"uncoveredPods":1}}}`},
+		{trustv1alpha1.CoverageSummary{Pods: 2, Uncovered: []trustv1alpha1.UncoveredImage{}}, `{"status":{"coverage":{"pods":2,"uncovered":null,"uncoveredPods":0}}}`},
 	} {
 		got, err := coveragePatch(&tc.in)
 		if err != nil || string(got) != tc.want {
@@ -205,6 +219,16 @@ func TestBeyondInsights(t *testing.T) {
 			tr.Generation, tr.Spec.Images = 2, []trustv1alpha1.ImagePattern{"x/*"}
 		}, true},
 		{"deletion", func(tr *trustv1alpha1.TrustedRegistry) { now := metav1.Now(); tr.DeletionTimestamp = &now }, true},
+		{"the managed fields alone", func(tr *trustv1alpha1.TrustedRegistry) {
+			tr.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "signet", Subresource: "status"}}
+		}, false},
+		{"a label", func(tr *trustv1alpha1.TrustedRegistry) { tr.Labels = map[string]string{"team": "a"} }, true},
+		{"the status policy", func(tr *trustv1alpha1.TrustedRegistry) {
+			tr.Status.Policy = &trustv1alpha1.PolicyReference{Name: "p"}
+		}, true},
+		// In doubt, an update passes: an empty list for none is semantically the same, but
+		// the comparison is the strict one.
+		{"no conditions respelled as an empty list", func(tr *trustv1alpha1.TrustedRegistry) { tr.Status.Conditions = []metav1.Condition{} }, true},
 	} {
 		after := base.DeepCopy()
 		after.ResourceVersion = "2"

@@ -317,12 +317,7 @@ func newPatternSet(patterns []string) (*patternSet, error) {
 }
 
 func (ps *patternSet) match(image string) bool {
-	c := canonicalImage(image)
-	if !hasAnyPrefix(c, ps.prefixes) {
-		return false
-	}
-	ps.once.Do(func() { ps.cre = regexp.MustCompile(ps.re) })
-	return ps.cre.MatchString(c)
+	return ps.matchCanonical(canonicalImage(image))
 }
 
 // Matcher matches raw image references against a set of TrustedRegistry image patterns,
