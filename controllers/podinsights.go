@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,9 +13,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -182,8 +183,8 @@ func namespacesLookup(byNS map[string]*namespacePods) podLookup {
 type podInsights struct {
 	// client reads Pods from the cache
 	client client.Client
-	// registries patches the status of TrustedRegistries (setupWithManager)
-	registries metadata.ResourceInterface
+	// registries patches the status of TrustedRegistries (coverageClient)
+	registries rest.Interface
 	// registry reconciles a TrustedRegistry (a channel source of the registry controller)
 	registry chan event.GenericEvent
 	// nsEvents asks for a namespace to be aggregated again (report changes)
@@ -437,11 +438,11 @@ func (h namespaceHandler) Generic(_ context.Context, e event.GenericEvent, q wor
 // setupWithManager registers the podinsights controller: it watches Pods (their images)
 // and the report changes the registry controller hands it.
 func (p *podInsights) setupWithManager(mgr ctrl.Manager, imagesChanged func(event.UpdateEvent) bool) error {
-	mc, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	rc, err := coverageClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return fmt.Errorf("podinsights: %w", err)
 	}
-	p.registries = mc.Resource(trustv1alpha1.GroupVersion.WithResource("trustedregistries"))
+	p.registries = rc
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podinsights").
 		WatchesRawSource(source.Kind[client.Object](mgr.GetCache(), &corev1.Pod{}, namespaceHandler{p: p, filter: imagesChanged})).
@@ -449,13 +450,28 @@ func (p *podInsights) setupWithManager(mgr ctrl.Manager, imagesChanged func(even
 		Complete(p)
 }
 
-// patchStatus applies a merge patch to the status of a TrustedRegistry. The request is the
-// metadata client's: the apiserver answers with the registry's metadata alone, in protobuf,
-// and nothing decodes the whole registry from JSON (with hundreds of registries that was
-// most of a coverage write's cost; the watch brings the registry to the cache anyway).
+// partialMetadata asks the apiserver to answer with an object's metadata alone, in protobuf
+// (what the metadata client asks for).
+const partialMetadata = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1," +
+	"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+// coverageClient is the REST client of the coverage writes: TrustedRegistries' API path,
+// the metadata client's serializers (an error's Status is decoded; nothing else is).
+func coverageClient(cfg *rest.Config, h *http.Client) (rest.Interface, error) {
+	c := metadata.ConfigFor(cfg)
+	c.GroupVersion, c.APIPath = &trustv1alpha1.GroupVersion, "/apis"
+	return rest.RESTClientForConfigAndClient(c, h)
+}
+
+// patchStatus applies a merge patch to the status of a TrustedRegistry. The apiserver
+// answers with the registry's metadata alone (partialMetadata), which nothing reads: the
+// watch brings the registry to the cache anyway. One such write per registry whose
+// coverage changed is most of what a burst of Pods costs with hundreds of registries
+// (docs/performance.md, "Pod insights"), so it decodes nothing of a success, and sends
+// no query parameters to encode.
 func (p *podInsights) patchStatus(ctx context.Context, name string, patch []byte) error {
-	_, err := p.registries.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
-	return err
+	return p.registries.Patch(types.MergePatchType).Resource("trustedregistries").Name(name).SubResource("status").
+		SetHeader("Accept", partialMetadata).Body(patch).Do(ctx).Error()
 }
 
 // reportChanged hands a report's namespace to the podinsights controller.
