@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"sort"
 	"strconv"
@@ -72,14 +73,6 @@ const (
 	AnnotationRestriction = "trust.signet.dev/restriction"
 
 	sharedPrefix = "signet."
-
-	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
-	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
-	maxSharedPolicyBytes = 800 * 1024
-	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
-	// registries annotation well under the 256 KiB annotation limit and each generated map
-	// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
-	maxSharedRegistries = 500
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
 	// names at most 56).
@@ -170,6 +163,17 @@ type shardKey struct {
 	engine v1alpha1.Engine
 	group  string
 }
+
+// The size budget of one shared policy (variables for tests).
+var (
+	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
+	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
+	maxSharedPolicyBytes = 800 * 1024
+	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
+	// registries annotation well under the 256 KiB annotation limit and each generated map
+	// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
+	maxSharedRegistries = 500
+)
 
 // maxSharedPolicies bounds the policies of one group (named <group>, <group>.2, …):
 // Signet's RBAC may write only the shared policies' names (SharedPolicyNames), which must
@@ -337,50 +341,119 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 	return out
 }
 
-// renderChunks renders one shard, split into as few policies as fit the size budget
-// (contiguous runs of registries in name order); the first holds the restrictions the
-// shard hosts.
+// renderChunks renders one shard into as few policies as fit the size budget
+// (maxSharedRegistries and maxSharedPolicyBytes per policy, at most maxSharedPolicies);
+// the first non-empty policy holds the restrictions the shard hosts.
+//
+// A registry's policy is a function of its name and the number of policies only
+// (stableChunk), not of the other registries: adding or removing registries never moves
+// the others, and when the number of policies grows, about one in n moves (each move is a
+// status write, since status names the policy). With even runs in name order, every new
+// registry shifted the boundaries and moved registries all along the list. Hashing spreads
+// registries a little unevenly, so only when no number of policies fits that way are
+// even runs tried (the most registries Signet can place).
 func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted) ([]*unstructured.Unstructured, error) {
-	for n := (len(bs) + maxSharedRegistries - 1) / maxSharedRegistries; n <= len(bs); n++ {
-		var (
-			policies []*unstructured.Unstructured
-			fits     = true
-			place    = map[string]Placement{}
-		)
-		size := (len(bs) + n - 1) / n
-		if n > maxSharedPolicies {
-			return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
-				len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
-		}
-		for i, start := 0, 0; start < len(bs); i, start = i+1, start+size {
-			end := min(start+size, len(bs))
-			name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
-			h := hosted{}
-			if i == 0 {
-				h = host
+	first := max(1, (len(bs)+maxSharedRegistries-1)/maxSharedRegistries)
+	for _, split := range []func([]*branch, int) [][]*branch{stableChunks, evenChunks} {
+		for n := first; n <= maxSharedPolicies; n++ {
+			chunks := split(bs, n)
+			if chunks == nil {
+				continue
 			}
-			u, err := renderShard(k, name, bs[start:end], place, h)
+			policies, place, err := renderChunkSet(k, chunks, host)
 			if err != nil {
 				return nil, err
 			}
-			b, err := json.Marshal(u.Object)
-			if err != nil {
-				return nil, fmt.Errorf("render: %w", err)
+			if policies == nil {
+				continue
 			}
-			if len(b) > maxSharedPolicyBytes && end-start > 1 {
-				fits = false
-				break
-			}
-			policies = append(policies, u)
-		}
-		if fits {
 			for name, p := range place {
 				placements[name] = p
 			}
 			return policies, nil
 		}
 	}
-	return nil, errors.New("render: a shared policy does not fit the size budget") // unreachable: one branch always fits or is refused by the apiserver
+	return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
+		len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
+}
+
+// renderChunkSet renders chunk i as policy i+1 of the shard (empty chunks have no
+// policy); nil policies when one exceeds the size budget.
+func renderChunkSet(k shardKey, chunks [][]*branch, host hosted) ([]*unstructured.Unstructured, map[string]Placement, error) {
+	var (
+		policies []*unstructured.Unstructured
+		place    = map[string]Placement{}
+	)
+	for i, chunk := range chunks {
+		if len(chunk) == 0 {
+			continue
+		}
+		name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
+		h := hosted{}
+		if len(policies) == 0 {
+			h = host
+		}
+		u, err := renderShard(k, name, chunk, place, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := json.Marshal(u.Object)
+		if err != nil {
+			return nil, nil, fmt.Errorf("render: %w", err)
+		}
+		if len(b) > maxSharedPolicyBytes && len(chunk) > 1 {
+			return nil, nil, nil
+		}
+		policies = append(policies, u)
+	}
+	return policies, place, nil
+}
+
+// stableChunks puts each registry (bs in name order) in chunk stableChunk(name, n); nil
+// when a chunk would hold more than maxSharedRegistries.
+func stableChunks(bs []*branch, n int) [][]*branch {
+	chunks := make([][]*branch, n)
+	for _, b := range bs {
+		i := stableChunk(b.s.name, n)
+		if len(chunks[i]) == maxSharedRegistries {
+			return nil
+		}
+		chunks[i] = append(chunks[i], b)
+	}
+	return chunks
+}
+
+// evenChunks splits bs into n runs of ceil(len/n) registries (fewer when that empties
+// the last ones); nil when a run would hold more than maxSharedRegistries.
+func evenChunks(bs []*branch, n int) [][]*branch {
+	size := (len(bs) + n - 1) / n
+	if size > maxSharedRegistries {
+		return nil
+	}
+	var chunks [][]*branch
+	for start := 0; start < len(bs); start += size {
+		chunks = append(chunks, bs[start:min(start+size, len(bs))])
+	}
+	return chunks
+}
+
+// stableChunk is the chunk (0 to n-1) of a registry among n: Lamping and Veach's jump
+// consistent hash ("A Fast, Minimal Memory, Consistent Hash Algorithm", 2014) of the
+// FNV-1a hash of its name. From n to n+1 chunks, a registry either stays or moves to the
+// new chunk n, each with the expected share.
+func stableChunk(name string, n int) int {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	key := h.Sum64()
+	b, j := int64(-1), int64(0)
+	for j < int64(n) {
+		b = j
+		// the algorithm's 64-bit linear congruential step, then the next candidate
+		// bucket: where the key would jump to as the number of buckets grows
+		key = key*2862933555777941757 + 1
+		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((key>>33)+1)))
+	}
+	return int(b)
 }
 
 func renderShard(k shardKey, name string, bs []*branch, place map[string]Placement, host hosted) (*unstructured.Unstructured, error) {
