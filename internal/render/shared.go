@@ -345,33 +345,27 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 // (maxSharedRegistries and maxSharedPolicyBytes per policy, at most maxSharedPolicies);
 // the first non-empty policy holds the restrictions the shard hosts.
 //
-// A registry's policy is a function of its name and the number of policies only
-// (stableChunk), not of the other registries: adding or removing registries never moves
-// the others, and when the number of policies grows, about one in n moves (each move is a
-// status write, since status names the policy). With even runs in name order, every new
-// registry shifted the boundaries and moved registries all along the list. Hashing spreads
-// registries a little unevenly, so only when no number of policies fits that way are
-// even runs tried (the most registries Signet can place).
+// A registry's policy is a function of its name and the number of policies (stableChunk),
+// not of its place in the list: with even runs in name order, a registry added or removed
+// anywhere but at the end shifted every later boundary, and each registry that changed
+// policy had its status written again (status names the policy). When the number of
+// policies grows, about one in n moves. A policy the hash fills beyond maxSharedRegistries
+// passes its last registries (by name) on to the next ones with room (stableChunks), so n
+// grows only when the shard needs it.
 func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted) ([]*unstructured.Unstructured, error) {
 	first := max(1, (len(bs)+maxSharedRegistries-1)/maxSharedRegistries)
-	for _, split := range []func([]*branch, int) [][]*branch{stableChunks, evenChunks} {
-		for n := first; n <= maxSharedPolicies; n++ {
-			chunks := split(bs, n)
-			if chunks == nil {
-				continue
-			}
-			policies, place, err := renderChunkSet(k, chunks, host)
-			if err != nil {
-				return nil, err
-			}
-			if policies == nil {
-				continue
-			}
-			for name, p := range place {
-				placements[name] = p
-			}
-			return policies, nil
+	for n := first; n <= maxSharedPolicies; n++ {
+		policies, place, err := renderChunkSet(k, stableChunks(bs, n), host)
+		if err != nil {
+			return nil, err
 		}
+		if policies == nil {
+			continue
+		}
+		for name, p := range place {
+			placements[name] = p
+		}
+		return policies, nil
 	}
 	return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
 		len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
@@ -409,30 +403,36 @@ func renderChunkSet(k shardKey, chunks [][]*branch, host hosted) ([]*unstructure
 	return policies, place, nil
 }
 
-// stableChunks puts each registry (bs in name order) in chunk stableChunk(name, n); nil
-// when a chunk would hold more than maxSharedRegistries.
+// stableChunks splits bs (in name order, at most n*maxSharedRegistries) into n chunks:
+// each registry goes to chunk stableChunk(name, n); a chunk keeps its first
+// maxSharedRegistries by name and each of the others goes to the next chunk (cyclically)
+// with room. Each chunk stays in name order.
 func stableChunks(bs []*branch, n int) [][]*branch {
 	chunks := make([][]*branch, n)
 	for _, b := range bs {
 		i := stableChunk(b.s.name, n)
-		if len(chunks[i]) == maxSharedRegistries {
-			return nil
-		}
 		chunks[i] = append(chunks[i], b)
 	}
-	return chunks
-}
-
-// evenChunks splits bs into n runs of ceil(len/n) registries (fewer when that empties
-// the last ones); nil when a run would hold more than maxSharedRegistries.
-func evenChunks(bs []*branch, n int) [][]*branch {
-	size := (len(bs) + n - 1) / n
-	if size > maxSharedRegistries {
-		return nil
+	var over []int // the chunk each passed-on registry came from
+	var passed []*branch
+	for i := range chunks {
+		if len(chunks[i]) > maxSharedRegistries {
+			for _, b := range chunks[i][maxSharedRegistries:] {
+				over, passed = append(over, i), append(passed, b)
+			}
+			chunks[i] = chunks[i][:maxSharedRegistries:maxSharedRegistries]
+		}
 	}
-	var chunks [][]*branch
-	for start := 0; start < len(bs); start += size {
-		chunks = append(chunks, bs[start:min(start+size, len(bs))])
+	for x, b := range passed {
+		for step := 1; step < n; step++ {
+			if j := (over[x] + step) % n; len(chunks[j]) < maxSharedRegistries {
+				chunks[j] = append(chunks[j], b)
+				break
+			}
+		}
+	}
+	for _, c := range chunks {
+		sort.Slice(c, func(i, j int) bool { return c[i].s.name < c[j].s.name })
 	}
 	return chunks
 }

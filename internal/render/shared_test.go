@@ -294,9 +294,8 @@ func TestSharedScales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2 policies only if the hash split them 500/500: 3 (stableChunk)
-	if len(res.Policies) != 3 || len(res.Placements) != 1000 {
-		t.Fatalf("%d policies, %d placements; want 3 (at most 500 registries each) and 1000", len(res.Policies), len(res.Placements))
+	if len(res.Policies) != 2 || len(res.Placements) != 1000 {
+		t.Fatalf("%d policies, %d placements; want 2 (500 registries each) and 1000", len(res.Policies), len(res.Placements))
 	}
 	env, err := ivpEnv(sigDB{}, nil)
 	if err != nil {
