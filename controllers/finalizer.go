@@ -52,6 +52,85 @@ func (r *TrustedRegistryReconciler) ensureFinalizer(ctx context.Context, tr *tru
 	return nil
 }
 
+// startFinalizer adds the Finalizer to a registry that lacks it (nil when it has it).
+//
+// In the shared layout the patch runs while the reconcile reads and writes the key ring:
+// two round trips at once instead of one after the other, on the path of every new
+// registry. The ring's recorded input alone puts no branch in force: the pass over the
+// shared policies leaves out a registry whose cached object lacks the finalizer unless a
+// policy already holds it (recover.go, branchInput), and the finalizer's watch event
+// starts the pass again (shared_controller.go). So no policy starts holding a registry
+// before its finalizer is stored. In the per-registry layout the reconcile writes the
+// registry's own policy: the patch goes first (the caller waits for result at once).
+func (r *TrustedRegistryReconciler) startFinalizer(ctx context.Context, tr *trustv1alpha1.TrustedRegistry) *finalizerWrite {
+	if controllerutil.ContainsFinalizer(tr, Finalizer) {
+		r.finalizerPatches.Delete(tr.UID)
+		return nil
+	}
+	if v, ok := r.finalizerPatches.Load(tr.UID); ok {
+		if p := v.(patchedFinalizer); p.on == tr.ResourceVersion {
+			// The cache has not seen this process's own patch yet (the key ring's watch
+			// event can come first). The patch applied on exactly this version and changed
+			// nothing else: the stored object is this one with the finalizer.
+			controllerutil.AddFinalizer(tr, Finalizer)
+			tr.ResourceVersion = p.wrote
+			return nil
+		}
+		r.finalizerPatches.Delete(tr.UID)
+	}
+	// a copy: the patch decodes its response into it while tr is being read
+	w := &finalizerWrite{done: make(chan struct{}), obj: tr.DeepCopy()}
+	uid, on := tr.UID, tr.ResourceVersion
+	go func() {
+		defer close(w.done)
+		if w.err = r.ensureFinalizer(ctx, w.obj); w.err == nil {
+			r.finalizerPatches.Store(uid, patchedFinalizer{on: on, wrote: w.obj.ResourceVersion})
+		}
+	}()
+	return w
+}
+
+// patchedFinalizer is the last finalizer patch of a registry (by UID): the resourceVersion
+// it applied on (optimistic lock) and the one it wrote. An entry goes once a reconcile sees
+// a newer version (the next one of a converging registry does).
+type patchedFinalizer struct{ on, wrote string }
+
+// finalizerWrite is a finalizer patch in flight.
+type finalizerWrite struct {
+	done chan struct{}
+	obj  *trustv1alpha1.TrustedRegistry
+	err  error
+}
+
+// wait waits for the patch to end (nil: there is none).
+func (w *finalizerWrite) wait() {
+	if w != nil {
+		<-w.done
+	}
+}
+
+// result waits for the patch and, when it succeeded, gives tr the finalizer and the
+// resourceVersion it wrote (the status write is an optimistic-concurrency update).
+func (w *finalizerWrite) result(tr *trustv1alpha1.TrustedRegistry) error {
+	if w == nil {
+		return nil
+	}
+	w.wait()
+	if w.err == nil {
+		tr.Finalizers, tr.ResourceVersion = w.obj.Finalizers, w.obj.ResourceVersion
+	}
+	return w.err
+}
+
+// finalizerFailed ends a reconcile whose finalizer patch failed: a conflict is read again
+// soon, quietly; anything else is retried with backoff.
+func finalizerFailed(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return ctrl.Result{}, err
+}
+
 // finalize cleans up after a deleted registry and then releases it. Each step is checked
 // against what is live, so an interrupted finalize simply runs again.
 func (r *TrustedRegistryReconciler) finalize(ctx context.Context, tr *trustv1alpha1.TrustedRegistry) (ctrl.Result, error) {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -85,6 +86,13 @@ func (r *SharedPolicyReconciler) sharedInputs(ctx context.Context, live map[stri
 }
 
 func (r *SharedPolicyReconciler) branchInput(ctx context.Context, tr *trustv1alpha1.TrustedRegistry, raw string, pl *sharedPlacement) (render.Input, bool, error) {
+	if pl == nil && !controllerutil.ContainsFinalizer(tr, Finalizer) {
+		// Not in force yet, and its finalizer is not stored yet (it is written alongside
+		// the first key-ring record: finalizer.go): no policy may hold it before, or its
+		// branch could outlive it. Its finalizer's watch event brings it in. One in force
+		// without it (removed by hand) keeps its branch until its reconcile adds it again.
+		return render.Input{}, false, nil
+	}
 	why := "no recorded input"
 	// whether the branch in force under this name can be another registry's: one deleted
 	// and created again under the same name (its record names the old UID, or there is no

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -90,11 +91,16 @@ func (r *SharedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 	if opts.RateLimiter == nil {
 		opts.RateLimiter = retryRateLimiter()
 	}
-	// Only a registry going away changes the shared policies directly: every other change
-	// reaches them through its recorded input (the key-ring ConfigMap).
+	// Only a registry going away, or getting its finalizer (a registry enters the shared
+	// policies only with it: recover.go, branchInput), changes the shared policies
+	// directly: every other change reaches them through its recorded input (the key-ring
+	// ConfigMap).
 	goingAway := predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		UpdateFunc:  func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !e.ObjectNew.GetDeletionTimestamp().IsZero() ||
+				(!controllerutil.ContainsFinalizer(e.ObjectOld, Finalizer) && controllerutil.ContainsFinalizer(e.ObjectNew, Finalizer))
+		},
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,8 @@ type TrustedRegistryReconciler struct {
 	shared *SharedPolicyReconciler
 	// running counts the reconciles in progress
 	running atomic.Int32
+	// finalizerPatches: the finalizer patches the cache may not show yet (finalizer.go)
+	finalizerPatches sync.Map
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -184,11 +187,13 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if !registry.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, registry) // finalizer.go
 	}
-	if err := r.ensureFinalizer(ctx, registry); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	// (shared layout: the patch runs alongside the key-ring write; finalizer.go)
+	fin := r.startFinalizer(ctx, registry)
+	defer fin.wait()
+	if !r.sharedLayout() {
+		if err := fin.result(registry); err != nil {
+			return finalizerFailed(err)
 		}
-		return ctrl.Result{}, err
 	}
 	obs, err := r.observe(ctx, registry)
 	if errors.Is(err, errKindNotWatched) {
@@ -198,6 +203,9 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	plan := compute(obs, r.TrustNamespace, r.sharedLayout())
 	outcome := r.execute(ctx, plan)
+	if err := fin.result(registry); err != nil {
+		return finalizerFailed(err)
+	}
 	if apierrors.IsConflict(outcome.err) {
 		// Someone wrote the object between our read and write: read again, quietly.
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil

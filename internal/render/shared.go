@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"sort"
 	"strconv"
@@ -72,14 +73,6 @@ const (
 	AnnotationRestriction = "trust.signet.dev/restriction"
 
 	sharedPrefix = "signet."
-
-	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
-	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
-	maxSharedPolicyBytes = 800 * 1024
-	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
-	// registries annotation well under the 256 KiB annotation limit and each generated map
-	// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
-	maxSharedRegistries = 500
 
 	// ClusterPolicy rule name prefixes (rule names are at most 63 characters; registry
 	// names at most 56).
@@ -170,6 +163,17 @@ type shardKey struct {
 	engine v1alpha1.Engine
 	group  string
 }
+
+// The size budget of one shared policy (variables for tests).
+var (
+	// maxSharedPolicyBytes bounds the JSON size of one shared policy (etcd's default
+	// request limit is 1.5 MiB; Kyverno and the apiserver add status and managed fields).
+	maxSharedPolicyBytes = 800 * 1024
+	// maxSharedRegistries bounds the registries of one shared policy, which keeps the
+	// registries annotation well under the 256 KiB annotation limit and each generated map
+	// literal (prefixes, namespaces) under the CEL parsers' expression size limit.
+	maxSharedRegistries = 500
+)
 
 // maxSharedPolicies bounds the policies of one group (named <group>, <group>.2, …):
 // Signet's RBAC may write only the shared policies' names (SharedPolicyNames), which must
@@ -337,50 +341,119 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 	return out
 }
 
-// renderChunks renders one shard, split into as few policies as fit the size budget
-// (contiguous runs of registries in name order); the first holds the restrictions the
-// shard hosts.
+// renderChunks renders one shard into as few policies as fit the size budget
+// (maxSharedRegistries and maxSharedPolicyBytes per policy, at most maxSharedPolicies);
+// the first non-empty policy holds the restrictions the shard hosts.
+//
+// A registry's policy is a function of its name and the number of policies (stableChunk),
+// not of its place in the list: with even runs in name order, a registry added or removed
+// anywhere but at the end shifted every later boundary, and each registry that changed
+// policy had its status written again (status names the policy). When the number of
+// policies grows, about one in n moves. A policy the hash fills beyond maxSharedRegistries
+// passes its last registries (by name) on to the next ones with room (stableChunks), so n
+// grows only when the shard needs it.
 func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted) ([]*unstructured.Unstructured, error) {
-	for n := (len(bs) + maxSharedRegistries - 1) / maxSharedRegistries; n <= len(bs); n++ {
-		var (
-			policies []*unstructured.Unstructured
-			fits     = true
-			place    = map[string]Placement{}
-		)
-		size := (len(bs) + n - 1) / n
-		if n > maxSharedPolicies {
-			return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
-				len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
+	first := max(1, (len(bs)+maxSharedRegistries-1)/maxSharedRegistries)
+	for n := first; n <= maxSharedPolicies; n++ {
+		policies, place, err := renderChunkSet(k, stableChunks(bs, n), host)
+		if err != nil {
+			return nil, err
 		}
-		for i, start := 0, 0; start < len(bs); i, start = i+1, start+size {
-			end := min(start+size, len(bs))
-			name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
-			h := hosted{}
-			if i == 0 {
-				h = host
-			}
-			u, err := renderShard(k, name, bs[start:end], place, h)
-			if err != nil {
-				return nil, err
-			}
-			b, err := json.Marshal(u.Object)
-			if err != nil {
-				return nil, fmt.Errorf("render: %w", err)
-			}
-			if len(b) > maxSharedPolicyBytes && end-start > 1 {
-				fits = false
-				break
-			}
-			policies = append(policies, u)
+		if policies == nil {
+			continue
 		}
-		if fits {
-			for name, p := range place {
-				placements[name] = p
+		for name, p := range place {
+			placements[name] = p
+		}
+		return policies, nil
+	}
+	return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
+		len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
+}
+
+// renderChunkSet renders chunk i as policy i+1 of the shard (empty chunks have no
+// policy); nil policies when one exceeds the size budget.
+func renderChunkSet(k shardKey, chunks [][]*branch, host hosted) ([]*unstructured.Unstructured, map[string]Placement, error) {
+	var (
+		policies []*unstructured.Unstructured
+		place    = map[string]Placement{}
+	)
+	for i, chunk := range chunks {
+		if len(chunk) == 0 {
+			continue
+		}
+		name := sharedPolicyName(engineTag(k.engine), k.group, i+1)
+		h := hosted{}
+		if len(policies) == 0 {
+			h = host
+		}
+		u, err := renderShard(k, name, chunk, place, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := json.Marshal(u.Object)
+		if err != nil {
+			return nil, nil, fmt.Errorf("render: %w", err)
+		}
+		if len(b) > maxSharedPolicyBytes && len(chunk) > 1 {
+			return nil, nil, nil
+		}
+		policies = append(policies, u)
+	}
+	return policies, place, nil
+}
+
+// stableChunks splits bs (in name order, at most n*maxSharedRegistries) into n chunks:
+// each registry goes to chunk stableChunk(name, n); a chunk keeps its first
+// maxSharedRegistries by name and each of the others goes to the next chunk (cyclically)
+// with room. Each chunk stays in name order.
+func stableChunks(bs []*branch, n int) [][]*branch {
+	chunks := make([][]*branch, n)
+	for _, b := range bs {
+		i := stableChunk(b.s.name, n)
+		chunks[i] = append(chunks[i], b)
+	}
+	var over []int // the chunk each passed-on registry came from
+	var passed []*branch
+	for i := range chunks {
+		if len(chunks[i]) > maxSharedRegistries {
+			for _, b := range chunks[i][maxSharedRegistries:] {
+				over, passed = append(over, i), append(passed, b)
 			}
-			return policies, nil
+			chunks[i] = chunks[i][:maxSharedRegistries:maxSharedRegistries]
 		}
 	}
-	return nil, errors.New("render: a shared policy does not fit the size budget") // unreachable: one branch always fits or is refused by the apiserver
+	for x, b := range passed {
+		for step := 1; step < n; step++ {
+			if j := (over[x] + step) % n; len(chunks[j]) < maxSharedRegistries {
+				chunks[j] = append(chunks[j], b)
+				break
+			}
+		}
+	}
+	for _, c := range chunks {
+		sort.Slice(c, func(i, j int) bool { return c[i].s.name < c[j].s.name })
+	}
+	return chunks
+}
+
+// stableChunk is the chunk (0 to n-1) of a registry among n: Lamping and Veach's jump
+// consistent hash ("A Fast, Minimal Memory, Consistent Hash Algorithm", 2014) of the
+// FNV-1a hash of its name. From n to n+1 chunks, a registry either stays or moves to the
+// new chunk n, each with the expected share.
+func stableChunk(name string, n int) int {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	key := h.Sum64()
+	b, j := int64(-1), int64(0)
+	for j < int64(n) {
+		b = j
+		// the algorithm's 64-bit linear congruential step, then the next candidate
+		// bucket: where the key would jump to as the number of buckets grows
+		key = key*2862933555777941757 + 1
+		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((key>>33)+1)))
+	}
+	return int(b)
 }
 
 func renderShard(k shardKey, name string, bs []*branch, place map[string]Placement, host hosted) (*unstructured.Unstructured, error) {
