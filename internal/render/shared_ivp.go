@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,109 +161,170 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 
 // sharedImageMatch is the policy's matchImageReferences: every image with the literal
 // directory prefix of some registry, a superset of what the patterns match (the
-// validations test the regular expressions). It cannot read variables, so the prefix
-// index is inlined.
+// validations test the regular expressions). It cannot read variables, so the prefixes
+// are inlined, as one regular expression: Kyverno compiles this twice per request (for
+// the policy and for its verifyImageSignatures), and one call costs its type checker far
+// less than a comprehension over a list of prefixes.
 func sharedImageMatch(idx registryIndex) []policiesv1.MatchImageReference {
-	// Kyverno compiles this twice per request (for the policy and for its
-	// verifyImageSignatures), so it scans a list of prefixes rather than look up each level
-	match := "true"
-	if len(idx.byPrefix) > 0 {
-		match = idx.prefixList() + ".split('\\n').exists(p, c.startsWith(p))"
+	if len(idx.byPrefix) == 0 {
+		return []policiesv1.MatchImageReference{{Expression: "true"}}
+	}
+	quoted := make([]string, 0, len(idx.byPrefix))
+	for _, pre := range indexKeys(idx.byPrefix) {
+		quoted = append(quoted, regexp.QuoteMeta(pre))
 	}
 	return []policiesv1.MatchImageReference{{
-		Expression: "[" + celCanonical("ref") + "].exists(c, " + match + ")",
+		Expression: celCanonical("ref") + ".matches(" + celRawString("^(?:"+strings.Join(quoted, "|")+")") + ")",
 	}}
 }
 
-// Fields of a line of variables.registries (sharedRegistryLines).
+// Fields of a line of variables.registries (sharedRegistryLines). A registry has a line
+// per literal directory prefix of its patterns (registryPrefixes): an image has at most
+// one of them, so it meets each registry at most once.
 const (
-	regName     = iota // registry name
-	regRE              // regular expression of its patterns, over canonical images
-	regRestrict        // 1 with restrictRegistries (not read: the restriction has data of its own)
-	regDigest          // 1 when digests are required
-	regSet             // its signer set: a line number of the signer sets (sharedSets.lines)
-	regPatterns        // its patterns, the first maxPatternsInMessage (not read by the expressions)
-	regSigners         // its signers' names, for messages
-	regWho             // "any trusted signer" or "at least N of the M trusted signers"
+	regPrefix     = iota // the literal directory prefix
+	regID                // ",<i>,": the registry's number, as variables.guarded lists it
+	regRE                // regular expression of its patterns, over canonical images
+	regDigestTail        // the digest message after the image, '' when digests are not required
+	regSigTail           // the signature message after the image
+	regSet               // its signers (celSignedBy)
 )
 
-// sharedRegistryLines are the lines of variables.registries, one per registry.
-func sharedRegistryLines(ss []*settings, sets sharedSets) []string {
-	lines := make([]string, 0, len(ss))
-	for i, s := range ss {
-		fields := []string{
-			s.name, s.patterns.re, boolDigit(s.restrict), boolDigit(s.verifyDig), strconv.Itoa(sets.of[i]),
-			listForMessage(s.patterns.raw, maxPatternsInMessage), signerNames(s.signers), signerQuantifier(s),
+// matchedField is the index of a line field in an entry of variables.matched: [raw
+// image, the line's fields…].
+func matchedField(f int) string { return "m[" + strconv.Itoa(f+1) + "]" }
+
+// sharedRegistryLines are the lines of variables.registries, ordered by prefix, then by
+// registry (the order of the messages of an image that several registries check).
+func sharedRegistryLines(ss []*settings, sets sharedSets, idx registryIndex) []string {
+	var lines []string
+	for _, pre := range indexKeys(idx.byPrefix) {
+		for _, i := range idx.byPrefix[pre] {
+			s := ss[i]
+			digestTail := ""
+			if s.verifyDig {
+				digestTail = " must be referenced by digest (image@sha256:...): TrustedRegistry " + s.name + " requires digests"
+			}
+			sigTail := " not signed by " + signerQuantifier(s) + " of TrustedRegistry " + s.name + " (" + signerNames(s.signers) + ")"
+			fields := []string{pre, "," + strconv.Itoa(i) + ",", s.patterns.re, digestTail, sigTail, sets.field(sets.of[i])}
+			lines = append(lines, strings.Join(fields, ";"))
 		}
-		lines = append(lines, strings.Join(fields, ";"))
 	}
 	return lines
 }
 
-// sharedVariables are the policy's variables, in evaluation order: the data literals and
-// indexes, the registries guarding the request's namespace, each image's candidate
-// registries, then the images that fail the digest and signature checks.
+// sharedVariables are the policy's variables, in evaluation order: the registries' lines,
+// the registries guarding the request's namespace, each image's canonical form, the
+// (image, registry) pairs to check, then the images that fail the digest and signature
+// checks.
 func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admissionregistrationv1.Variable {
-	vars, registries := dataVariables(shVarRegistries+"Data", sharedRegistryLines(ss, sets))
+	lines := sharedRegistryLines(ss, sets, idx)
+	var vars []admissionregistrationv1.Variable
+	if data := strings.Join(lines, "\n"); len(data) <= maxDataChars {
+		// one variable (each costs Kyverno a compilation of its own per request)
+		vars = []admissionregistrationv1.Variable{{Name: shVarRegistries, Expression: celString(data) + ".split('\\n')"}}
+	} else {
+		chunks, list := dataVariables(shVarRegistries+"Data", lines)
+		vars = append(chunks, admissionregistrationv1.Variable{Name: shVarRegistries, Expression: list})
+	}
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
 		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
-		admissionregistrationv1.Variable{Name: shVarRegistries, Expression: registries},
+		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: sharedGuarded(ss, idx)},
 	)
-	if len(idx.byNamespace) > 0 {
-		vars = append(vars, admissionregistrationv1.Variable{Name: shVarNamespaces, Expression: idx.namespaceIndex()})
-	}
 	// [raw image, canonical image] of every image of the Pod, computed once for the
 	// branches and the hosted restriction (rs.imagesVar)
 	canonical := celVar(ivpVarPodImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"
-	// [raw image, canonical image, ",<i>,<i>,": the registries guarding the namespace whose
-	// patterns it matches], for the images with at least one such registry
-	imageInfo := celVar(shVarCanonical) + ".map(p, [string(p[0]), string(p[1]), ',' + (" + idx.candidates("p[1]") + ").filter(r, r in " + celVar(shVarGuarded) +
-		" && p[1].matches(" + celField(shVarRegistries, "r", regRE) + ")).map(r, string(r)).join(',') + ',']).filter(p, p[2] != ',,')"
-	// per image with a failing check: its message, one sentence per registry of the image
-	// whose check fails ("image(s) <image> <tail>", joined with "; ")
-	ids := "p[2].substring(1, size(p[2]) - 1).split(',').map(s, int(s))"
-	field := func(f int) string { return celField(shVarRegistries, "r", f) }
-	undigested := celVar(shVarImageInfo) + ".filter(p, !p[0].contains('@sha256:')).map(p, " + ids +
-		".filter(r, " + field(regDigest) + " == '1').map(r, 'image(s) ' + p[0] + ' must be referenced by digest (image@sha256:...): TrustedRegistry ' + " + field(regName) + " + ' requires digests').join('; ')).filter(m, m != '')"
-	unsigned := celVar(shVarImageInfo) + ".map(p, " + ids +
-		".filter(r, !" + celSignedBySet("p[0]", "int("+field(regSet)+")", sets) + ").map(r, 'image(s) ' + p[0] + ' not signed by ' + " + field(regWho) + " + ' of TrustedRegistry ' + " + field(regName) + " + ' (' + " + field(regSigners) + " + ')').join('; ')).filter(m, m != '')"
+	// [raw image, the line's fields…] per image and registry guarding the namespace whose
+	// patterns it matches: a flat list, so that each check is one comprehension
+	f := func(i int) string { return "l.split(';')[" + strconv.Itoa(i) + "]" }
+	matched := celVar(shVarCanonical) + ".map(p, " + celVar(shVarRegistries) + ".filter(l, p[1].startsWith(" + f(regPrefix) + ") && " +
+		celVar(shVarGuarded) + ".contains(" + f(regID) + ") && p[1].matches(" + f(regRE) + ")).map(l, [p[0]] + l.split(';'))).flatten()"
+	// per failing check, its message: "image(s) <image> <tail>" (joined with "; ")
+	undigested := celVar(shVarMatched) + ".filter(m, " + matchedField(regDigestTail) + " != '' && !m[0].contains('@sha256:')).map(m, 'image(s) ' + m[0] + " + matchedField(regDigestTail) + ")"
+	unsigned := celVar(shVarMatched) + ".filter(m, !" + celSignedBy("m[0]", matchedField(regSet), sets) + ").map(m, 'image(s) ' + m[0] + " + matchedField(regSigTail) + ")"
 	return append(vars,
-		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: strings.Join(idx.guarded(shVarNamespaces), " + ")},
 		admissionregistrationv1.Variable{Name: shVarCanonical, Expression: canonical},
-		admissionregistrationv1.Variable{Name: shVarImageInfo, Expression: imageInfo},
+		admissionregistrationv1.Variable{Name: shVarMatched, Expression: matched},
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: undigested},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: unsigned},
 	)
 }
 
-// celSignedBySet is a CEL condition: image img is signed by enough signers of signer set
-// set (a line number of the signer sets, sharedSets.lines). A signer counts when any of its attestors
-// verifies the image; each attestor is verified on its own, so Kyverno caches each
-// success (ivpSignerVerified). A set that needs one signer stops at the first that
-// verifies; only the forms the policy's sets need are rendered (Kyverno compiles every
-// syntax node on every request).
-func celSignedBySet(img, set string, sets sharedSets) string {
-	one, more := false, false
+// sharedGuarded is the CEL string of the registries guarding the request's namespace:
+// ",<i>,<j>," pieces (membership is a substring test, never a list), one from the
+// namespace index "\n<namespace>=,<i>,<j>,\n" (the key appended as a last line without
+// registries, so the lookup always finds a line), one per matching label selector.
+func sharedGuarded(ss []*settings, idx registryIndex) string {
+	var terms []string
+	if len(idx.byNamespace) > 0 {
+		var b strings.Builder
+		b.WriteString("\n")
+		for _, ns := range indexKeys(idx.byNamespace) {
+			b.WriteString(ns + "=,")
+			for _, i := range idx.byNamespace[ns] {
+				b.WriteString(strconv.Itoa(i) + ",")
+			}
+			b.WriteString("\n")
+		}
+		key := "'\\n' + object.metadata.namespace + '='"
+		terms = append(terms, "("+celString(b.String())+" + "+key+" + '\\n').split("+key+", 2)[1].split('\\n', 2)[0]")
+	}
+	for i, s := range ss {
+		if s.ns.selector != nil {
+			terms = append(terms, "(("+celSelector(s.ns.selector)+") ? ',"+strconv.Itoa(i)+",' : '')")
+		}
+	}
+	if len(terms) == 0 {
+		return "''"
+	}
+	return strings.Join(terms, " + ")
+}
+
+// field is the signers field of a registry line of signer set i: with only sets that
+// need one signer, the attestor names of all its signers ("a,b,c": any one verifying
+// suffices), else the set's line (sharedSets.lines).
+func (s sharedSets) field(i int) string {
+	if s.onlyOne() {
+		parts := strings.Split(s.lines[i], "|")[1:]
+		return strings.Join(parts, ",")
+	}
+	return s.lines[i]
+}
+
+// onlyOne tells whether every set needs one signer.
+func (s sharedSets) onlyOne() bool {
+	for _, l := range s.lines {
+		if !strings.HasPrefix(l, "1|") {
+			return false
+		}
+	}
+	return true
+}
+
+// celSignedBy is a CEL condition: image img is signed by enough of the signers field
+// (a CEL string, sharedSets.field). A signer counts when any of its attestors verifies
+// the image; each attestor is verified on its own, so Kyverno caches each success
+// (ivpSignerVerified). A set that needs one signer stops at the first that verifies; only
+// the forms the policy's sets need are rendered (Kyverno compiles every syntax node on
+// every request).
+func celSignedBy(img, field string, sets sharedSets) string {
+	verify := "verifyImageSignatures(" + img + ", [attestors[a]]) > 0"
+	if sets.onlyOne() {
+		return field + ".split(',').exists(a, " + verify + ")"
+	}
+	one := false
 	for _, l := range sets.lines {
 		if strings.HasPrefix(l, "1|") {
 			one = true
-		} else {
-			more = true
 		}
 	}
-	// the sets' literal inline (a variable costs Kyverno a compilation of its own per request)
-	parts := celString(strings.Join(sets.lines, "\n")) + ".split('\\n')[" + set + "].split('|')"
-	verified := "g != sp[0] && g.split(',').exists(a, verifyImageSignatures(" + img + ", [attestors[a]]) > 0)"
-	anyOne := "sp.exists(g, " + verified + ")"
+	verified := "g != sp[0] && g.split(',').exists(a, " + verify + ")"
 	enough := "size(sp.filter(g, " + verified + ")) >= int(sp[0])"
-	switch {
-	case one && more:
-		return "cel.bind(sp, " + parts + ", sp[0] == '1' ? " + anyOne + " : " + enough + ")"
-	case one:
-		return "cel.bind(sp, " + parts + ", " + anyOne + ")"
+	if one {
+		return "cel.bind(sp, " + field + ".split('|'), sp[0] == '1' ? sp.exists(g, " + verified + ") : " + enough + ")"
 	}
-	return "cel.bind(sp, " + parts + ", " + enough + ")"
+	return "cel.bind(sp, " + field + ".split('|'), " + enough + ")"
 }
 
 // sharedValidations are the digest and signature checks; unchanged is the CEL condition
