@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,9 +34,9 @@ func buildSharedIVP(k shardKey, bs []*branch, rs *restriction) (policiesv1.Image
 		spec.Credentials = &policiesv1alpha1.Credentials{Secrets: cs}
 	}
 	idx := indexRegistries(ss)
-	sharedNamespaceMatch(&spec, ss, idx, rs)
+	names := sharedNamespaceMatch(&spec, ss, idx, rs)
 	spec.MatchImageReferences = sharedImageMatch(idx)
-	spec.Variables = sharedVariables(ss, sets, idx)
+	spec.Variables = sharedVariables(ss, sets, idx, everyGuards(ss, names))
 	// CEL variables are lazy: for an UPDATE that changes no image, nothing is verified.
 	unchanged := celVar(ivpVarUnchanged) + " || "
 	if rs != nil {
@@ -123,8 +124,9 @@ func (s sharedSets) branchOf(bs []*branch) map[string]string {
 
 // sharedNamespaceMatch makes the policy match the namespaces its registries guard, and
 // those the hosted restriction rs (if any) applies in: a namespaceSelector on the names
-// when no registry selects namespaces by label, else a match condition.
-func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*settings, idx registryIndex, rs *restriction) {
+// when no registry selects namespaces by label, else a match condition. It returns the
+// names of the namespaceSelector (nil with a match condition).
+func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*settings, idx registryIndex, rs *restriction) []string {
 	names := indexKeys(idx.byNamespace)
 	anySelector := len(idx.selectorTerms) > 0
 	var rsSelectors []*metav1.LabelSelector
@@ -136,7 +138,7 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 	}
 	if !anySelector {
 		spec.MatchConstraints.NamespaceSelector = namespaceNameSelector(names)
-		return
+		return names
 	}
 	// No namespaceSelector can say "these names or these labels": a match condition does,
 	// so that Pods elsewhere cost Kyverno nothing beyond this test (and no image is
@@ -157,6 +159,24 @@ func sharedNamespaceMatch(spec *policiesv1.ImageValidatingPolicySpec, ss []*sett
 		Name:       ivpMatchNamespace,
 		Expression: strings.Join(sortedUnique(terms), " || "),
 	}}
+	return nil
+}
+
+// everyGuards tells whether every registry guards exactly the namespaces the policy
+// matches (names, its namespaceSelector): then every request the policy sees is in a
+// namespace all its registries guard, and the per-request lookup of the guarding
+// registries (variables.guarded) is left out, a variable and a test Kyverno would
+// compile on every request.
+func everyGuards(ss []*settings, names []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	for _, s := range ss {
+		if s.ns.selector != nil || !slices.Equal(sortedUnique(s.ns.names), names) {
+			return false
+		}
+	}
+	return true
 }
 
 // sharedImageMatch is the policy's matchImageReferences: every image with the literal
@@ -217,21 +237,17 @@ func sharedRegistryLines(ss []*settings, sets sharedSets, idx registryIndex) []s
 // the registries guarding the request's namespace, each image's canonical form, the
 // (image, registry) pairs to check, then the images that fail the digest and signature
 // checks.
-func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admissionregistrationv1.Variable {
-	lines := sharedRegistryLines(ss, sets, idx)
-	var vars []admissionregistrationv1.Variable
-	if data := strings.Join(lines, "\n"); len(data) <= maxDataChars {
-		// one variable (each costs Kyverno a compilation of its own per request)
-		vars = []admissionregistrationv1.Variable{{Name: shVarRegistries, Expression: celString(data) + ".split('\\n')"}}
-	} else {
-		chunks, list := dataVariables(shVarRegistries+"Data", lines)
-		vars = append(chunks, admissionregistrationv1.Variable{Name: shVarRegistries, Expression: list})
-	}
+func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex, allGuard bool) []admissionregistrationv1.Variable {
+	vars, re := sharedRegistryData(sharedRegistryLines(ss, sets, idx))
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: ivpVarPodImages, Expression: celPodImages},
 		admissionregistrationv1.Variable{Name: ivpVarUnchanged, Expression: celImagesUnchanged(ivpVarPodImages)},
-		admissionregistrationv1.Variable{Name: shVarGuarded, Expression: sharedGuarded(ss, idx)},
 	)
+	guard := ""
+	if !allGuard {
+		vars = append(vars, admissionregistrationv1.Variable{Name: shVarGuarded, Expression: sharedGuarded(ss, idx)})
+		guard = celVar(shVarGuarded) + ".contains(l.split(';')[" + strconv.Itoa(regID) + "]) && "
+	}
 	// [raw image, canonical image] of every image of the Pod, computed once for the
 	// branches and the hosted restriction (rs.imagesVar)
 	canonical := celVar(ivpVarPodImages) + ".map(i, [string(i), " + celCanonical("string(i)") + "])"
@@ -239,7 +255,7 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 	// patterns it matches: a flat list, so that each check is one comprehension
 	f := func(i int) string { return "l.split(';')[" + strconv.Itoa(i) + "]" }
 	matched := celVar(shVarCanonical) + ".map(p, " + celVar(shVarRegistries) + ".filter(l, p[1].startsWith(" + f(regPrefix) + ") && " +
-		celVar(shVarGuarded) + ".contains(" + f(regID) + ") && p[1].matches(" + f(regRE) + ")).map(l, [p[0]] + l.split(';'))).flatten()"
+		guard + "p[1].matches(" + re(f(regRE)) + ")).map(l, [p[0]] + l.split(';'))).flatten()"
 	// per failing check, its message: "image(s) <image> <tail>" (joined with "; ")
 	undigested := celVar(shVarMatched) + ".filter(m, " + matchedField(regDigestTail) + " != '' && !m[0].contains('@sha256:')).map(m, 'image(s) ' + m[0] + " + matchedField(regDigestTail) + ")"
 	unsigned := celVar(shVarMatched) + ".filter(m, !" + celSignedBy("m[0]", matchedField(regSet), sets) + ").map(m, 'image(s) ' + m[0] + " + matchedField(regSigTail) + ")"
@@ -249,6 +265,57 @@ func sharedVariables(ss []*settings, sets sharedSets, idx registryIndex) []admis
 		admissionregistrationv1.Variable{Name: shVarUndigested, Expression: undigested},
 		admissionregistrationv1.Variable{Name: shVarUnsigned, Expression: unsigned},
 	)
+}
+
+// sharedRegistryData returns the variables that make variables.registries from its
+// lines, and the CEL expression of a line's regular expression given its field (a CEL
+// string). The lines are written as Kyverno's parser reads them fastest, as the
+// restriction's are (restrict_lookup.go): raw string literals separated by rsLineSep,
+// the tag-and-digest suffix most patterns end with written as rsSuffixMark; lines
+// holding either character, a quote or a line break are written as quoted literals.
+// Each literal stays under maxDataChars; when one holds them all, it is the only
+// variable (each costs Kyverno a compilation of its own per request).
+func sharedRegistryData(lines []string) (vars []admissionregistrationv1.Variable, re func(field string) string) {
+	sep, quote := rsLineSep, celRawString
+	re = func(field string) string {
+		return field + ".replace('" + rsSuffixMark + "', " + celRawString(rsSuffix) + ")"
+	}
+	marked := make([]string, len(lines))
+	for i, l := range lines {
+		if strings.ContainsAny(l, rsSuffixMark+rsLineSep+"'\n\r") {
+			marked, sep, quote = lines, "\n", celString
+			re = func(field string) string { return field }
+			break
+		}
+		f := strings.Split(l, ";")
+		f[regRE] = strings.ReplaceAll(f[regRE], rsSuffix, rsSuffixMark)
+		marked[i] = strings.Join(f, ";")
+	}
+	split := ".split(" + celString(sep) + ")"
+	// a quoted literal may escape characters (celString): room for that
+	extra := 1
+	if sep != rsLineSep {
+		extra = 8
+	}
+	var chunks [][]string
+	size := 0
+	for _, l := range marked {
+		if len(chunks) == 0 || size+len(l)+extra > maxDataChars {
+			chunks, size = append(chunks, nil), 0
+		}
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], l)
+		size += len(l) + extra
+	}
+	if len(chunks) == 1 {
+		return []admissionregistrationv1.Variable{{Name: shVarRegistries, Expression: quote(strings.Join(chunks[0], sep)) + split}}, re
+	}
+	var refs []string
+	for i, c := range chunks {
+		name := shVarRegistries + "Data" + strconv.Itoa(i)
+		vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: quote(strings.Join(c, sep)) + split})
+		refs = append(refs, celVar(name))
+	}
+	return append(vars, admissionregistrationv1.Variable{Name: shVarRegistries, Expression: strings.Join(refs, " + ")}), re
 }
 
 // sharedGuarded is the CEL string of the registries guarding the request's namespace:
