@@ -412,13 +412,6 @@ func sharedValidations(unchanged string) []admissionregistrationv1.Validation {
 	}
 }
 
-func boolDigit(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
-}
-
 // signerQuantifier is how the signature message of the per-registry policy says which
 // signers it needed.
 func signerQuantifier(s *settings) string {
