@@ -349,7 +349,7 @@ func sharedIVPAddAttestations(bs []*branch, spec *policiesv1.ImageValidatingPoli
 		ivpAttestationEntries(m, b.s, names)
 		idx := strconv.Itoa(i)
 		for _, r := range b.s.attestations {
-			terms = append(terms, "((p[2].contains(',"+idx+",') && "+idx+" in variables."+shVarGuarded+" && !("+
+			terms = append(terms, "((variables."+shVarMatched+".exists(m, m[0] == p[0] && "+matchedField(regID)+" == ',"+idx+",') && !("+
 				ivpAttestationThreshold(b.s, r, "p[0]", names)+")) ? ["+celString(attestationTail(b.s, r))+"] : [])")
 		}
 	}
@@ -359,7 +359,7 @@ func sharedIVPAddAttestations(bs []*branch, spec *policiesv1.ImageValidatingPoli
 	spec.Attestations = sortedAttestations(m)
 	spec.Variables = append(spec.Variables, admissionregistrationv1.Variable{
 		Name:       ivpVarUnattested,
-		Expression: "variables." + shVarImageInfo + ".map(p, [p[0]] + " + strings.Join(terms, " + ") + ").filter(x, size(x) > 1)",
+		Expression: "variables." + shVarCanonical + ".map(p, [p[0]] + " + strings.Join(terms, " + ") + ").filter(x, size(x) > 1)",
 	})
 	spec.Validations = append(spec.Validations, admissionregistrationv1.Validation{
 		Expression:        "variables." + ivpVarUnchanged + " || size(variables." + ivpVarUnattested + ") == 0",

@@ -99,11 +99,3 @@ func celSelector(sel *metav1.LabelSelector) string {
 	}
 	return strings.Join(terms, " && ")
 }
-
-// listForMessage quotes up to max items for a human message.
-func listForMessage(items []string, max int) string {
-	if len(items) <= max {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
-}

@@ -140,12 +140,6 @@ func (x registryIndex) prefixIndex() string {
 	return celString(strings.Join(lines, "\n"))
 }
 
-// prefixList is the distinct literal directory prefixes, one per line, as a CEL string
-// literal.
-func (x registryIndex) prefixList() string {
-	return celString(strings.Join(indexKeys(x.byPrefix), "\n"))
-}
-
 // guarded lists CEL lists whose concatenation is the registries guarding the request's
 // namespace: the lookup in the namespace index variable nsVar (when any registry names
 // namespaces), then the selector terms.

@@ -88,8 +88,10 @@ type ivpCalls struct {
 }
 
 func ivpEnv(db sigDB, calls *ivpCalls) (*cel.Env, error) {
-	// Kyverno's ImageValidatingPolicy environment also has cel.bind (ext.Bindings)
-	opts := append(baseEnvOptions(), ext.Bindings(),
+	// Kyverno's ImageValidatingPolicy environment also has cel.bind (ext.Bindings) and the
+	// lists extension (ext.Lists version 3 in its compiler.DefaultEnvOptions; flatten is
+	// from version 1)
+	opts := append(baseEnvOptions(), ext.Bindings(), ext.Lists(ext.ListsVersion(1)),
 		cel.Variable("images", cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
 		cel.Variable("attestors", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Function("verifyImageSignatures",

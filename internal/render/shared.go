@@ -32,23 +32,22 @@ import (
 //
 // ImageValidatingPolicy: the policy is data plus a few fixed expressions (celdata.go,
 // shared_ivp.go).
-//   - variables.registries lists the branches (one per TrustedRegistry: name, image
-//     regular expression, restriction and digest switches, signer set, message tails);
-//   - a literal lists the distinct signer sets (registries that trust the
-//     same keys with the same threshold share one): the threshold, then the attestor names
-//     of each signer; attestors are named after their content (key fingerprint, keyless
-//     identity hash, transparency-log switch), so one key trusted by many registries is
-//     one attestor and one cached verification;
-//   - variables.namespaces indexes each named namespace to the branches guarding it, and
-//     label-selector branches add themselves with a per-branch namespaceObject test;
-//   - variables.guarded is the list of branches for the request's namespace, found with
-//     one index lookup: the digest and signature validations only look at those, so a Pod
-//     pays for the registries that guard its namespace, not for all;
+//   - variables.registries lists the branches: one line per TrustedRegistry and literal
+//     directory prefix of its patterns (prefix, number, image regular expression, the
+//     tails of its digest and signature messages, its signers' attestor names);
+//     attestors are named after their content (key fingerprint, keyless identity hash,
+//     transparency-log switch), so one key trusted by many registries is one attestor
+//     and one cached verification;
+//   - variables.guarded names the branches for the request's namespace, found with one
+//     lookup in a namespace index literal (label-selector branches add themselves with a
+//     per-branch namespaceObject test): the digest and signature validations only look at
+//     those, so a Pod pays for the registries that guard its namespace;
 //   - matchImageReferences selects every image that has the literal directory prefix of
-//     some branch's patterns; a literal lists those prefixes with their branches, so an
-//     image's canonical form is tested only against the regular expressions of the
-//     branches whose prefix it has. Each image's canonical form is computed once
-//     (variables.canonicalImages), for the branches and the hosted restriction.
+//     some branch's patterns; an image's canonical form is tested only against the
+//     regular expressions of the guarding branches whose prefix it has, which gives
+//     variables.matched, one entry per image and branch that checks it. Each image's
+//     canonical form is computed once (variables.canonicalImages), for the branches and
+//     the hosted restriction.
 //
 // Kyverno 1.19 compiles the whole policy on every admission request, and its type
 // checker's work grows with each expression's operators and comprehensions and with the
@@ -85,9 +84,8 @@ const (
 // Shared ImageValidatingPolicy variable names.
 const (
 	shVarRegistries = "registries"
-	shVarNamespaces = "namespaces"
 	shVarGuarded    = "guarded"
-	shVarImageInfo  = "imageInfo"
+	shVarMatched    = "matched"
 	shVarCanonical  = "canonicalImages"
 	shVarUndigested = "undigested"
 	shVarUnsigned   = "unsigned"
