@@ -19,6 +19,8 @@ const pendingGrace = maxSharedDefer + time.Second
 type pendingWaits struct {
 	mu sync.Mutex
 	m  map[string]pendingWait // by registry name
+	// grace overrides pendingGrace when positive (TrustedRegistryReconciler.PendingGrace)
+	grace time.Duration
 }
 
 type pendingWait struct {
@@ -39,7 +41,11 @@ func (w *pendingWaits) hold(registry string, inputHash string, now time.Time) (b
 		p = pendingWait{inputHash: inputHash, since: now}
 		w.m[registry] = p
 	}
-	if left := pendingGrace - now.Sub(p.since); left > 0 {
+	grace := pendingGrace
+	if w.grace > 0 {
+		grace = w.grace
+	}
+	if left := grace - now.Sub(p.since); left > 0 {
 		return true, left
 	}
 	return false, 0

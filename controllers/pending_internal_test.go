@@ -40,6 +40,15 @@ func TestPendingWaitsHold(t *testing.T) {
 	if ok, left := w.hold("a", "h2", now.Add(10*pendingGrace)); !ok || left != pendingGrace {
 		t.Fatalf("after done: %v %v", ok, left)
 	}
+
+	// a configured grace replaces the default
+	long := pendingWaits{grace: 10 * pendingGrace}
+	if ok, left := long.hold("a", "h1", now); !ok || left != 10*pendingGrace {
+		t.Fatalf("configured grace, first wait: %v %v", ok, left)
+	}
+	if ok, _ := long.hold("a", "h1", now.Add(pendingGrace)); !ok {
+		t.Fatal("the configured grace was not used")
+	}
 }
 
 func TestDeferPendingStatus(t *testing.T) {

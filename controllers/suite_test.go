@@ -126,6 +126,8 @@ type managerOpts struct {
 	// layout defaults to per-registry here: most tests look at one registry's own policy;
 	// shared_test.go covers the shared layout (the operator's default).
 	layout controllers.Layout
+	// pendingGrace: see operator.Options.PendingGrace (0: the default)
+	pendingGrace time.Duration
 }
 
 type runningManager struct {
@@ -161,6 +163,7 @@ func startManager(t *testing.T, o managerOpts) *runningManager {
 		Preview:                      o.preview,
 		Layout:                       layoutOr(o.layout),
 		SyncPeriod:                   o.syncPeriod,
+		PendingGrace:                 o.pendingGrace,
 		SkipControllerNameValidation: true, // several managers run in one test binary
 	})
 	if err != nil {

@@ -71,6 +71,10 @@ type TrustedRegistryReconciler struct {
 	Preview *RotationPreview
 	// Layout is LayoutShared (the default when empty) or LayoutPerRegistry.
 	Layout Layout
+	// PendingGrace, when positive, replaces the 3 s a registry waiting for the shared pass
+	// keeps its previous status (pending.go). Tests that count writes on a loaded machine
+	// lengthen it, so a slow pass does not add a pending status write.
+	PendingGrace time.Duration
 
 	controller controller.Controller
 	reports    *reportWatcher

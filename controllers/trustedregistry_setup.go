@@ -110,6 +110,7 @@ func stripPrivateSecretData(obj any) (any, error) {
 func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	r.writer.Client = r.Client
 	r.watches = &policyWatches{}
+	r.pending.grace = r.PendingGrace
 	// (in the per-registry layout too: it empties the shared policies of a cluster that
 	// switched layout, as the registries drop their recorded inputs)
 	r.shared = &SharedPolicyReconciler{Client: r.Client, TrustNamespace: r.TrustNamespace,

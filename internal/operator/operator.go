@@ -52,6 +52,8 @@ type Options struct {
 	// Layout of the generated policies: controllers.LayoutShared (default) or
 	// controllers.LayoutPerRegistry.
 	Layout controllers.Layout
+	// PendingGrace: see controllers.TrustedRegistryReconciler.PendingGrace (default 3 s).
+	PendingGrace time.Duration
 	// DiscoveryMaxAge bounds how long served Kyverno kinds are trusted without a CRD event.
 	DiscoveryMaxAge time.Duration
 	// MetricsBindAddress and HealthProbeBindAddress ("" or "0": off).
@@ -172,6 +174,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		PodInsights:    o.PodInsights,
 		Preview:        o.Preview,
 		Layout:         o.Layout,
+		PendingGrace:   o.PendingGrace,
 	}
 	if err := r.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.Workers}); err != nil {
 		return nil, fmt.Errorf("setting up the controller: %w", err)
