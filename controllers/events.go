@@ -1,14 +1,18 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 )
@@ -20,8 +24,74 @@ func (r *TrustedRegistryReconciler) emitEvents(registry *trustv1alpha1.TrustedRe
 		return
 	}
 	for _, e := range transitionEvents(before, after, p, outcome) {
+		if e.key != nil && r.onSharedSecret(registry, e) {
+			continue
+		}
 		r.Recorder.Eventf(registry, e.related, e.eventType, e.reason, e.action, "%s", e.note)
 	}
+}
+
+// onSharedSecret tells a key's rotation step once on its Secret, instead of on every
+// registry, when other registries trust the same Secret: rotating a key that a thousand
+// registries share then writes one Event, not a thousand (docs/performance.md). Each
+// registry's status.keys still says when the key leaves it. False: the Event goes on the
+// registry (its own Secret, or a key no longer in its spec).
+func (r *TrustedRegistryReconciler) onSharedSecret(registry *trustv1alpha1.TrustedRegistry, e transitionEvent) bool {
+	secretName := ""
+	for _, k := range registry.Spec.Keys {
+		if k.Name == e.key.Name {
+			secretName = k.SecretRef.Name
+		}
+	}
+	if secretName == "" {
+		return false
+	}
+	ctx := context.Background()
+	list := &trustv1alpha1.TrustedRegistryList{}
+	// (from the cache, without copies: only the count is read)
+	if err := r.Client.List(ctx, list, client.MatchingFields{secretNameIndex: secretName}, client.UnsafeDisableDeepCopy); err != nil || len(list.Items) < 2 {
+		return false
+	}
+	secret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: secretName}, secret); err != nil {
+		return false
+	}
+	if r.keyEvents.first(string(secret.UID) + "/" + secret.ResourceVersion + "/" + e.reason + "/" + e.key.Fingerprint) {
+		r.Recorder.Eventf(secret, nil, e.eventType, e.reason, e.action, "%s", secretKeyNote(e, secretName, len(list.Items)))
+	}
+	return true
+}
+
+// secretKeyNote is the message of a key's rotation step on its shared Secret.
+func secretKeyNote(e transitionEvent, secret string, registries int) string {
+	if e.reason == "KeyRetired" {
+		return fmt.Sprintf("key %s (%s) from Secret %s retired: no longer accepted (%d TrustedRegistries use this Secret; each leaves it at the end of its own rotation overlap)",
+			e.key.Name, e.key.Fingerprint, secret, registries)
+	}
+	return fmt.Sprintf("key %s (%s) is no longer in Secret %s and is retiring: the %d TrustedRegistries that use this Secret still accept it until their rotation overlap ends (status.keys of each says when; the first: %s)",
+		e.key.Name, e.key.Fingerprint, secret, registries, e.key.RetiresAt.UTC().Format(time.RFC3339))
+}
+
+// onceSet remembers which shared-Secret Events were sent (bounded: emptied when full, so
+// at worst an Event is sent again).
+type onceSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+const maxOnceSet = 4096
+
+func (o *onceSet) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m[key] {
+		return false
+	}
+	if o.m == nil || len(o.m) >= maxOnceSet {
+		o.m = map[string]bool{}
+	}
+	o.m[key] = true
+	return true
 }
 
 // transitionEvent is one Event on a TrustedRegistry.
@@ -30,6 +100,8 @@ type transitionEvent struct {
 	// related is the drifted policy as it was (nil for the others): each revert is then
 	// an Event of its own rather than a repeat of the first one in a series.
 	related runtime.Object
+	// key is the key of a rotation step (KeyRetiring, KeyRetired; nil for the others).
+	key *trustv1alpha1.KeyStatus
 }
 
 // transitionEvents is pure: the Events for transitions only (Ready flipping after a first
@@ -50,7 +122,7 @@ func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan
 	if outcome.applied && p.policy != nil && (!readyChanged || newReady.Status != "True") {
 		emit(corev1.EventTypeNormal, "PolicyApplied", "Apply", fmt.Sprintf("applied %s %s", p.policy.GetKind(), p.policy.GetName()))
 	}
-	if p.recovered != "" && p.persistRing != nil {
+	if p.recovered != "" && (p.persistRing != nil || p.propose != nil) {
 		// (the action tells a rebuilt record from restored keys: Events of one action on
 		// one object fold into a series that keeps the first message)
 		action := "Rebuild"
@@ -103,14 +175,15 @@ func transitionEvents(before, after *trustv1alpha1.TrustedRegistryStatus, p plan
 		now[id{k.Name, k.Fingerprint}] = true
 		prev, existed := was[id{k.Name, k.Fingerprint}]
 		if k.State == trustv1alpha1.KeyRetiring && (!existed || prev.State != trustv1alpha1.KeyRetiring) && k.RetiresAt != nil {
-			emit(corev1.EventTypeNormal, "KeyRetiring", "Rotate", fmt.Sprintf("key %s (%s) is retiring: still accepted until %s",
-				k.Name, k.Fingerprint, k.RetiresAt.UTC().Format(time.RFC3339)))
+			out = append(out, transitionEvent{eventType: corev1.EventTypeNormal, reason: "KeyRetiring", action: "Rotate", key: k.DeepCopy(),
+				note: fmt.Sprintf("key %s (%s) is retiring: still accepted until %s", k.Name, k.Fingerprint, k.RetiresAt.UTC().Format(time.RFC3339))})
 		}
 	}
 	// (in the order of before.Keys: the Events of one reconcile are deterministic)
 	for _, k := range before.Keys {
 		if !now[id{k.Name, k.Fingerprint}] && k.State == trustv1alpha1.KeyRetiring {
-			emit(corev1.EventTypeNormal, "KeyRetired", "Rotate", fmt.Sprintf("key %s (%s) retired: no longer accepted", k.Name, k.Fingerprint))
+			out = append(out, transitionEvent{eventType: corev1.EventTypeNormal, reason: "KeyRetired", action: "Rotate", key: k.DeepCopy(),
+				note: fmt.Sprintf("key %s (%s) retired: no longer accepted", k.Name, k.Fingerprint)})
 		}
 	}
 	return out

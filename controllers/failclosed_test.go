@@ -226,14 +226,12 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 				return nil
 			})
 
-			cmKey := client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}
-			old := &corev1.ConfigMap{}
-			if err := sharedClient.Get(context.Background(), cmKey, old); err != nil {
+			rec := recordOf(layout, name)
+			old, oldData, err := rec.get()
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := sharedClient.Delete(context.Background(), old); err != nil {
-				t.Fatal(err)
-			}
+			rec.delete(t)
 			// rebuilt, with both keys; the policy never loses the old key meanwhile
 			deadline := time.Now().Add(3 * time.Second)
 			for time.Now().Before(deadline) {
@@ -243,31 +241,24 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			eventually(t, 10*time.Second, "the key ring rebuilt", func() error {
-				cm := &corev1.ConfigMap{}
-				if err := sharedClient.Get(context.Background(), cmKey, cm); err != nil {
+				cm, data, err := rec.get()
+				if err != nil {
 					return err
 				}
 				if cm.UID == old.UID {
 					return fmt.Errorf("not deleted yet")
 				}
-				if cm.Data["ring.json"] != old.Data["ring.json"] {
-					return fmt.Errorf("ring %s, was %s", cm.Data["ring.json"], old.Data["ring.json"])
+				if data["ring.json"] != oldData["ring.json"] {
+					return fmt.Errorf("ring %s, was %s", data["ring.json"], oldData["ring.json"])
 				}
 				return nil
 			})
 			waitEvent(t, name, "KeyRingRecovered", "rebuilt from status.keys")
 
 			// edited: the retiring key removed from the record, then the labels removed
-			edit := func(what string, mutate func(cm *corev1.ConfigMap)) {
+			edit := func(what string, mutate func(cm *corev1.ConfigMap, data map[string]string)) {
 				t.Helper()
-				cm := &corev1.ConfigMap{}
-				if err := sharedClient.Get(context.Background(), cmKey, cm); err != nil {
-					t.Fatal(err)
-				}
-				mutate(cm)
-				if err := sharedClient.Update(context.Background(), cm); err != nil {
-					t.Fatal(err)
-				}
+				rec.update(t, mutate)
 				deadline := time.Now().Add(2 * time.Second)
 				for time.Now().Before(deadline) {
 					if p, err := policy(); err != nil || !hasKey(p, oldPub) || !hasKey(p, newPub) {
@@ -276,19 +267,19 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				eventually(t, 10*time.Second, what+": the key ring restored", func() error {
-					cm := &corev1.ConfigMap{}
-					if err := sharedClient.Get(context.Background(), cmKey, cm); err != nil {
+					cm, data, err := rec.get()
+					if err != nil {
 						return err
 					}
-					if cm.Data["ring.json"] != old.Data["ring.json"] || cm.Labels["app.kubernetes.io/managed-by"] != "signet" {
-						return fmt.Errorf("ring %s, labels %v", cm.Data["ring.json"], cm.Labels)
+					if data["ring.json"] != oldData["ring.json"] || cm.Labels["app.kubernetes.io/managed-by"] != "signet" {
+						return fmt.Errorf("ring %s, labels %v", data["ring.json"], cm.Labels)
 					}
 					return nil
 				})
 			}
-			edit("retiring key removed from the record", func(cm *corev1.ConfigMap) {
+			edit("retiring key removed from the record", func(_ *corev1.ConfigMap, data map[string]string) {
 				rec := map[string]any{}
-				if err := json.Unmarshal([]byte(cm.Data["ring.json"]), &rec); err != nil {
+				if err := json.Unmarshal([]byte(data["ring.json"]), &rec); err != nil {
 					t.Fatal(err)
 				}
 				var kept []any
@@ -299,11 +290,11 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 				}
 				rec["entries"] = kept
 				b, _ := json.Marshal(rec)
-				cm.Data["ring.json"] = string(b)
+				data["ring.json"] = string(b)
 			})
 			waitEvent(t, name, "KeyRingRecovered", "lacked keys still in force")
-			edit("labels removed", func(cm *corev1.ConfigMap) { cm.Labels = nil })
-			edit("record garbled", func(cm *corev1.ConfigMap) { cm.Data["ring.json"] = "{garbage" })
+			edit("labels removed", func(cm *corev1.ConfigMap, _ map[string]string) { cm.Labels = nil })
+			edit("record garbled", func(_ *corev1.ConfigMap, data map[string]string) { data["ring.json"] = "{garbage" })
 
 			// one second before retiresAt the old key is still accepted; at retiresAt it goes
 			clk.SetTime(t0.Add(time.Hour - time.Second))
@@ -370,11 +361,7 @@ func TestKeyRingLossWithBrokenSecret(t *testing.T) {
 
 			deleteRing := func() {
 				t.Helper()
-				cm := &corev1.ConfigMap{}
-				cm.Namespace, cm.Name = trustNS, "signet-keyring-"+name
-				if err := sharedClient.Delete(context.Background(), cm); err != nil {
-					t.Fatal(err)
-				}
+				recordOf(layout, name).delete(t)
 			}
 			// another registry changes meanwhile, so the shared policy is rewritten
 			touchOther := func() {
@@ -395,14 +382,14 @@ func TestKeyRingLossWithBrokenSecret(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				eventually(t, 10*time.Second, "the key ring rebuilt", func() error {
-					cm := &corev1.ConfigMap{}
-					if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}, cm); err != nil {
+					_, data, err := recordOf(layout, name).get()
+					if err != nil {
 						return err
 					}
-					if !strings.Contains(cm.Data["ring.json"], getRegistry(t, name).Status.Keys[0].Fingerprint) {
-						return fmt.Errorf("ring %s", cm.Data["ring.json"])
+					if !strings.Contains(data["ring.json"], getRegistry(t, name).Status.Keys[0].Fingerprint) {
+						return fmt.Errorf("ring %s", data["ring.json"])
 					}
-					if layout == controllers.LayoutShared && cm.Data["policy-input.json"] == "" {
+					if layout == controllers.LayoutShared && data["policy-input.json"] == "" {
 						return fmt.Errorf("no recorded input")
 					}
 					return nil
@@ -475,14 +462,9 @@ func TestRevocationWhileAnotherRegistryIsBroken(t *testing.T) {
 			waitCondition(t, broken, trustv1alpha1.ConditionPolicyApplied, "False/KeptLastGoodPolicy")
 			updateSecret(t, broken+"-key", map[string]string{"cosign.pub": "garbage"})
 			waitCondition(t, broken, trustv1alpha1.ConditionKeysResolved, "False/InvalidPublicKey")
-			cm := &corev1.ConfigMap{}
-			if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + broken}, cm); err != nil {
-				t.Fatal(err)
-			}
-			cm.Data["policy-input.json"] = "{garbage"
-			if err := sharedClient.Update(context.Background(), cm); err != nil {
-				t.Fatal(err)
-			}
+			recordOf(controllers.LayoutShared, broken).update(t, func(_ *corev1.ConfigMap, data map[string]string) {
+				data["policy-input.json"] = "{garbage"
+			})
 			time.Sleep(500 * time.Millisecond)
 
 			// revoke the leaked key now

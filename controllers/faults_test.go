@@ -297,8 +297,8 @@ func faultConverged(ctx context.Context, c client.Client, regs []*faultRegistry)
 		if got := condition(tr, trustv1alpha1.ConditionReady); got != "True/Ready" || tr.Status.ObservedGeneration != tr.Generation {
 			return fmt.Errorf("%s: Ready is %q (observed generation %d of %d)", r.name, got, tr.Status.ObservedGeneration, tr.Generation)
 		}
-		cm := &corev1.ConfigMap{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + r.name}, cm); err != nil {
+		_, data, err := recordOf(controllers.LayoutShared, r.name).in(c).get()
+		if err != nil {
 			return err
 		}
 		var rec struct {
@@ -307,7 +307,7 @@ func faultConverged(ctx context.Context, c client.Client, regs []*faultRegistry)
 			Keys   []render.Key                      `json:"keys"`
 			Engine trustv1alpha1.Engine              `json:"engine"`
 		}
-		if err := json.Unmarshal([]byte(cm.Data["policy-input.json"]), &rec); err != nil {
+		if err := json.Unmarshal([]byte(data["policy-input.json"]), &rec); err != nil {
 			return fmt.Errorf("%s: recorded input: %v", r.name, err)
 		}
 		if rec.UID != tr.UID || !equality.Semantic.DeepEqual(rec.Spec, tr.Spec) || rec.Engine != r.engine {

@@ -151,7 +151,14 @@ func (r *TrustedRegistryReconciler) finalize(ctx context.Context, tr *trustv1alp
 		log.FromContext(ctx).V(1).Info("deleted registry still in force, waiting", "policies", holding)
 		return ctrl.Result{RequeueAfter: finalizeRecheck}, nil
 	}
-	// Its recorded input goes last: until now it was the fallback for its branch.
+	// Its recorded input goes last: until now it was the fallback for its branch. The pass
+	// takes its entry out of its shard after the policies (records.go).
+	r.shared.proposals.forget(tr.Name)
+	if held, err := r.shardHolds(ctx, tr.Name); err != nil {
+		return ctrl.Result{}, err
+	} else if held {
+		return ctrl.Result{RequeueAfter: finalizeRecheck}, nil
+	}
 	ring := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.TrustNamespace, Name: ringConfigMapName(tr.Name)}}
 	if err := r.Client.Delete(ctx, ring); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("deleting the key ring %s/%s: %w", ring.Namespace, ring.Name, err)
@@ -210,4 +217,18 @@ func (r *TrustedRegistryReconciler) policiesHolding(ctx context.Context, registr
 		}
 	}
 	return holding, nil
+}
+
+// shardHolds tells whether a record shard still holds the registry's entry.
+func (r *TrustedRegistryReconciler) shardHolds(ctx context.Context, registry string) (bool, error) {
+	shard := &corev1.ConfigMap{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: recordShardName(registry)}, shard); {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading the key-ring records: %w", err)
+	default:
+		_, ok := shard.Data[registry]
+		return ok && isRecordShard(shard), nil
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,6 +105,7 @@ func inSharedPolicies(t *testing.T, name string) (bool, []string) {
 // and the registry stays out; once the finalizer is allowed, its watch event brings the
 // registry in without any other change.
 func TestNoBranchBeforeFinalizer(t *testing.T) {
+	needsControlPlane(t)
 	lift := refuseFinalizer(t)
 	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
 	create(t, keySecret("fz-key", map[string]string{"cosign.pub": newKeyPEM(t)}))
@@ -123,11 +123,11 @@ func TestNoBranchBeforeFinalizer(t *testing.T) {
 
 	// The held registry's record is written (alongside the refused finalizer patch).
 	eventually(t, 20*time.Second, "fz-held's recorded input", func() error {
-		cm := &corev1.ConfigMap{}
-		if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-fz-held"}, cm); err != nil {
+		_, data, err := recordOf(controllers.LayoutShared, "fz-held").get()
+		if err != nil {
 			return err
 		}
-		if cm.Data["policy-input.json"] == "" {
+		if data["policy-input.json"] == "" {
 			return errString("no recorded input yet")
 		}
 		return nil

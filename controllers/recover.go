@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -36,7 +35,8 @@ import (
 // renders again to the same branch.
 
 // sharedInputs chooses, for every TrustedRegistry, the input its branch is rendered from:
-//  1. its recorded input, when it decodes, belongs to this registry (UID) and renders;
+//  1. its recorded input (records.go), when it decodes, belongs to this registry (UID)
+//     and renders;
 //  2. otherwise the input of its branch in force: the one this process last rendered for
 //     it (by the hash in the registries annotation), or one rebuilt from its spec,
 //     status.keys and the live policy's keys that has that hash;
@@ -47,24 +47,20 @@ import (
 // A registry with no record and no branch in force has nothing to keep (new, or never
 // renderable). A registry that cannot render never blocks the others: it keeps the branch
 // it has (1 or 2) and the others' changes go through.
-func (r *SharedPolicyReconciler) sharedInputs(ctx context.Context, live map[string]*unstructured.Unstructured) ([]render.Input, map[string]*trustv1alpha1.TrustedRegistry, error) {
-	cms := &corev1.ConfigMapList{}
-	if err := r.Client.List(ctx, cms, client.InNamespace(r.TrustNamespace), client.MatchingLabels{render.LabelManagedBy: managedByValue}); err != nil {
-		return nil, nil, fmt.Errorf("listing key rings: %w", err)
-	}
-	records := map[string]string{}
-	for i := range cms.Items {
-		cm := &cms.Items[i]
-		if name, ok := strings.CutPrefix(cm.Name, ringConfigMapName("")); ok {
-			if raw, ok := cm.Data[inputDataKey]; ok {
-				records[name] = raw
-			}
-		}
+func (r *SharedPolicyReconciler) sharedInputs(ctx context.Context, live map[string]*unstructured.Unstructured) ([]render.Input, map[string]*trustv1alpha1.TrustedRegistry, recordPlan, error) {
+	src, err := readRecordSources(ctx, r.Client, r.TrustNamespace)
+	if err != nil {
+		return nil, nil, recordPlan{}, err
 	}
 	trs := &trustv1alpha1.TrustedRegistryList{}
 	if err := r.Client.List(ctx, trs); err != nil {
-		return nil, nil, fmt.Errorf("listing TrustedRegistries: %w", err)
+		return nil, nil, recordPlan{}, fmt.Errorf("listing TrustedRegistries: %w", err)
 	}
+	existing := make(map[string]*trustv1alpha1.TrustedRegistry, len(trs.Items))
+	for i := range trs.Items {
+		existing[trs.Items[i].Name] = &trs.Items[i]
+	}
+	rp := r.planRecords(src, existing)
 	inForce := branchesInForce(live)
 	byName := make(map[string]*trustv1alpha1.TrustedRegistry, len(trs.Items))
 	var ins []render.Input
@@ -74,15 +70,19 @@ func (r *SharedPolicyReconciler) sharedInputs(ctx context.Context, live map[stri
 			continue // its branch goes
 		}
 		byName[tr.Name] = tr
-		in, ok, err := r.branchInput(ctx, tr, records[tr.Name], inForce[tr.Name])
+		raw := ""
+		if e, ok := rp.records[tr.Name]; ok {
+			raw = e.Input
+		}
+		in, ok, err := r.branchInput(ctx, tr, raw, inForce[tr.Name])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, recordPlan{}, err
 		}
 		if ok {
 			ins = append(ins, in)
 		}
 	}
-	return ins, byName, nil
+	return ins, byName, rp, nil
 }
 
 func (r *SharedPolicyReconciler) branchInput(ctx context.Context, tr *trustv1alpha1.TrustedRegistry, raw string, pl *sharedPlacement) (render.Input, bool, error) {

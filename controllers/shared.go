@@ -65,7 +65,7 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 			live[u.GetKind()+"/"+u.GetName()] = u
 		}
 	}
-	ins, registries, err := r.sharedInputs(ctx, live)
+	ins, registries, records, err := r.sharedInputs(ctx, live)
 	if err != nil {
 		r.setErr(err)
 		return ctrl.Result{}, err
@@ -79,6 +79,12 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.setErr(nil)
+
+	// The records first: no policy holds an input that no record keeps (records.go).
+	stored, err := r.writeShards(ctx, records.shards, records.first, false)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 
 	desired := map[string]bool{}
 	for _, p := range res.Policies {
@@ -119,6 +125,16 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("deleting the emptied %s %s: %w", l.GetKind(), l.GetName(), err)
 		}
 		logger.Info("shared policy deleted: no TrustedRegistry left in it", "kind", l.GetKind(), "name", l.GetName())
+	}
+	// The records of registries whose branches left go last; then the per-registry
+	// ConfigMaps the shards took over.
+	if _, err := r.writeShards(ctx, stored, records.final, true); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, cm := range records.migrated {
+		if err := r.Client.Delete(ctx, cm, client.Preconditions{ResourceVersion: &cm.ResourceVersion}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return ctrl.Result{}, fmt.Errorf("deleting the key ring %s/%s (its record is in %s now): %w", cm.Namespace, cm.Name, recordShardName(cm.Labels[render.LabelRegistry]), err)
+		}
 	}
 	return ctrl.Result{}, nil
 }

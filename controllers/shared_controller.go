@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/internal/kyverno"
@@ -42,6 +43,11 @@ type SharedPolicyReconciler struct {
 	// the inputs of the last pass, and the memo of which recorded inputs render.
 	rendered renderedInputs
 	renders  renderChecks
+
+	// proposals are the records TrustedRegistry reconciles decided on (records.go);
+	// PerRegistryRecords: the per-registry layout, whose registries keep a ConfigMap each.
+	proposals          *recordProposals
+	PerRegistryRecords bool
 
 	errMu sync.Mutex
 	err   string
@@ -109,6 +115,10 @@ func (r *SharedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts control
 		WithOptions(opts).
 		Watches(&trustv1alpha1.TrustedRegistry{}, handler.EnqueueRequestsFromMapFunc(toShared), builder.WithPredicates(goingAway)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(toShared))
+	if r.proposals != nil && r.proposals.trigger != nil {
+		// a TrustedRegistry reconcile proposed a new record (records.go)
+		b = b.WatchesRawSource(source.Channel(r.proposals.trigger, handler.EnqueueRequestsFromMapFunc(toShared)))
+	}
 	// While Kyverno was gone each pass failed and backed off, and no recorded input changes
 	// on a reinstall: only this brings the policies back at once (faults_test.go,
 	// TestKyvernoReinstall).

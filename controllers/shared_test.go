@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
 	"github.com/signet-operator/signet/controllers"
@@ -332,20 +331,16 @@ func TestSharedUnrenderableRecordIsIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCondition(t, "ur-old", trustv1alpha1.ConditionPolicyApplied, "False/KeptLastGoodPolicy")
-	cm := &corev1.ConfigMap{}
-	if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-ur-old"}, cm); err != nil {
-		t.Fatal(err)
-	}
-	rec := map[string]any{}
-	if err := json.Unmarshal([]byte(cm.Data["policy-input.json"]), &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec["spec"].(map[string]any)["images"] = []any{}
-	b, _ := json.Marshal(rec)
-	cm.Data["policy-input.json"] = string(b)
-	if err := sharedClient.Update(context.Background(), cm); err != nil {
-		t.Fatal(err)
-	}
+	record := recordOf(controllers.LayoutShared, "ur-old")
+	record.update(t, func(_ *corev1.ConfigMap, data map[string]string) {
+		rec := map[string]any{}
+		if err := json.Unmarshal([]byte(data["policy-input.json"]), &rec); err != nil {
+			t.Fatal(err)
+		}
+		rec["spec"].(map[string]any)["images"] = []any{}
+		b, _ := json.Marshal(rec)
+		data["policy-input.json"] = string(b)
+	})
 
 	// another registry is not blocked
 	create(t, keySecret("ur-new-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("ur-new"))
@@ -357,10 +352,11 @@ func TestSharedUnrenderableRecordIsIsolated(t *testing.T) {
 	}
 	// and its record is repaired from the branch in force
 	eventually(t, 10*time.Second, "the record repaired", func() error {
-		if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-ur-old"}, cm); err != nil {
+		_, data, err := record.get()
+		if err != nil {
 			return err
 		}
-		if strings.Contains(cm.Data["policy-input.json"], `"images":[]`) {
+		if strings.Contains(data["policy-input.json"], `"images":[]`) {
 			return fmt.Errorf("still the corrupt record")
 		}
 		return nil

@@ -90,6 +90,8 @@ type TrustedRegistryReconciler struct {
 	running atomic.Int32
 	// finalizerPatches: the finalizer patches the cache may not show yet (finalizer.go)
 	finalizerPatches sync.Map
+	// keyEvents: the rotation steps told on a shared Secret (events.go)
+	keyEvents onceSet
 }
 
 func (r *TrustedRegistryReconciler) sharedLayout() bool { return r.Layout != LayoutPerRegistry }
@@ -127,9 +129,11 @@ type observed struct {
 	keyErrs  []keyError
 	// trustRoots is the spec.sigstore trust material (trustroots.go; nil without it)
 	trustRoots *render.TrustRoots
-	// ring is the persisted key ring (empty when none was stored yet).
-	ring       keys.Ring
-	ringStored *corev1.ConfigMap
+	// ring is the persisted key ring (empty when none was stored yet); ringStored tells
+	// whether a record was read, recordedInput is its input as stored.
+	ring          keys.Ring
+	ringStored    bool
+	recordedInput string
 	// live holds, per served engine kind, the policy that enforces the registry now: its own
 	// policy (per-registry layout) or the shared policy holding its branch (shared layout).
 	live map[trustv1alpha1.Engine]*unstructured.Unstructured
@@ -221,9 +225,11 @@ func (r *TrustedRegistryReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // only when those before it succeeded, so enforcement never has a gap.
 func (r *TrustedRegistryReconciler) execute(ctx context.Context, p plan) applyOutcome {
 	var out applyOutcome
+	if p.propose != nil {
+		// the pass over the shared policies writes it, before any policy holds its input
+		r.shared.proposals.propose(p.propose.registry, p.propose.entry)
+	}
 	if p.persistRing != nil {
-		// (the ConfigMap's watch event starts the pass over the shared policies once the
-		// cache holds the new input)
 		if err := r.writer.apply(ctx, p.persistRing); err != nil {
 			out.err = fmt.Errorf("persisting key ring: %w", err)
 			return out
@@ -354,35 +360,29 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 
 	// A missing or damaged record is rebuilt from status.keys and the policy in force once
 	// those are read (recoverRecord): it never drops a key or a branch (recover.go).
-	recordWhy := ""
-	cm := &corev1.ConfigMap{}
-	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: ringConfigMapName(registry.Name)}, cm); {
-	case apierrors.IsNotFound(err):
-		recordWhy = "it was missing (or lost its labels)"
-	case err != nil:
-		return nil, fmt.Errorf("reading the key ring: %w", err)
-	case cm.Labels[render.LabelManagedBy] != managedByValue || cm.Labels[render.LabelRegistry] != registry.Name:
-		// (the ConfigMap cache holds every ConfigMap of the trust namespace: trust roots
-		// need no label) an unlabelled record is not one the shared pass reads
-		recordWhy = "it lost its labels"
-	default:
-		ring, err := keys.UnmarshalRing([]byte(cm.Data[ringDataKey]))
+	data, recordWhy, err := r.readRecord(ctx, registry)
+	if err != nil {
+		return nil, err
+	}
+	if data != nil {
+		ring, err := keys.UnmarshalRing([]byte(data[ringDataKey]))
 		if err != nil {
 			recordWhy = "its key ring was unreadable (" + err.Error() + ")"
-			break
-		}
-		obs.ring, obs.storedRing, obs.ringStored = ring, ring, cm
-		obs.storedInput = cm.Data[inputDataKey]
-		if r.sharedLayout() && obs.storedInput != "" {
-			in, err := decodeInput(obs.storedInput)
-			if err == nil && (in.Registry.Name != registry.Name || in.Registry.UID != registry.UID) {
-				err = fmt.Errorf("it is another registry's")
-			}
-			if err == nil {
-				err = r.shared.renders.check(obs.storedInput, in)
-			}
-			if err != nil {
-				recordWhy = "its recorded input was unusable (" + err.Error() + ")"
+		} else {
+			obs.ring, obs.storedRing, obs.ringStored = ring, ring, true
+			obs.storedInput = data[inputDataKey]
+			obs.recordedInput = obs.storedInput
+			if r.sharedLayout() && obs.storedInput != "" {
+				in, err := decodeInput(obs.storedInput)
+				if err == nil && (in.Registry.Name != registry.Name || in.Registry.UID != registry.UID) {
+					err = fmt.Errorf("it is another registry's")
+				}
+				if err == nil {
+					err = r.shared.renders.check(obs.storedInput, in)
+				}
+				if err != nil {
+					recordWhy = "its recorded input was unusable (" + err.Error() + ")"
+				}
 			}
 		}
 	}
@@ -510,10 +510,13 @@ func (r *TrustedRegistryReconciler) observe(ctx context.Context, registry *trust
 // plan is the pure outcome of compute: what to write and what to report.
 type plan struct {
 	ring        keys.Ring
-	persistRing *corev1ac.ConfigMapApplyConfiguration // nil: stored ring is up to date
-	engine      trustv1alpha1.Engine                  // "" when no engine is usable
-	policy      *unstructured.Unstructured            // nil: apply nothing (keep what is there)
-	live        *unstructured.Unstructured            // the policy of engine in force (compared with policy)
+	persistRing *corev1ac.ConfigMapApplyConfiguration // nil: stored ring is up to date (per-registry layout)
+	// propose is the new record of the shared layout (nil: the stored one is up to date),
+	// for the pass over the shared policies to write (records.go).
+	propose *proposal
+	engine  trustv1alpha1.Engine       // "" when no engine is usable
+	policy  *unstructured.Unstructured // nil: apply nothing (keep what is there)
+	live    *unstructured.Unstructured // the policy of engine in force (compared with policy)
 	// deletes run after the writes above succeeded: policies of the registry's own that
 	// the shared policy replaced, or that the previous engine left.
 	deletes []deletion
@@ -587,11 +590,11 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 
 	switch {
 	case obs.recordRepair != "" && len(obs.ring.Entries) > 0:
-		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s: %s; rebuilt from status.keys and the policy in force (%s)",
-			trustNamespace, ringConfigMapName(registry.Name), obs.recordRepair, obs.ring.Summary())
+		p.recovered = fmt.Sprintf("%s: %s; rebuilt from status.keys and the policy in force (%s)",
+			recordLocation(registry.Name, trustNamespace, shared), obs.recordRepair, obs.ring.Summary())
 	case len(obs.restoredKeys) > 0:
-		p.recovered = fmt.Sprintf("key ring ConfigMap %s/%s lacked keys still in force: %s; put back from status.keys and the policy in force",
-			trustNamespace, ringConfigMapName(registry.Name), strings.Join(obs.restoredKeys, ", "))
+		p.recovered = fmt.Sprintf("%s lacked keys still in force: %s; put back from status.keys and the policy in force",
+			recordLocation(registry.Name, trustNamespace, shared), strings.Join(obs.restoredKeys, ", "))
 		p.restored = true
 	}
 	if len(obs.keyErrs) > 0 {
@@ -607,7 +610,7 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 			if shared {
 				input = obs.storedInput
 			}
-			p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
+			p.persist(registry, trustNamespace, input, shared)
 		}
 		return p
 	}
@@ -620,8 +623,8 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 	if shared {
 		input = obs.storedInput
 	}
-	if obs.ringStored == nil || obs.recordRepair != "" || !ringEqual(obs.storedRing, p.ring) {
-		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
+	if !obs.ringStored || obs.recordRepair != "" || !ringEqual(obs.storedRing, p.ring) {
+		p.persist(registry, trustNamespace, input, shared)
 	}
 
 	engine, reason, msg := resolveEngine(registry.Spec.Policy.Engine, obs.served)
@@ -656,10 +659,7 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 		return p
 	}
 	if shared {
-		stored := ""
-		if obs.ringStored != nil {
-			stored = obs.ringStored.Data[inputDataKey]
-		}
+		stored := obs.recordedInput
 		enc, err := encodeInput(in)
 		if err == nil {
 			p.inputHash, err = render.InputHash(in)
@@ -670,7 +670,7 @@ func compute(obs *observed, trustNamespace string, shared bool) plan {
 		}
 		p.input = &in
 		if enc != stored {
-			p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, enc)
+			p.persist(registry, trustNamespace, enc, shared)
 		}
 		if p.inForce(obs) {
 			// The branch is in force in a shared policy: a policy of its own from the

@@ -115,7 +115,9 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	// switched layout, as the registries drop their recorded inputs)
 	r.shared = &SharedPolicyReconciler{Client: r.Client, TrustNamespace: r.TrustNamespace,
 		Discovery: r.Discovery, Recorder: r.Recorder, watches: r.watches,
-		registriesBusy: func() bool { return r.running.Load() > 0 }}
+		registriesBusy:     func() bool { return r.running.Load() > 0 },
+		proposals:          &recordProposals{trigger: make(chan event.GenericEvent, 1)},
+		PerRegistryRecords: !r.sharedLayout()}
 	sc, err := r.shared.SetupWithManager(mgr, controller.Options{})
 	if err != nil {
 		return err
@@ -162,7 +164,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
 		// a key ring changed: its registry; a trust root changed: the registries naming it
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.registriesForConfigMap))
+		// (a record shard: the registries whose entry changed; records.go)
+		Watches(&corev1.ConfigMap{}, shardEventHandler{next: handler.EnqueueRequestsFromMapFunc(r.registriesForConfigMap)})
 	b = watchKyvernoCRDs(b, r.Discovery, r.allRegistries)
 	if !r.sharedLayout() {
 		// per-registry layout: each policy's registry restriction holds the other

@@ -147,10 +147,27 @@ func (c *Checker) RecordObject(u *unstructured.Unstructured) {
 	if u.GetKind() != "ConfigMap" {
 		return
 	}
+	if strings.HasPrefix(u.GetName(), render.RecordShardPrefix) {
+		// a shard of the shared layout: one record per registry, {"input": ...} each
+		data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+		for _, v := range data {
+			var e struct {
+				Input string `json:"input"`
+			}
+			if json.Unmarshal([]byte(v), &e) == nil && e.Input != "" {
+				c.recordInput(e.Input)
+			}
+		}
+		return
+	}
 	raw, ok, _ := unstructured.NestedString(u.Object, "data", render.RecordDataKey)
 	if !ok {
 		return
 	}
+	c.recordInput(raw)
+}
+
+func (c *Checker) recordInput(raw string) {
 	in, err := render.DecodeRecord(raw)
 	if err != nil {
 		return // the render check reports the unknown input of any policy naming it

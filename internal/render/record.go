@@ -14,6 +14,10 @@ import (
 // records (docs/architecture.md, "Fail-closed rules").
 const RecordDataKey = "policy-input.json"
 
+// RecordShardPrefix names the ConfigMaps that hold the records of the shared layout, one
+// entry per registry (controllers/records.go).
+const RecordShardPrefix = "signet-keyrings-"
+
 // record is the persisted form of an Input.
 type record struct {
 	Name   string                       `json:"name"`

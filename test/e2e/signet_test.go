@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
+	"github.com/signet-operator/signet/controllers"
 	"github.com/signet-operator/signet/internal/kyverno"
 	"github.com/signet-operator/signet/internal/ocitest"
 )
@@ -633,13 +634,17 @@ func TestSignetDeletionCleansUp(t *testing.T) {
 			if err := s.client.Delete(s.ctx, s.get(name), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 				t.Fatal(err)
 			}
-			s.waitFor("the registry to leave the shared policy and the key ring to be garbage-collected", func() (bool, error) {
+			s.waitFor("the registry to leave the shared policy and its key-ring record to go", func() (bool, error) {
 				if in, err := s.inSharedPolicy(e.kind, name); in || err != nil {
 					return false, err
 				}
 				cm := &corev1.ConfigMap{}
-				err := s.client.Get(s.ctx, client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-" + name}, cm)
-				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+				err := s.client.Get(s.ctx, client.ObjectKey{Namespace: trustNS, Name: controllers.RecordShardName(name)}, cm)
+				if apierrors.IsNotFound(err) {
+					return true, nil
+				}
+				_, held := cm.Data[name]
+				return err == nil && !held, err
 			})
 			s.waitFor("Kyverno to stop enforcing", func() (bool, error) {
 				return s.createPod(newPod(ns, "after-delete", unsigned), true) == nil, nil
