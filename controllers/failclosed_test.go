@@ -226,6 +226,13 @@ func TestKeyRingLossMidRotation(t *testing.T) {
 				return nil
 			})
 
+			if layout == controllers.LayoutShared {
+				// The pass forgets a proposed record once the cache shows the shard holding
+				// it (records.go, at most ~2 s later); a shard deleted before then is written
+				// again from the proposal, with no Event (nothing was lost). Here the record
+				// is lost for real.
+				time.Sleep(3 * time.Second)
+			}
 			rec := recordOf(layout, name)
 			old, oldData, err := rec.get()
 			if err != nil {

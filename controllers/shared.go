@@ -83,7 +83,7 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 	// The records first: no policy holds an input that no record keeps (records.go).
 	stored, err := r.writeShards(ctx, records.shards, records.first, false)
 	if err != nil {
-		return ctrl.Result{}, err
+		return shardWriteFailed(err)
 	}
 
 	desired := map[string]bool{}
@@ -129,7 +129,7 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 	// The records of registries whose branches left go last; then the per-registry
 	// ConfigMaps the shards took over.
 	if _, err := r.writeShards(ctx, stored, records.final, true); err != nil {
-		return ctrl.Result{}, err
+		return shardWriteFailed(err)
 	}
 	for _, cm := range records.migrated {
 		if err := r.Client.Delete(ctx, cm, client.Preconditions{ResourceVersion: &cm.ResourceVersion}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
@@ -285,4 +285,14 @@ func listShared(ctx context.Context, c client.Client, engine trustv1alpha1.Engin
 		out = append(out, &list.Items[i])
 	}
 	return out, nil
+}
+
+// shardWriteFailed ends a pass whose record shard write failed: a shard the cache did not
+// show yet (this process's own create, or a newer version) is read again soon, quietly;
+// anything else is retried with backoff.
+func shardWriteFailed(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return ctrl.Result{}, err
 }
