@@ -56,7 +56,9 @@ func (r *TrustedRegistryReconciler) onSharedSecret(registry *trustv1alpha1.Trust
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.TrustNamespace, Name: secretName}, secret); err != nil {
 		return false
 	}
-	if r.keyEvents.first(string(secret.UID) + "/" + secret.ResourceVersion + "/" + e.reason + "/" + e.key.Fingerprint) {
+	// (by Secret, step and key: registries that see the Secret at different versions, as
+	// in a burst of rotations, tell one step once)
+	if r.keyEvents.first(string(secret.UID) + "/" + e.reason + "/" + e.key.Fingerprint) {
 		r.Recorder.Eventf(secret, nil, e.eventType, e.reason, e.action, "%s", secretKeyNote(e, secretName, len(list.Items)))
 	}
 	return true

@@ -14,6 +14,17 @@ import (
 // one, with its observedGeneration, so it never claims the new spec is in force.
 const pendingGrace = maxSharedDefer + time.Second
 
+// maxPendingGrace bounds the grace when passes are slow (a burst of a thousand new
+// registries: each pass renders and writes more, and a registry can miss one): the grace
+// is pendingGrace plus twice the last pass's duration, at most this. A pass that fails is
+// told at once (deferPendingStatus), whatever the grace.
+const maxPendingGrace = 30 * time.Second
+
+// graceFor is the grace given the last pass's duration.
+func graceFor(lastCycle time.Duration) time.Duration {
+	return min(pendingGrace+2*lastCycle, maxPendingGrace)
+}
+
 // pendingWaits remembers, per registry, since when its current recorded input has been
 // waiting for the shared policies without a status write.
 type pendingWaits struct {
@@ -30,7 +41,7 @@ type pendingWait struct {
 
 // hold tells whether the pending status of the registry's input can still wait, and how
 // long at most. The wait starts at the first call for this input.
-func (w *pendingWaits) hold(registry string, inputHash string, now time.Time) (bool, time.Duration) {
+func (w *pendingWaits) hold(registry string, inputHash string, now time.Time, lastCycle time.Duration) (bool, time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
@@ -41,7 +52,7 @@ func (w *pendingWaits) hold(registry string, inputHash string, now time.Time) (b
 		p = pendingWait{inputHash: inputHash, since: now}
 		w.m[registry] = p
 	}
-	grace := pendingGrace
+	grace := graceFor(lastCycle)
 	if w.grace > 0 {
 		grace = w.grace
 	}

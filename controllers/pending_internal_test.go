@@ -20,33 +20,33 @@ import (
 func TestPendingWaitsHold(t *testing.T) {
 	var w pendingWaits
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	if ok, left := w.hold("a", "h1", now); !ok || left != pendingGrace {
+	if ok, left := w.hold("a", "h1", now, 0); !ok || left != pendingGrace {
 		t.Fatalf("first wait: %v %v", ok, left)
 	}
-	if ok, left := w.hold("a", "h1", now.Add(time.Second)); !ok || left != pendingGrace-time.Second {
+	if ok, left := w.hold("a", "h1", now.Add(time.Second), 0); !ok || left != pendingGrace-time.Second {
 		t.Fatalf("same input, 1 s later: %v %v", ok, left)
 	}
-	if ok, _ := w.hold("a", "h1", now.Add(pendingGrace)); ok {
+	if ok, _ := w.hold("a", "h1", now.Add(pendingGrace), 0); ok {
 		t.Fatal("past the grace the pending status must be written")
 	}
 	// a new input waits afresh; another registry's wait is its own
-	if ok, _ := w.hold("a", "h2", now.Add(pendingGrace)); !ok {
+	if ok, _ := w.hold("a", "h2", now.Add(pendingGrace), 0); !ok {
 		t.Fatal("a new input did not wait")
 	}
-	if ok, left := w.hold("b", "h1", now.Add(pendingGrace)); !ok || left != pendingGrace {
+	if ok, left := w.hold("b", "h1", now.Add(pendingGrace), 0); !ok || left != pendingGrace {
 		t.Fatalf("registry b: %v %v", ok, left)
 	}
 	w.done("a")
-	if ok, left := w.hold("a", "h2", now.Add(10*pendingGrace)); !ok || left != pendingGrace {
+	if ok, left := w.hold("a", "h2", now.Add(10*pendingGrace), 0); !ok || left != pendingGrace {
 		t.Fatalf("after done: %v %v", ok, left)
 	}
 
 	// a configured grace replaces the default
 	long := pendingWaits{grace: 10 * pendingGrace}
-	if ok, left := long.hold("a", "h1", now); !ok || left != 10*pendingGrace {
+	if ok, left := long.hold("a", "h1", now, 0); !ok || left != 10*pendingGrace {
 		t.Fatalf("configured grace, first wait: %v %v", ok, left)
 	}
-	if ok, _ := long.hold("a", "h1", now.Add(pendingGrace)); !ok {
+	if ok, _ := long.hold("a", "h1", now.Add(pendingGrace), 0); !ok {
 		t.Fatal("the configured grace was not used")
 	}
 }

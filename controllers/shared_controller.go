@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,6 +56,8 @@ type SharedPolicyReconciler struct {
 	// when the pending pass started waiting for them (one worker: no lock).
 	registriesBusy func() bool
 	deferredSince  time.Time
+	// lastCycle is the duration of the last pass, from its first deferral (cycle)
+	lastCycle atomic.Int64
 }
 
 // sharedRequest is the one work-queue key of the shared-policy controller.
@@ -77,8 +80,23 @@ func (r *SharedPolicyReconciler) Reconcile(ctx context.Context, _ ctrl.Request) 
 			return ctrl.Result{RequeueAfter: sharedDeferStep}, nil
 		}
 	}
+	start := r.deferredSince
+	if start.IsZero() {
+		start = time.Now()
+	}
 	r.deferredSince = time.Time{}
-	return r.reconcileShared(ctx)
+	res, err := r.reconcileShared(ctx)
+	r.lastCycle.Store(int64(time.Since(start)))
+	return res, err
+}
+
+// cycle is how long the last pass took, with its wait for running reconciles: a burst of
+// a thousand new registries makes each pass longer (pending.go).
+func (r *SharedPolicyReconciler) cycle() time.Duration {
+	if r == nil {
+		return 0
+	}
+	return time.Duration(r.lastCycle.Load())
 }
 
 // How long a pass waits for running TrustedRegistry reconciles: in steps, and at most.

@@ -267,7 +267,7 @@ func (r *TrustedRegistryReconciler) finish(ctx context.Context, obs *observed, p
 	} else if changed && deferPendingStatus(obs, plan, outcome) {
 		// The shared pass usually places the branch within pendingGrace: write the status
 		// (and its Events) once, then (pending.go).
-		if ok, wait := r.pending.hold(registry.Name, plan.inputHash, time.Now()); ok {
+		if ok, wait := r.pending.hold(registry.Name, plan.inputHash, time.Now(), r.shared.cycle()); ok {
 			return ctrl.Result{RequeueAfter: minPositive(requeue, wait)}, nil
 		}
 	}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"slices"
@@ -109,17 +111,26 @@ func sharedSignerSets(bs []*branch) sharedSets {
 }
 
 // branchOf says, per registry, which branch of the policy is its (for status): its entry
-// in the registries list, by name, and its signer set. It names nothing that changes when
-// another registry joins the policy (no position in the list, no count of a set's
-// registries): each registry whose branch text changes is reconciled and its status
-// written again, so with those, each new registry rewrote the status of every registry
-// after it or sharing its key (docs/performance.md).
+// in the registries list, by name, and its signer set, named by its content. It names
+// nothing that changes when another registry joins the policy (no position in the list,
+// no count of a set's registries, no set index: a registry with new signers that sorts
+// first renumbers the sets): each registry whose branch text changes is reconciled and its
+// status written again, so with those, each new registry rewrote the status of every
+// registry after it or sharing its key (docs/performance.md).
 func (s sharedSets) branchOf(bs []*branch) map[string]string {
 	out := make(map[string]string, len(bs))
 	for i, b := range bs {
-		out[b.s.name] = fmt.Sprintf("registries entry %s (signer set %d)", b.s.name, s.of[i])
+		out[b.s.name] = fmt.Sprintf("registries entry %s (signer set %s)", b.s.name, signerSetID(s.lines[s.of[i]]))
 	}
 	return out
+}
+
+// signerSetID names a signer set by its line (the required count and the attestors, which
+// are named after their content): registries with the same signers have the same ID in
+// every policy.
+func signerSetID(line string) string {
+	sum := sha256.Sum256([]byte(line))
+	return hex.EncodeToString(sum[:4])
 }
 
 // sharedNamespaceMatch makes the policy match the namespaces its registries guard, and

@@ -402,11 +402,11 @@ func failureAction(t *testing.T, shared *render.SharedPolicies, engine v1alpha1.
 	return "<no policy " + row.Policy + ">"
 }
 
-// signerSet reads the signer set index out of a Placement.Branch of the shared
-// ImageValidatingPolicy ("registries entry team-c (signer set 0)").
+// signerSet reads the signer set ID out of a Placement.Branch of the shared
+// ImageValidatingPolicy ("registries entry team-c (signer set 3f2a9c1b)").
 func signerSet(t *testing.T, branch string) string {
 	t.Helper()
-	m := regexp.MustCompile(`signer set (\d+)`).FindStringSubmatch(branch)
+	m := regexp.MustCompile(`signer set ([0-9a-f]+)`).FindStringSubmatch(branch)
 	if m == nil {
 		t.Fatalf("branch %q names no signer set", branch)
 	}
