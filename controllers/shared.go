@@ -70,7 +70,9 @@ func (r *SharedPolicyReconciler) reconcileShared(ctx context.Context) (ctrl.Resu
 		r.setErr(err)
 		return ctrl.Result{}, err
 	}
-	res, err := render.RenderShared(ins)
+	// (registries stay in the policy that holds them while it has room: a move rewrites
+	// their status)
+	res, err := render.RenderSharedKeeping(ins, placedIn(live))
 	if err != nil {
 		// Every input renders on its own (sharedInputs checked): only a shared limit
 		// (size) can fail here. Keep every shared policy as it is rather than drop anyone.
@@ -295,4 +297,14 @@ func shardWriteFailed(err error) (ctrl.Result, error) {
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	return ctrl.Result{}, err
+}
+
+// placedIn maps each registry to the live shared policy holding its branch (the first by
+// kind and name when two do, as while it moves between them).
+func placedIn(live map[string]*unstructured.Unstructured) map[string]string {
+	out := map[string]string{}
+	for name, pl := range branchesInForce(live) {
+		out[name] = pl.policy.GetName()
+	}
+	return out
 }

@@ -231,6 +231,16 @@ func engineTag(e v1alpha1.Engine) string {
 // Any input that Render would refuse makes it fail, naming the registry: a shared policy
 // is never rendered without a registry that asked to be in it.
 func RenderShared(ins []Input) (*SharedPolicies, error) { //nolint:revive // the pair Render / RenderShared reads better than Shared
+	return RenderSharedKeeping(ins, nil)
+}
+
+// RenderSharedKeeping is RenderShared that keeps each registry in the policy previous
+// names for it (registry name -> policy name, as the live policies' registries annotations
+// say) while that policy has room: as a burst of registries makes a group grow past one
+// policy, the registries already placed stay where they are and only new ones spread, so
+// no status is rewritten for a move (status names the policy). The output depends on
+// previous only in which policy of its group each registry's branch is.
+func RenderSharedKeeping(ins []Input, previous map[string]string) (*SharedPolicies, error) {
 	byKey := map[shardKey][]*branch{}
 	seen := map[string]bool{}
 	for _, in := range ins {
@@ -278,7 +288,7 @@ func RenderShared(ins []Input) (*SharedPolicies, error) { //nolint:revive // the
 	for _, k := range keys {
 		bs := byKey[k]
 		sort.Slice(bs, func(i, j int) bool { return bs[i].s.name < bs[j].s.name })
-		policies, err := renderChunks(k, bs, out.Placements, hosts[k])
+		policies, err := renderChunks(k, bs, out.Placements, hosts[k], previous)
 		if err != nil {
 			return nil, err
 		}
@@ -350,20 +360,37 @@ func hostGroups(byKey map[shardKey][]*branch, all []*settings) map[shardKey]host
 // policies grows, about one in n moves. A policy the hash fills beyond maxSharedRegistries
 // passes its last registries (by name) on to the next ones with room (stableChunks), so n
 // grows only when the shard needs it.
-func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted) ([]*unstructured.Unstructured, error) {
+func renderChunks(k shardKey, bs []*branch, placements map[string]Placement, host hosted, previous map[string]string) ([]*unstructured.Unstructured, error) {
 	first := max(1, (len(bs)+maxSharedRegistries-1)/maxSharedRegistries)
+	// the chunk each registry was in (its policy's index in this group)
+	index := map[string]int{}
+	for i := range maxSharedPolicies {
+		index[sharedPolicyName(engineTag(k.engine), k.group, i+1)] = i
+	}
+	kept := func(name string) (int, bool) {
+		i, ok := index[previous[name]]
+		return i, ok
+	}
 	for n := first; n <= maxSharedPolicies; n++ {
-		policies, place, err := renderChunkSet(k, stableChunks(bs, n), host)
-		if err != nil {
-			return nil, err
+		// staying where they are first; if a policy then exceeds the size budget, by the
+		// hash alone (at this n), before one policy more
+		attempts := []func(string) (int, bool){kept, nil}
+		if len(previous) == 0 {
+			attempts = attempts[1:]
 		}
-		if policies == nil {
-			continue
+		for _, stay := range attempts {
+			policies, place, err := renderChunkSet(k, stableChunks(bs, n, stay), host)
+			if err != nil {
+				return nil, err
+			}
+			if policies == nil {
+				continue
+			}
+			for name, p := range place {
+				placements[name] = p
+			}
+			return policies, nil
 		}
-		for name, p := range place {
-			placements[name] = p
-		}
-		return policies, nil
 	}
 	return nil, fmt.Errorf("render: the %d TrustedRegistries of shared group %s.%s do not fit %d policies (at most %d registries each, and %d KiB): Signet may write only that many policies per group",
 		len(bs), engineTag(k.engine), k.group, maxSharedPolicies, maxSharedRegistries, maxSharedPolicyBytes/1024)
@@ -402,19 +429,28 @@ func renderChunkSet(k shardKey, chunks [][]*branch, host hosted) ([]*unstructure
 }
 
 // stableChunks splits bs (in name order, at most n*maxSharedRegistries) into n chunks:
-// each registry goes to chunk stableChunk(name, n); a chunk keeps its first
-// maxSharedRegistries by name and each of the others goes to the next chunk (cyclically)
-// with room. Each chunk stays in name order.
-func stableChunks(bs []*branch, n int) [][]*branch {
+// each registry goes to the chunk stay gives it (below n; stay may be nil), else to chunk
+// stableChunk(name, n); a chunk keeps its first maxSharedRegistries, those staying first,
+// then by name, and each of the others goes to the next chunk (cyclically) with room. Each
+// chunk ends in name order.
+func stableChunks(bs []*branch, n int, stay func(string) (int, bool)) [][]*branch {
 	chunks := make([][]*branch, n)
+	staying := map[*branch]bool{}
 	for _, b := range bs {
 		i := stableChunk(b.s.name, n)
+		if stay != nil {
+			if j, ok := stay(b.s.name); ok && j < n {
+				i, staying[b] = j, true
+			}
+		}
 		chunks[i] = append(chunks[i], b)
 	}
 	var over []int // the chunk each passed-on registry came from
 	var passed []*branch
 	for i := range chunks {
 		if len(chunks[i]) > maxSharedRegistries {
+			// those staying are kept first (then by name, as chunks are built)
+			sort.SliceStable(chunks[i], func(x, y int) bool { return staying[chunks[i][x]] && !staying[chunks[i][y]] })
 			for _, b := range chunks[i][maxSharedRegistries:] {
 				over, passed = append(over, i), append(passed, b)
 			}
