@@ -115,7 +115,7 @@ func TestSharedLayout(t *testing.T) {
 	}
 	set := func(name string) string {
 		b := getRegistry(t, name).Status.Policy.Branch
-		m := regexp.MustCompile(`signer set (\d+)\)$`).FindStringSubmatch(b)
+		m := regexp.MustCompile(`signer set ([0-9a-f]+)\)$`).FindStringSubmatch(b)
 		if m == nil {
 			t.Fatalf("%s: branch %q names no signer set", name, b)
 		}
