@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -73,4 +74,40 @@ func TestKeyRetiringEventsOnSharedSecret(t *testing.T) {
 			t.Errorf("note of the shared Secret's Event: %q", n)
 		}
 	}
+}
+
+// TestRecordShardKeepsOnlySignetEntries: an entry someone adds to a record shard (a
+// registry that does not exist, or in the wrong shard) is removed at once, and the
+// registry's own entry stays as it was.
+func TestRecordShardKeepsOnlySignetEntries(t *testing.T) {
+	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
+	create(t, keySecret("rs-key", map[string]string{"cosign.pub": newKeyPEM(t)}), registry("rs"))
+	t.Cleanup(func() { deleteRegistry(t, "rs") })
+	waitCondition(t, "rs", trustv1alpha1.ConditionReady, "True/Ready")
+	rec := recordOf(controllers.LayoutShared, "rs")
+	var before string
+	eventually(t, 10*time.Second, "rs's record", func() error {
+		cm, _, err := rec.get()
+		if err != nil {
+			return err
+		}
+		before = cm.Data["rs"]
+		return nil
+	})
+	rec.update(t, func(cm *corev1.ConfigMap, _ map[string]string) {
+		cm.Data["not-a-registry"] = `{"uid":"x","ring":"{}","input":"{}"}`
+	})
+	eventually(t, 10*time.Second, "the foreign entry removed", func() error {
+		cm, _, err := rec.get()
+		if err != nil {
+			return err
+		}
+		if _, ok := cm.Data["not-a-registry"]; ok || len(cm.Data) == 0 {
+			return fmt.Errorf("entries: %d, foreign one present: %v", len(cm.Data), ok)
+		}
+		if cm.Data["rs"] != before {
+			return fmt.Errorf("rs's entry changed")
+		}
+		return nil
+	})
 }
