@@ -1,9 +1,14 @@
 package controllers
 
 import (
+	"context"
+
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // registryChanged chooses the registry updates that need a reconcile: a spec change (new
@@ -28,6 +33,26 @@ func finalizerMissing() predicate.Predicate {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			return e.ObjectNew != nil && e.ObjectNew.GetDeletionTimestamp().IsZero() &&
 				!controllerutil.ContainsFinalizer(e.ObjectNew, Finalizer)
+		},
+	}
+}
+
+// forgetFinalizerPatches drops a registry's entry in finalizerPatches (finalizer.go) once
+// the cache shows its finalizer, and when the registry is gone. A reconcile drops the entry
+// too when it sees a newer version, but a registry may never be reconciled again: then the
+// entry stayed for the life of the process, one per registry ever created. It enqueues
+// nothing.
+func (r *TrustedRegistryReconciler) forgetFinalizerPatches() handler.Funcs {
+	return handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if e.ObjectNew != nil && controllerutil.ContainsFinalizer(e.ObjectNew, Finalizer) {
+				r.finalizerPatches.Delete(e.ObjectNew.GetUID())
+			}
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if e.Object != nil {
+				r.finalizerPatches.Delete(e.Object.GetUID())
+			}
 		},
 	}
 }

@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -81,5 +83,40 @@ func TestRegistryChangedPredicate(t *testing.T) {
 	if m.Create(event.CreateEvent{Object: finalizerTestRegistry(withoutFinalizers)}) || m.Delete(event.DeleteEvent{Object: finalizerTestRegistry(withoutFinalizers)}) ||
 		m.Generic(event.GenericEvent{Object: finalizerTestRegistry(withoutFinalizers)}) {
 		t.Error("finalizerMissing passes an event other than an update")
+	}
+}
+
+// TestForgetFinalizerPatches: an entry of finalizerPatches goes once the cache shows the
+// registry's finalizer, and when the registry is deleted, without any reconcile; it stays
+// while the cache still shows the registry without it (finalizer.go, startFinalizer).
+func TestForgetFinalizerPatches(t *testing.T) {
+	r := &TrustedRegistryReconciler{}
+	h := r.forgetFinalizerPatches()
+	ctx := context.Background()
+	has := func(uid types.UID) bool { _, ok := r.finalizerPatches.Load(uid); return ok }
+	for _, uid := range []types.UID{"uid-a", "uid-b", "uid-c"} {
+		r.finalizerPatches.Store(uid, patchedFinalizer{on: "100", wrote: "101"})
+	}
+	reg := func(uid types.UID, mutate ...func(*trustv1alpha1.TrustedRegistry)) *trustv1alpha1.TrustedRegistry {
+		return finalizerTestRegistry(append([]func(*trustv1alpha1.TrustedRegistry){func(tr *trustv1alpha1.TrustedRegistry) { tr.UID = uid }}, mutate...)...)
+	}
+
+	// an update the cache sees before the patch (a label): the entry is still needed
+	h.Update(ctx, event.UpdateEvent{ObjectOld: reg("uid-a", withoutFinalizers), ObjectNew: reg("uid-a", withoutFinalizers)}, nil)
+	if !has("uid-a") {
+		t.Error("uid-a's entry went while the cache shows no finalizer")
+	}
+	// the cache shows the patch
+	h.Update(ctx, event.UpdateEvent{ObjectOld: reg("uid-a", withoutFinalizers), ObjectNew: reg("uid-a")}, nil)
+	if has("uid-a") {
+		t.Error("uid-a's entry stayed after the cache showed its finalizer")
+	}
+	// deleted (never reconciled again)
+	h.Delete(ctx, event.DeleteEvent{Object: reg("uid-b", withoutFinalizers)}, nil)
+	if has("uid-b") {
+		t.Error("uid-b's entry stayed after the registry was deleted")
+	}
+	if !has("uid-c") {
+		t.Error("uid-c's entry went with events of other registries")
 	}
 }

@@ -161,6 +161,8 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 		WithOptions(opts).
 		// a spec change, or Signet's finalizer missing (removed by hand: finalizer_watch.go)
 		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(registryChanged())).
+		// (bookkeeping only: enqueues nothing)
+		Watches(&trustv1alpha1.TrustedRegistry{}, r.forgetFinalizerPatches()).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
 		// a key ring changed: its registry; a trust root changed: the registries naming it
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.registriesForConfigMap))
