@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,9 +19,12 @@ import (
 // TestFinalizerRestored: a finalizer removed by hand from a Ready registry (a metadata-only
 // edit: its generation does not change) comes back within seconds, not at the next resync:
 // until then a deletion of the registry would skip Signet's cleanup (README.md, "Uninstall").
+// With the finalizer back, a deletion removes the key ring before the registry goes.
 func TestFinalizerRestored(t *testing.T) {
 	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
-	create(t, keySecret("fr-key", map[string]string{"cosign.pub": newKeyPEM(t)}))
+	key := keySecret("fr-key", map[string]string{"cosign.pub": newKeyPEM(t)})
+	create(t, key)
+	t.Cleanup(func() { _ = sharedClient.Delete(context.Background(), key) })
 	tr := registry("fr-a")
 	tr.Spec.Keys[0].SecretRef.Name = "fr-key"
 	create(t, tr)
@@ -45,6 +49,19 @@ func TestFinalizerRestored(t *testing.T) {
 	eventually(t, 5*time.Second, "fr-a's finalizer restored", func() error {
 		if got := getRegistry(t, "fr-a").Finalizers; !slices.Contains(got, controllers.Finalizer) {
 			return fmt.Errorf("finalizers: %v", got)
+		}
+		return nil
+	})
+
+	// With it back, a deletion runs the cleanup: the key ring goes before the registry.
+	deleteRegistry(t, "fr-a")
+	eventually(t, 20*time.Second, "fr-a and its key ring gone", func() error {
+		cm := &corev1.ConfigMap{}
+		if err := sharedClient.Get(context.Background(), client.ObjectKey{Namespace: trustNS, Name: "signet-keyring-fr-a"}, cm); !isNotFound(err) {
+			return fmt.Errorf("key ring: %v", err)
+		}
+		if err := sharedClient.Get(context.Background(), client.ObjectKey{Name: "fr-a"}, &trustv1alpha1.TrustedRegistry{}); !isNotFound(err) {
+			return fmt.Errorf("registry: %v", err)
 		}
 		return nil
 	})
