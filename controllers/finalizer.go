@@ -92,7 +92,8 @@ func (r *TrustedRegistryReconciler) startFinalizer(ctx context.Context, tr *trus
 
 // patchedFinalizer is the last finalizer patch of a registry (by UID): the resourceVersion
 // it applied on (optimistic lock) and the one it wrote. An entry goes once a reconcile sees
-// a newer version (the next one of a converging registry does).
+// a newer version (the next one of a converging registry does), once the cache shows the
+// finalizer, and when the registry is deleted (finalizer_watch.go).
 type patchedFinalizer struct{ on, wrote string }
 
 // finalizerWrite is a finalizer patch in flight.

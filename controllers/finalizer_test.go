@@ -105,7 +105,7 @@ func inSharedPolicies(t *testing.T, name string) (bool, []string) {
 // and the registry stays out; once the finalizer is allowed, its watch event brings the
 // registry in without any other change.
 func TestNoBranchBeforeFinalizer(t *testing.T) {
-	needsControlPlane(t)
+	needsControlPlane(t) // (refuseFinalizer runs before startManager)
 	lift := refuseFinalizer(t)
 	startManager(t, managerOpts{clock: clocktesting.NewFakeClock(t0), layout: controllers.LayoutShared})
 	create(t, keySecret("fz-key", map[string]string{"cosign.pub": newKeyPEM(t)}))

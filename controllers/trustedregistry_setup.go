@@ -161,7 +161,10 @@ func (r *TrustedRegistryReconciler) SetupWithManager(mgr ctrl.Manager, opts cont
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("trustedregistry").
 		WithOptions(opts).
-		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// a spec change, or Signet's finalizer missing (removed by hand: finalizer_watch.go)
+		For(&trustv1alpha1.TrustedRegistry{}, builder.WithPredicates(registryChanged())).
+		// (bookkeeping only: enqueues nothing)
+		Watches(&trustv1alpha1.TrustedRegistry{}, r.forgetFinalizerPatches()).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.registriesForSecret)).
 		// a key ring changed: its registry; a trust root changed: the registries naming it
 		// (a record shard: the registries whose entry changed; records.go)
