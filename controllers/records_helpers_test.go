@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/signet-operator/signet/controllers"
@@ -74,24 +75,29 @@ func (r recordRef) get() (*corev1.ConfigMap, map[string]string, error) {
 }
 
 // update changes the record's data (and the ConfigMap holding it) as someone else would.
+// (A shard holds other registries' records too, which Signet may write meanwhile: a
+// conflict reads it again.)
 func (r recordRef) update(t *testing.T, mutate func(cm *corev1.ConfigMap, data map[string]string)) {
 	t.Helper()
-	cm, data, err := r.get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mutate(cm, data)
-	if r.shared() {
-		var e entry
-		_ = json.Unmarshal([]byte(cm.Data[r.name]), &e)
-		e.Ring, e.Input = data["ring.json"], data["policy-input.json"]
-		b, _ := json.Marshal(e)
-		cm.Data[r.name] = string(b)
-		if g, ok := data["entry"]; ok {
-			cm.Data[r.name] = g
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, data, err := r.get()
+		if err != nil {
+			return err
 		}
-	}
-	if err := r.c.Update(context.Background(), cm); err != nil {
+		mutate(cm, data)
+		if r.shared() {
+			var e entry
+			_ = json.Unmarshal([]byte(cm.Data[r.name]), &e)
+			e.Ring, e.Input = data["ring.json"], data["policy-input.json"]
+			b, _ := json.Marshal(e)
+			cm.Data[r.name] = string(b)
+			if g, ok := data["entry"]; ok {
+				cm.Data[r.name] = g
+			}
+		}
+		return r.c.Update(context.Background(), cm)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
