@@ -33,12 +33,7 @@ func ringConfigMapName(registry string) string { return "signet-keyring-" + regi
 // keys only), owned by the TrustedRegistry so it goes away with it.
 // input, when not empty, is the recorded input of the shared layout (inputDataKey).
 func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ring keys.Ring, input string) *corev1ac.ConfigMapApplyConfiguration {
-	data, err := ring.Marshal()
-	if err != nil {
-		// Marshal of a ring built by keys.Next cannot fail; keep the type honest anyway.
-		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
-	}
-	cmData := map[string]string{ringDataKey: string(data)}
+	cmData := map[string]string{ringDataKey: ringText(ring)}
 	if input != "" {
 		cmData[inputDataKey] = input
 	}
@@ -46,6 +41,16 @@ func ringConfigMap(registry *trustv1alpha1.TrustedRegistry, namespace string, ri
 		WithLabels(map[string]string{render.LabelManagedBy: managedByValue, render.LabelRegistry: registry.Name}).
 		WithOwnerReferences(ownerReferenceApply(render.OwnerReference(registry))).
 		WithData(cmData)
+}
+
+// ringText is a ring as its record stores it.
+func ringText(ring keys.Ring) string {
+	data, err := ring.Marshal()
+	if err != nil {
+		// Marshal of a ring built by keys.Next cannot fail; keep the type honest anyway.
+		return fmt.Sprintf(`{"error":%q}`, err.Error())
+	}
+	return string(data)
 }
 
 // ownerReferenceApply is an owner reference (render.OwnerReference) as an apply configuration.

@@ -547,10 +547,5 @@ func (p *plan) persist(registry *trustv1alpha1.TrustedRegistry, trustNamespace, 
 		p.persistRing = ringConfigMap(registry, trustNamespace, p.ring, input)
 		return
 	}
-	data, err := p.ring.Marshal()
-	if err != nil {
-		// Marshal of a ring built by keys.Next cannot fail; keep the type honest anyway.
-		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
-	}
-	p.propose = &proposal{registry: registry.Name, entry: shardEntry{UID: registry.UID, Ring: string(data), Input: input}}
+	p.propose = &proposal{registry: registry.Name, entry: shardEntry{UID: registry.UID, Ring: ringText(p.ring), Input: input}}
 }
