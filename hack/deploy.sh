@@ -3,8 +3,9 @@
 #
 #   hack/deploy.sh install     # the CRD only (config/crd)
 #   hack/deploy.sh uninstall   # the CRD only; deletes every TrustedRegistry!
-#   IMG=... hack/deploy.sh deploy     # everything in config/default, with image IMG
-#   hack/deploy.sh undeploy    # everything in config/default, CRD included
+#   IMG=... hack/deploy.sh deploy     # everything in config/default, with image IMG, and
+#                                     # config/admission where the cluster serves it (≥ 1.36)
+#   hack/deploy.sh undeploy    # everything in config/default, CRD included, and config/admission
 #
 # uninstall and undeploy first delete every TrustedRegistry and wait (DELETE_TIMEOUT, default
 # 120s) until the running operator has taken each out of Kyverno's policies (its finalizer),
@@ -37,11 +38,25 @@ delete_registries() {
 	fi
 }
 
+# config/admission needs admissionregistration.k8s.io/v1 MutatingAdmissionPolicy
+# (Kubernetes ≥ 1.36); Signet works without it (it then adds its finalizer itself).
+serves_admission() {
+	"$KUBECTL" api-resources --api-group=admissionregistration.k8s.io -o name 2>/dev/null |
+		grep -qx 'mutatingadmissionpolicies.admissionregistration.k8s.io'
+}
+
 case "${1:-}" in
 install) "$KUSTOMIZE" build "$root/config/crd" | apply ;;
 uninstall) delete_registries && "$KUSTOMIZE" build "$root/config/crd" | delete ;;
-deploy) render_default "${IMG:-}" | apply ;;
-undeploy) delete_registries && "$KUSTOMIZE" build "$root/config/default" | delete ;;
+deploy)
+	render_default "${IMG:-}" | apply
+	if serves_admission; then "$KUSTOMIZE" build "$root/config/admission" | apply; fi
+	;;
+undeploy)
+	delete_registries
+	if serves_admission; then "$KUSTOMIZE" build "$root/config/admission" | delete; fi
+	"$KUSTOMIZE" build "$root/config/default" | delete
+	;;
 *)
 	echo "usage: $0 install|uninstall|deploy|undeploy" >&2
 	exit 2

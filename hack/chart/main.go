@@ -1,9 +1,9 @@
 // Command chart writes the generated templates of the Helm chart in charts/signet from the
 // kustomize configuration in config/ (`make chart`; `make verify` fails when they are
 // stale). Every object the chart installs comes from config/default (and the optional
-// metrics objects from config/prometheus), so RBAC rules, the CRD and the Deployment's
-// security settings, probes and arguments cannot drift from what `make deploy`, the OLM
-// bundle and dist/install.yaml install. Only what values.yaml exposes is templated:
+// objects from config/prometheus and config/admission), so RBAC rules, the CRD and the
+// Deployment's security settings, probes and arguments cannot drift from what `make deploy`,
+// the OLM bundle and dist/install.yaml install. Only what values.yaml exposes is templated:
 // namespace, image, replicas, leader election, resources, trust namespace, log level and the
 // optional objects. test/packaging renders the chart and compares it with config/.
 //
@@ -58,13 +58,18 @@ func run(out string) error {
 	if err != nil {
 		return err
 	}
-	// config/prometheus objects that config/default does not already install are optional.
+	admission, err := build(kz, "config/admission")
+	if err != nil {
+		return err
+	}
+	// config/prometheus and config/admission objects that config/default does not already
+	// install are optional.
 	seen := map[string]bool{}
 	for _, o := range def {
 		seen[key(o)] = true
 	}
 	objs := def
-	for _, o := range prom {
+	for _, o := range append(prom, admission...) {
 		if !seen[key(o)] {
 			objs = append(objs, o)
 		}
@@ -144,6 +149,8 @@ func fileFor(o map[string]any) string {
 		return "generated-rbac.yaml"
 	case "Service", "ServiceMonitor", "PrometheusRule":
 		return "generated-metrics.yaml"
+	case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
+		return "generated-admission.yaml"
 	}
 	return "generated-manager.yaml"
 }
@@ -159,6 +166,10 @@ func condition(o map[string]any) string {
 		return ".Values.metrics.serviceMonitor.enabled"
 	case "PrometheusRule":
 		return ".Values.metrics.prometheusRule.enabled"
+	case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
+		// admissionregistration.k8s.io/v1 is served, and on, from Kubernetes 1.36; the
+		// version (not the API list) also decides for `helm template`, which knows no kinds.
+		return `and .Values.finalizerPolicy.enabled (semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version)`
 	case "Service":
 		if strings.Contains(name(o), "metrics") {
 			return ".Values.metrics.service.enabled"

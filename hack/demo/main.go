@@ -543,13 +543,18 @@ func (d *demo) setupDir() error {
 	return nil
 }
 
-// startSignet installs the operator's ServiceAccount and RBAC from config/default and runs
-// Signet's manager in this process as that ServiceAccount, configured as main.go configures
-// it. A permission config/ lacks fails the demo (see checkForbidden), it is never papered
+// startSignet installs the operator's ServiceAccount and RBAC from config/default (and
+// config/admission) and runs Signet's manager in this process as that ServiceAccount,
+// configured as main.go configures it. A permission config/ lacks fails the demo (see checkForbidden), it is never papered
 // over with the admin's.
 func (d *demo) startSignet(ctx context.Context) error {
 	var err error
 	if d.operator, err = d.stack.InstallOperator(ctx, 2*time.Hour); err != nil {
+		return err
+	}
+	// config/admission too, as on any Kubernetes ≥ 1.36 (the Helm chart does it there): new
+	// TrustedRegistries are stored with Signet's finalizer.
+	if err := testenv.InstallAdmission(ctx, d.stack.RESTConfig(), controllers.Finalizer); err != nil {
 		return err
 	}
 	cfg := d.operator.RESTConfig()

@@ -208,6 +208,11 @@ func startFixture() (_ *fixture, err error) {
 	if f.operator.Namespace != trustNS {
 		return nil, fmt.Errorf("config/default installs the operator in %s, the tests expect %s", f.operator.Namespace, trustNS)
 	}
+	// config/admission, as on any Kubernetes ≥ 1.36: new TrustedRegistries are stored with
+	// Signet's finalizer (the controllers' envtest suite runs without it).
+	if err := testenv.InstallAdmission(ctx, stack.RESTConfig(), controllers.Finalizer); err != nil {
+		return nil, err
+	}
 	stopMgr, err := f.startSignet()
 	if err != nil {
 		return nil, err

@@ -627,8 +627,9 @@ func TestSignetDeletionCleansUp(t *testing.T) {
 			key := s.keyPair()
 			s.keySecret(name+"-key", key)
 			unsigned := s.push(s.reg, "yourorg/app")
-			s.create(s.registry(name, "yourorg", e.engine, []string{ns}, keyRef("ci", name+"-key")))
-			s.waitReady(name, e.kind)
+			created := s.registry(name, "yourorg", e.engine, []string{ns}, keyRef("ci", name+"-key"))
+			s.create(created)
+			s.finalizerFromAdmission(created, s.waitReady(name, e.kind))
 			s.waitEnforced(newPod(ns, "probe", unsigned))
 
 			if err := s.client.Delete(s.ctx, s.get(name), client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {

@@ -33,9 +33,9 @@ const chartDir = "charts/signet"
 // (bin/k8s, built from the k8s.io modules in go.mod).
 const kubeVersion = "v1.37.2"
 
-func kubeVersionT(t *testing.T) *common.KubeVersion {
+func kubeVersionT(t *testing.T, version string) *common.KubeVersion {
 	t.Helper()
-	v, err := common.ParseKubeVersion(kubeVersion)
+	v, err := common.ParseKubeVersion(version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,13 +46,19 @@ func kubeVersionT(t *testing.T) *common.KubeVersion {
 // would, with the Helm Go SDK (client-only install dry run), and decodes the objects.
 func renderChart(t *testing.T, vals map[string]any) []*unstructured.Unstructured {
 	t.Helper()
+	return renderChartOn(t, kubeVersion, vals)
+}
+
+// renderChartOn renders the chart for a cluster of the given Kubernetes version.
+func renderChartOn(t *testing.T, version string, vals map[string]any) []*unstructured.Unstructured {
+	t.Helper()
 	ch := loadChart(t)
 	install := action.NewInstall(action.NewConfiguration())
 	install.DryRunStrategy = action.DryRunClient
 	install.ReleaseName = "signet"
 	install.Namespace = operatorNamespace
 	install.Replace = true
-	install.KubeVersion = kubeVersionT(t)
+	install.KubeVersion = kubeVersionT(t, version)
 	if vals == nil {
 		vals = map[string]any{}
 	}
@@ -103,7 +109,8 @@ func withoutLabels(o *unstructured.Unstructured) map[string]any {
 }
 
 // TestChartMatchesConfig: the chart with default values installs what config/default
-// installs (plus the metrics Service of config/prometheus), object for object: kinds, names,
+// installs (plus the metrics Service of config/prometheus and, on Kubernetes ≥ 1.36, the
+// finalizer policy of config/admission), object for object: kinds, names,
 // namespaces, CRD, RBAC rules, bindings and the whole Deployment spec (args, security
 // contexts, probes, resources, image).
 func TestChartMatchesConfig(t *testing.T) {
@@ -129,8 +136,9 @@ func TestChartMatchesConfig(t *testing.T) {
 			want = append(want, o)
 		}
 	}
+	want = append(want, build(t, "config/admission")...)
 	if got, w := objectKeys(chart), objectKeys(want); !slices.Equal(got, w) {
-		t.Fatalf("the chart's objects differ from config/default + the metrics Service (run make chart?):\nchart:  %v\nconfig: %v", got, w)
+		t.Fatalf("the chart's objects differ from config/default + the metrics Service + config/admission (run make chart?):\nchart:  %v\nconfig: %v", got, w)
 	}
 	byKey := map[string]*unstructured.Unstructured{}
 	for _, o := range chart {
@@ -291,6 +299,31 @@ func TestChartValues(t *testing.T) {
 			t.Errorf("ServiceMonitor labels %v", got.GetLabels())
 		}
 	})
+	t.Run("finalizer policy", func(t *testing.T) {
+		admission := func(objs []*unstructured.Unstructured) []string {
+			var out []string
+			for _, o := range objs {
+				if strings.HasPrefix(o.GetKind(), "MutatingAdmissionPolicy") {
+					out = append(out, o.GetKind())
+				}
+			}
+			return out
+		}
+		if got := admission(renderChart(t, nil)); len(got) != 2 {
+			t.Errorf("Kubernetes %s, default values: %v, want the policy and its binding", kubeVersion, got)
+		}
+		if got := admission(renderChartOn(t, "v1.36.0", nil)); len(got) != 2 {
+			t.Errorf("Kubernetes 1.36.0: %v, want the policy and its binding", got)
+		}
+		// Kubernetes 1.35 serves no admissionregistration.k8s.io/v1 MutatingAdmissionPolicy:
+		// installing it there would fail the whole release.
+		if got := admission(renderChartOn(t, "v1.35.4", nil)); len(got) != 0 {
+			t.Errorf("Kubernetes 1.35: %v, want none", got)
+		}
+		if got := admission(renderChart(t, map[string]any{"finalizerPolicy": map[string]any{"enabled": false}})); len(got) != 0 {
+			t.Errorf("finalizerPolicy.enabled=false: %v, want none", got)
+		}
+	})
 	t.Run("crds", func(t *testing.T) {
 		objs := renderChart(t, map[string]any{"crds": map[string]any{"install": false}})
 		if len(find(objs, "CustomResourceDefinition", "")) != 0 {
@@ -303,16 +336,17 @@ func TestChartValues(t *testing.T) {
 // instead of a setting Helm silently ignores.
 func TestChartRefusesTypos(t *testing.T) {
 	for name, vals := range map[string]map[string]any{
-		"misspelt key":   {"replica": 3},
-		"wrong type":     {"replicas": "two"},
-		"nested typo":    {"leaderElection": map[string]any{"enable": false}},
-		"digest":         {"image": map[string]any{"digest": "latest"}},
-		"metrics switch": {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": "yes"}}},
+		"misspelt key":          {"replica": 3},
+		"wrong type":            {"replicas": "two"},
+		"nested typo":           {"leaderElection": map[string]any{"enable": false}},
+		"digest":                {"image": map[string]any{"digest": "latest"}},
+		"metrics switch":        {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": "yes"}}},
+		"finalizer policy typo": {"finalizerPolicy": map[string]any{"enable": true}},
 	} {
 		install := action.NewInstall(action.NewConfiguration())
 		install.DryRunStrategy = action.DryRunClient
 		install.ReleaseName, install.Namespace, install.Replace = "signet", operatorNamespace, true
-		install.KubeVersion = kubeVersionT(t)
+		install.KubeVersion = kubeVersionT(t, kubeVersion)
 		_, err := install.RunWithContext(context.Background(), loadChart(t), vals)
 		if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
 			t.Errorf("%s: %v: want a schema error, got %v", name, vals, err)
@@ -329,7 +363,7 @@ func TestChartLint(t *testing.T) {
 		"everything": {"createNamespace": true, "trustNamespace": "keys", "logLevel": "debug",
 			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true}}},
 	} {
-		res := lint.RunAll(dir, vals, operatorNamespace, lint.WithKubeVersion(kubeVersionT(t)))
+		res := lint.RunAll(dir, vals, operatorNamespace, lint.WithKubeVersion(kubeVersionT(t, kubeVersion)))
 		for _, m := range res.Messages {
 			t.Errorf("%s: %v", name, m)
 		}

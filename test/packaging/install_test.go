@@ -105,6 +105,12 @@ func TestInstall(t *testing.T) {
 		if got := d.Spec.Template.Spec.Containers[0].Image; got != img {
 			t.Errorf("deployed image %q, want IMG=%s", got, img)
 		}
+		// Kubernetes ≥ 1.36 serves MutatingAdmissionPolicy: deploy applies config/admission.
+		for _, o := range build(t, "config/admission") {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o.DeepCopy()); err != nil {
+				t.Errorf("hack/deploy.sh deploy did not apply %s %s of config/admission: %v", o.GetKind(), o.GetName(), err)
+			}
+		}
 		if out, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "config").Output(); err == nil && strings.Contains(string(out), "config/manager/kustomization.yaml") {
 			t.Error("hack/deploy.sh modified config/manager/kustomization.yaml")
 		}
@@ -168,6 +174,11 @@ func TestInstall(t *testing.T) {
 		err = c.Get(ctx, client.ObjectKey{Name: "trustedregistries.trust.signet.dev"}, &crd)
 		if err == nil && crd.DeletionTimestamp.IsZero() {
 			t.Error("the CRD is still there after undeploy")
+		}
+		for _, o := range build(t, "config/admission") {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(o), o.DeepCopy()); !apierrors.IsNotFound(err) {
+				t.Errorf("%s %s of config/admission after undeploy: %v, want NotFound", o.GetKind(), o.GetName(), err)
+			}
 		}
 	})
 }

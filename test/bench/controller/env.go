@@ -63,7 +63,9 @@ func benchScheme() *runtime.Scheme {
 	return s
 }
 
-func startControlPlane() (*controlPlane, error) {
+// startControlPlane starts kube-apiserver and etcd with the CRDs, and config/admission
+// when admission is set.
+func startControlPlane(ctx context.Context, admission bool) (*controlPlane, error) {
 	env, err := testenv.New(testenv.WithKyvernoCRDs())
 	if err != nil {
 		return nil, err
@@ -77,7 +79,10 @@ func startControlPlane() (*controlPlane, error) {
 	hcfg.QPS, hcfg.Burst = unlimitedQPS, unlimitedBurst
 	cp.c, err = client.NewWithWatch(hcfg, client.Options{Scheme: benchScheme()})
 	if err == nil {
-		err = cp.ensureNamespace(context.Background(), trustNS)
+		err = cp.ensureNamespace(ctx, trustNS)
+	}
+	if err == nil && admission {
+		err = testenv.InstallAdmission(ctx, cfg, controllers.Finalizer)
 	}
 	if err != nil {
 		_ = env.Stop()

@@ -41,6 +41,9 @@ import (
 // settings size one run.
 type settings struct {
 	Mode string
+	// WithoutAdmission leaves config/admission out: Signet then patches each new registry's
+	// finalizer itself, as on Kubernetes < 1.36.
+	WithoutAdmission bool
 	// C0Sizes are the object counts of the C0 runs (each at main.go's limits and
 	// unlimited); C0Sequential objects are applied one at a time for the unloaded latency.
 	C0Sizes      []int
@@ -126,6 +129,7 @@ func main() {
 	out := flag.String("out", "", "directory for the JSON results (default: <repo>/bench/results)")
 	profile := flag.Bool("profile", false, "write CPU profiles of P2, P3 and each I1 burst and heap profiles of P4 next to the JSON")
 	verbose := flag.Bool("v", false, "log the manager's info messages")
+	admission := flag.Bool("admission", true, "install config/admission (new registries are created with Signet's finalizer); false: Signet patches each new registry's finalizer, as on Kubernetes < 1.36")
 	only := flag.String("only", "", `"insights": run only the Pod insights scenario I1 (with -quick's windows); "converge": only C0, P2 and P3 (with -quick, 100 registries; without, 1,000)`)
 	flag.Parse()
 
@@ -150,6 +154,7 @@ func main() {
 	default:
 		fatal(fmt.Errorf("-only %q: only \"insights\" and \"converge\" are known", *only))
 	}
+	s.WithoutAdmission = !*admission
 	dir, err := kit.ResultsDir(*out)
 	if err != nil {
 		fatal(err)
@@ -206,6 +211,7 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 		ManagerGOMAXPROCS: runtime.GOMAXPROCS(0), ManagerQPS: mainQPS, ManagerBurst: mainBurst, ManagerWorkers: mainWorkers,
 		ManagerOptions: "internal/operator.New with main.go's defaults: count-blocked and pod-insights on, rotation-preview off",
 		Profiles:       profiles,
+		Admission:      !s.WithoutAdmission,
 	}
 	defer func() {
 		res.Machine.LoadAtEnd = kit.LoadAvg()
@@ -214,8 +220,8 @@ func run(ctx context.Context, s settings, start time.Time, profiles string, logw
 	}()
 
 	w := waits{quiet: s.Quiet, timeout: s.Timeout}
-	logf("starting kube-apiserver and etcd (Signet and Kyverno CRDs)")
-	cp, err := startControlPlane()
+	logf("starting kube-apiserver and etcd (Signet and Kyverno CRDs; config/admission: %v)", !s.WithoutAdmission)
+	cp, err := startControlPlane(ctx, !s.WithoutAdmission)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ type results struct {
 	I1                []i1Result    `json:"i1,omitempty"`
 	Targets           []targetCheck `json:"targets"`
 	Profiles          string        `json:"profilesDir,omitempty"`
+	// Admission: config/admission was installed (Signet writes no finalizer for a new
+	// registry).
+	Admission bool `json:"finalizerPolicy"`
 }
 
 type machine struct {
@@ -167,8 +170,12 @@ func (r *results) printTable(w io.Writer) {
 	v := r.Versions
 	p("- versions: %s, %s, etcd %s, controller-runtime %s, client-go %s, signet %s\n",
 		v.Go, v.KubeAPIServer, strings.TrimPrefix(v.Etcd, "etcd Version: "), v.ControllerRuntime, v.ClientGo, v.Signet)
-	p("- manager in-process (%s): GOMAXPROCS=%d, QPS %.0f / burst %d, %d workers; kube-apiserver and etcd are separate processes (envtest, Kyverno CRDs, no Kyverno)\n\n",
-		r.ManagerOptions, r.ManagerGOMAXPROCS, r.ManagerQPS, r.ManagerBurst, r.ManagerWorkers)
+	admission := "config/admission installed: new registries are created with Signet's finalizer"
+	if !r.Admission {
+		admission = "without config/admission: Signet patches each new registry's finalizer (as on Kubernetes < 1.36)"
+	}
+	p("- manager in-process (%s): GOMAXPROCS=%d, QPS %.0f / burst %d, %d workers; kube-apiserver and etcd are separate processes (envtest, Kyverno CRDs, no Kyverno); %s\n\n",
+		r.ManagerOptions, r.ManagerGOMAXPROCS, r.ManagerQPS, r.ManagerBurst, r.ManagerWorkers, admission)
 
 	p("| scenario | result | vs C0 | target |\n|---|---|---|---|\n")
 	for _, c := range r.C0 {
