@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -404,7 +405,11 @@ func ownerUID(cm *corev1.ConfigMap, tr *trustv1alpha1.TrustedRegistry) types.UID
 }
 
 // writeShards writes every shard whose cached entries differ from want (deleting those
-// that want empty when deleteEmpty), and returns the shards as now stored.
+// that want empty when deleteEmpty), and returns the shards as now stored. The shards are
+// independent objects: they are written concurrently (shardWriters at a time), since a
+// burst of new registries changes most of them and each write is a round trip on the path
+// of every registry's first status (docs/performance.md). Callers still get all or an
+// error: a failed write returns only after every write already started has ended.
 func (r *SharedPolicyReconciler) writeShards(ctx context.Context, have map[string]*corev1.ConfigMap, want map[string]map[string]string, deleteEmpty bool) (map[string]*corev1.ConfigMap, error) {
 	names := map[string]bool{}
 	for n := range have {
@@ -422,22 +427,40 @@ func (r *SharedPolicyReconciler) writeShards(ctx context.Context, have map[strin
 	for k, v := range have {
 		out[k] = v
 	}
+	var (
+		mu sync.Mutex
+		g  errgroup.Group
+	)
+	g.SetLimit(shardWriters)
 	for _, name := range sorted {
 		entries, cur := want[name], have[name]
 		if len(entries) == 0 {
-			if cur != nil && deleteEmpty {
-				if err := r.Client.Delete(ctx, cur, client.Preconditions{ResourceVersion: &cur.ResourceVersion}); client.IgnoreNotFound(err) != nil {
-					return nil, fmt.Errorf("deleting the emptied key-ring records %s: %w", name, err)
-				}
-				delete(out, name)
+			if cur == nil || !deleteEmpty {
+				continue
 			}
+			g.Go(func() error {
+				if err := r.Client.Delete(ctx, cur, client.Preconditions{ResourceVersion: &cur.ResourceVersion}); client.IgnoreNotFound(err) != nil {
+					return fmt.Errorf("deleting the emptied key-ring records %s: %w", name, err)
+				}
+				mu.Lock()
+				delete(out, name)
+				mu.Unlock()
+				return nil
+			})
 			continue
 		}
 		if sameData(cur, entries) {
 			continue
 		}
 		if n := shardBytes(entries); n > maxShardBytes {
+			// checked before any write starts: an oversized shard writes nothing at all
 			return nil, fmt.Errorf("the key-ring records of ConfigMap %s/%s would take %d bytes, more than %d: every shared policy stays as it is", r.TrustNamespace, name, n, maxShardBytes)
+		}
+	}
+	for _, name := range sorted {
+		entries, cur := want[name], have[name]
+		if len(entries) == 0 || sameData(cur, entries) {
+			continue
 		}
 		// A full write (not an apply): entries others added or own are replaced too.
 		cm := &corev1.ConfigMap{}
@@ -452,19 +475,30 @@ func (r *SharedPolicyReconciler) writeShards(ctx context.Context, have map[strin
 		cm.Labels[render.LabelManagedBy] = managedByValue
 		cm.Data, cm.BinaryData = entries, nil
 		cm.APIVersion, cm.Kind = "v1", "ConfigMap" // (for wrappers that look at the kind)
-		var err error
-		if cur != nil {
-			err = r.Client.Update(ctx, cm, client.FieldOwner(render.FieldOwner))
-		} else {
-			err = r.Client.Create(ctx, cm, client.FieldOwner(render.FieldOwner))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("writing the key-ring records %s/%s: %w", r.TrustNamespace, name, err)
-		}
-		out[name] = cm
+		g.Go(func() error {
+			var err error
+			if cur != nil {
+				err = r.Client.Update(ctx, cm, client.FieldOwner(render.FieldOwner))
+			} else {
+				err = r.Client.Create(ctx, cm, client.FieldOwner(render.FieldOwner))
+			}
+			if err != nil {
+				return fmt.Errorf("writing the key-ring records %s/%s: %w", r.TrustNamespace, name, err)
+			}
+			mu.Lock()
+			out[name] = cm
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// shardWriters is how many shard writes run at once.
+const shardWriters = 8
 
 // readRecord reads the registry's record: in the shared layout its proposal, else its
 // shard entry, else (not migrated yet) its own ConfigMap; in the per-registry layout its
