@@ -2,11 +2,13 @@ package testenv_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trustv1alpha1 "github.com/signet-operator/signet/api/v1alpha1"
@@ -78,7 +80,51 @@ func TestAdmissionAddsFinalizer(t *testing.T) {
 	if len(bare.Finalizers) != 0 {
 		t.Fatalf("registry created before the policy: finalizers %v", bare.Finalizers)
 	}
-	for _, o := range []client.Object{bare, tr, other} {
+
+	// A broken policy never blocks a create (failurePolicy Ignore): the registry is created
+	// without the finalizer, which the operator then adds itself.
+	objs, err := testenv.AdmissionObjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() != "MutatingAdmissionPolicy" {
+			continue
+		}
+		muts, _, _ := unstructured.NestedSlice(o.Object, "spec", "mutations")
+		m := muts[0].(map[string]any)
+		if err := unstructured.SetNestedField(m, "Object{metadata: Object.metadata{finalizers: object.noSuchField}}", "applyConfiguration", "expression"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedSlice(o.Object, muts, "spec", "mutations"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Patch(ctx, o, client.Apply, client.FieldOwner("signet-install"), client.ForceOwnership); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := 0
+	for i := 0; ; i++ {
+		probe := registry(fmt.Sprintf("broken-%d", i))
+		if err := c.Create(ctx, probe); err != nil {
+			t.Fatalf("with a broken policy, creating a TrustedRegistry failed: %v", err)
+		}
+		created++
+		if !slices.Contains(probe.Finalizers, controllers.Finalizer) {
+			break // the apiserver runs the broken policy now, and ignores its failure
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the broken policy never took effect")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the broken policy took effect after %d create(s)", created)
+	l := &trustv1alpha1.TrustedRegistryList{}
+	if err := c.List(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	for i := range l.Items {
+		o := &l.Items[i]
 		o.SetFinalizers(nil)
 		_ = c.Update(ctx, o)
 	}
