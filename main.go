@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		discoveryMaxAge  = fs.Duration("kyverno-discovery-max-age", kyverno.DefaultMaxAge, "how long the list of served Kyverno kinds is trusted without a CRD event")
 		kubeAPIQPS       = fs.Float64("kube-api-qps", 50, "client-side rate limit towards the apiserver, per resource kind; status writes have their own (requests/s)")
 		kubeAPIBurst     = fs.Int("kube-api-burst", 100, "client-side burst towards the apiserver")
+		kubeAPIGzip      = fs.Bool("kube-api-compression", false, "accept gzip-compressed responses and watch streams from the apiserver (fewer bytes on the network, more CPU to decode every watch event)")
 		gracefulShutdown = fs.Duration("graceful-shutdown-timeout", 30*time.Second, "time to finish in-flight reconciles on shutdown")
 		countBlocked     = fs.Bool("count-blocked", true, "count Kyverno's denials (PolicyViolation events in namespace default) into status.reports.blocked")
 		podInsights      = fs.Bool("pod-insights", true, "watch Pods (images only) to report running images that no pattern matches in status.coverage")
@@ -125,6 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TrustNamespace:          *trustNamespace,
 		KyvernoNamespace:        *kyvernoNamespace,
 		Workers:                 *workers,
+		KubeAPICompression:      *kubeAPIGzip,
 		CountBlocked:            *countBlocked,
 		PodInsights:             *podInsights,
 		Layout:                  layout,

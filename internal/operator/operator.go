@@ -80,6 +80,11 @@ type Options struct {
 	GracefulShutdownTimeout time.Duration
 	// SyncPeriod of the informers (default controller-runtime's).
 	SyncPeriod *time.Duration
+	// KubeAPICompression lets the apiserver gzip its responses and watch streams to the
+	// operator. Off by default, as kube-controller-manager and kube-scheduler have it: in
+	// the cluster's network the bytes are cheap, and un-gzipping every watch event of every
+	// cached kind costs the operator CPU (docs/performance.md, "Pod insights").
+	KubeAPICompression bool
 	// SkipControllerNameValidation lets several managers run in one process (tests).
 	SkipControllerNameValidation bool
 	// WrapClient, when set, wraps the client the reconciler reads and writes through (tests
@@ -125,6 +130,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if o.Preview != nil && !o.PodInsights {
 		return nil, fmt.Errorf("rotation preview needs Pod insights: it checks the images of running Pods")
+	}
+
+	if !o.KubeAPICompression {
+		cfg = rest.CopyConfig(cfg)
+		cfg.DisableCompression = true
 	}
 
 	cacheOpts := controllers.CacheOptions(o.TrustNamespace)
