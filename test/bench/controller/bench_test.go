@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"net/url"
 	"os"
+	"runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"strings"
@@ -76,6 +77,9 @@ func TestTinyRun(t *testing.T) {
 	}
 	if len(res.I1) != 3 || res.I1[2].Registries != 3 || res.I1[2].CPUSeconds <= 0 || res.I1[2].StatusWrites == 0 || res.I1[2].RatioToSingle <= 0 {
 		t.Errorf("I1 = %+v", res.I1)
+	}
+	if runtime.GOOS == "linux" && res.I1[2].ControlPlaneCPUSeconds["kube-apiserver"] <= 0 {
+		t.Errorf("I1 control plane CPU = %v (want kube-apiserver's)", res.I1[2].ControlPlaneCPUSeconds)
 	}
 	if len(res.Targets) == 0 || !strings.Contains(table.String(), "| P3 rotation") {
 		t.Errorf("targets %+v, table:\n%s", res.Targets, table.String())
@@ -147,5 +151,26 @@ func TestHasKey(t *testing.T) {
 	}
 	if hasKey(u, pemB) {
 		t.Error("hasKey found a key that is not in the spec")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	for _, tc := range []struct {
+		in, name string
+		fields   int
+		ok       bool
+	}{
+		{"4321 (kube-apiserver) S 1234 4321 4321 0 -1 4194560 1 2 3 4 250 75 0 0", "kube-apiserver", 15, true},
+		{"77 (a (b) c) R 1 77 77", "a (b) c", 4, true},
+		{"77 no name", "", 0, false},
+	} {
+		name, fields, ok := parseStat(tc.in)
+		if name != tc.name || len(fields) != tc.fields || ok != tc.ok {
+			t.Errorf("parseStat(%q) = %q, %d fields, %v; want %q, %d, %v", tc.in, name, len(fields), ok, tc.name, tc.fields, tc.ok)
+		}
+	}
+	_, f, _ := parseStat("4321 (kube-apiserver) S 1234 4321 4321 0 -1 4194560 1 2 3 4 250 75 0 0")
+	if f[1] != "1234" || f[11] != "250" || f[12] != "75" {
+		t.Errorf("fields %q: want ppid 1234, utime 250, stime 75 at 1, 11, 12", f)
 	}
 }

@@ -28,11 +28,14 @@ type i1Result struct {
 	SettleSeconds float64 `json:"settleSeconds"`
 	// CPUSeconds is this process's CPU time (user+system: the manager, and the harness
 	// creating the Pods and polling the registries) over the same span.
-	CPUSeconds    float64    `json:"cpuSeconds"`
-	StatusWrites  int64      `json:"statusWrites"`
-	WritesPerPod  float64    `json:"writesPerPod"`
-	RatioToSingle float64    `json:"cpuRatioToOneRegistry,omitempty"`
-	Phase         phaseStats `json:"phase"`
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// ControlPlaneCPUSeconds is the CPU time of kube-apiserver and etcd over the same span
+	// (Linux only): what the burst, and the manager's requests and watches, cost the cluster.
+	ControlPlaneCPUSeconds map[string]float64 `json:"controlPlaneCPUSeconds,omitempty"`
+	StatusWrites           int64              `json:"statusWrites"`
+	WritesPerPod           float64            `json:"writesPerPod"`
+	RatioToSingle          float64            `json:"cpuRatioToOneRegistry,omitempty"`
+	Phase                  phaseStats         `json:"phase"`
 }
 
 func insightsRegistryName(n, i int) string { return fmt.Sprintf("ins%d-%04d", n, i) }
@@ -100,6 +103,7 @@ func runI1(ctx context.Context, cp *controlPlane, m *runningManager, n, pods int
 		return res, err
 	}
 	stopProfile := profile()
+	children0 := childrenCPU() // (read outside the measured span: /proc of every process)
 	cpu0 := processCPU()
 	t0 := time.Now()
 	err = kit.Parallel(ctx, pods, 8, func(ctx context.Context, i int) error {
@@ -127,6 +131,7 @@ func runI1(ctx context.Context, cp *controlPlane, m *runningManager, n, pods int
 	}
 	res.SettleSeconds = time.Since(t0).Seconds()
 	res.CPUSeconds = processCPU() - cpu0
+	res.ControlPlaneCPUSeconds = cpuSince(children0, childrenCPU())
 	stopProfile()
 	if n > 0 {
 		if err := waitRegistries(ctx, cp, batch, n, w, counted); err != nil {
@@ -236,8 +241,12 @@ func (r *results) printInsights(p func(string, ...any)) {
 		if x.Registries > 1 {
 			target = fmt.Sprintf("%s ≤ 2.0× 1 registry (%.2f×)", mark(x.RatioToSingle <= 2), x.RatioToSingle)
 		}
-		p("| I1 %d Pod CREATEs in a namespace guarded by %s | **%.2f CPU s** (process); %d status writes, %d writes, %.0f reconciles; created in %.1f s, settled in %.1f s | – | %s |\n",
-			x.Pods, guard, x.CPUSeconds, x.StatusWrites, x.Phase.Requests.Writes, x.Phase.Reconciles, x.CreateSeconds, x.SettleSeconds, target)
+		cluster := ""
+		if cp := x.ControlPlaneCPUSeconds; len(cp) > 0 {
+			cluster = fmt.Sprintf(" (kube-apiserver %.2f, etcd %.2f)", cp["kube-apiserver"], cp["etcd"])
+		}
+		p("| I1 %d Pod CREATEs in a namespace guarded by %s | **%.2f CPU s** (process)%s; %d status writes, %d writes, %.0f reconciles; created in %.1f s, settled in %.1f s | – | %s |\n",
+			x.Pods, guard, x.CPUSeconds, cluster, x.StatusWrites, x.Phase.Requests.Writes, x.Phase.Reconciles, x.CreateSeconds, x.SettleSeconds, target)
 	}
 }
 
