@@ -58,6 +58,10 @@ type podGroup struct {
 type namespacePods struct {
 	pods   int32
 	groups []podGroup
+	// distinct spells each image of these Pods once (in the order first met), and seq
+	// tells this aggregate from the namespace's others (coverageMemo)
+	distinct []render.CanonicalImage
+	seq      uint64
 	// group maps a Pod's name to the index of its group (report results name Pods).
 	group map[string]int
 }
@@ -66,6 +70,7 @@ type namespacePods struct {
 func aggregatePods(pods []*corev1.Pod) *namespacePods {
 	out := &namespacePods{group: make(map[string]int, len(pods))}
 	index := map[string]int{}
+	seen := map[string]bool{}
 	for _, p := range pods {
 		images := slices.Compact(slices.Sorted(slices.Values(podImages(p))))
 		key := strings.Join(images, "\n")
@@ -77,6 +82,10 @@ func aggregatePods(pods []*corev1.Pod) *namespacePods {
 			canonical := make([]render.CanonicalImage, len(images))
 			for j, image := range images {
 				canonical[j] = render.Canonical(image)
+				if !seen[image] {
+					seen[image] = true
+					out.distinct = append(out.distinct, canonical[j])
+				}
 			}
 			out.groups = append(out.groups, podGroup{images: images, canonical: canonical, example: ex})
 		}
@@ -203,6 +212,8 @@ type podInsights struct {
 
 	mu sync.Mutex
 	ns map[string]*namespacePods
+	// aggregations numbers the aggregates (namespacePods.seq)
+	aggregations uint64
 	// matchers by spec.images (a Matcher compiles its patterns on first use; every batch
 	// matches the patterns of every registry guarding the namespace)
 	matchers map[string]*render.Matcher
@@ -291,6 +302,8 @@ func (p *podInsights) aggregate(ctx context.Context, namespace string) (*namespa
 	}
 	a := aggregatePods(pods)
 	p.mu.Lock()
+	p.aggregations++
+	a.seq = p.aggregations
 	if a.pods == 0 {
 		delete(p.ns, namespace) // (an empty namespace costs nothing to aggregate again)
 	} else {
@@ -353,6 +366,7 @@ func (p *podInsights) flush(ctx context.Context, namespace string, reports bool)
 	if _, err := p.aggregate(ctx, namespace); err != nil {
 		return 0, err
 	}
+	memo := newCoverageMemo()
 	for _, tr := range registries {
 		if !tr.DeletionTimestamp.IsZero() {
 			continue
@@ -375,8 +389,8 @@ func (p *podInsights) flush(ctx context.Context, namespace string, reports bool)
 		if err != nil {
 			return 0, err
 		}
-		coverage := coverageOf(p.matcher(registryPatterns(tr)), orderedAggregates(aggs, guarded))
-		if equality.Semantic.DeepEqual(tr.Status.Coverage, coverage) {
+		shared := memo.of(p.matcher(registryPatterns(tr)), orderedAggregates(aggs, guarded))
+		if equality.Semantic.DeepEqual(tr.Status.Coverage, shared.coverage) {
 			continue
 		}
 		if ok, wait := p.mayWrite(tr.Name); !ok {
@@ -385,7 +399,7 @@ func (p *podInsights) flush(ctx context.Context, namespace string, reports bool)
 		}
 		// A merge patch of status.coverage alone: the registry controller computes the
 		// same coverage from the same aggregates, so neither overwrites the other's news.
-		patch, err := coveragePatch(coverage)
+		patch, err := shared.patchOf()
 		if err != nil {
 			return 0, err
 		}
