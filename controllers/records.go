@@ -432,6 +432,14 @@ func (r *SharedPolicyReconciler) writeShards(ctx context.Context, have map[strin
 		g  errgroup.Group
 	)
 	g.SetLimit(shardWriters)
+	// Sizes first: an oversized shard writes (and deletes) nothing at all.
+	for _, name := range sorted {
+		if entries := want[name]; len(entries) > 0 && !sameData(have[name], entries) {
+			if n := shardBytes(entries); n > maxShardBytes {
+				return nil, fmt.Errorf("the key-ring records of ConfigMap %s/%s would take %d bytes, more than %d: every shared policy stays as it is", r.TrustNamespace, name, n, maxShardBytes)
+			}
+		}
+	}
 	for _, name := range sorted {
 		entries, cur := want[name], have[name]
 		if len(entries) == 0 {
@@ -450,16 +458,6 @@ func (r *SharedPolicyReconciler) writeShards(ctx context.Context, have map[strin
 			continue
 		}
 		if sameData(cur, entries) {
-			continue
-		}
-		if n := shardBytes(entries); n > maxShardBytes {
-			// checked before any write starts: an oversized shard writes nothing at all
-			return nil, fmt.Errorf("the key-ring records of ConfigMap %s/%s would take %d bytes, more than %d: every shared policy stays as it is", r.TrustNamespace, name, n, maxShardBytes)
-		}
-	}
-	for _, name := range sorted {
-		entries, cur := want[name], have[name]
-		if len(entries) == 0 || sameData(cur, entries) {
 			continue
 		}
 		// A full write (not an apply): entries others added or own are replaced too.
